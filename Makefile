@@ -1,0 +1,37 @@
+# Two commands do all set-up on a fresh machine: `make reproduce` and `make test`.
+PYTHON  ?= python3
+VENV    ?= .venv
+PROFILE ?= smoke
+PY      := $(VENV)/bin/python
+STAMP   := $(VENV)/.reslab-setup
+
+.PHONY: setup reproduce test notebooks lab clean-venv
+
+setup: $(STAMP)
+
+# Re-run only when the dependency list changes. torch and torchvision are unpinned on purpose:
+# pip takes the release already on the machine's disk instead of downloading one.
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --upgrade --quiet pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name reslab --display-name "Python (reslab)"
+	touch $(STAMP)
+
+# Every notebook through papermill into results/$(PROFILE)/ (PROFILE=paper for the papers' recipes).
+reproduce: setup
+	$(VENV)/bin/reslab reproduce --profile $(PROFILE) $(if $(DATA),--data-root $(DATA))
+
+# Unit tests, then nbval over the notebooks (run with smoke defaults, results to a throw-away folder).
+test: setup
+	RESLAB_RESULTS=$$(mktemp -d) $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+
+# Refresh the committed notebook outputs from a papermill run (never from hand execution).
+notebooks: setup
+	$(VENV)/bin/reslab notebooks
+
+lab: setup
+	$(VENV)/bin/jupyter lab notebooks
+
+clean-venv:
+	rm -rf $(VENV)

@@ -1,0 +1,234 @@
+"""Command line: ``reslab reproduce`` runs the notebooks headless with papermill.
+
+Each notebook runs into a staging folder; only a notebook that finishes replaces
+``results/<profile>/<notebook>/``, so a failed run never overwrites earlier results. A failing
+notebook does not stop the others: the failures are listed at the end and the exit code is 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from .profiles import PROFILES, get_profile
+from .results import results_root
+
+# Dependency order: a notebook that reads another's results runs after it; the summary runs last.
+NOTEBOOK_ORDER = [
+    "datasets",
+    "drstn_table4_cifar10",
+    "drstn_table5_transfer",
+    "drstn_table1_gradcam",
+    "selu_ablation_fashion_mnist",
+    "cbam_resnet50_cifar10",
+    "survey_error_rates",
+    "summary",
+]
+KERNEL_NAME = "reslab"
+
+
+def notebooks_dir() -> Path:
+    """The ``notebooks/`` folder of the reslab checkout (else of the working directory)."""
+    repo = Path(__file__).resolve().parent.parent / "notebooks"
+    return repo if repo.is_dir() else Path.cwd() / "notebooks"
+
+
+def list_notebooks(folder: Path | None = None) -> list[str]:
+    """Notebook names in run order: the known order first, any others alphabetically, summary last."""
+    folder = folder or notebooks_dir()
+    found = {p.stem for p in folder.glob("*.ipynb")}
+    known = [n for n in NOTEBOOK_ORDER if n in found and n != "summary"]
+    others = sorted(found - set(NOTEBOOK_ORDER))
+    return known + others + (["summary"] if "summary" in found else [])
+
+
+def _kernel_name() -> str | None:
+    """The registered ``reslab`` kernel if there is one, else the notebook's own kernelspec."""
+    try:
+        from jupyter_client.kernelspec import KernelSpecManager
+
+        return KERNEL_NAME if KERNEL_NAME in KernelSpecManager().find_kernel_specs() else "python3"
+    except Exception:
+        return None
+
+
+def notebook_parameters(path: Path) -> dict:
+    """The parameters a notebook declares in its ``parameters`` cell."""
+    import papermill
+
+    return papermill.inspect_notebook(str(path))
+
+
+def run_notebook(name: str, profile: str, params: dict, folder: Path, results: Path,
+                 data_root: Path | None = None) -> float:
+    """Execute one notebook into ``results/<profile>/<name>/``; return its wall time.
+
+    The notebook writes into a staging results root (passed as ``RESLAB_RESULTS``, with the data
+    root as ``RESLAB_DATA``, so no machine path is written into the executed notebook); only when
+    it finishes does the staging folder replace ``results/<profile>/<name>/``.
+
+    Raises:
+        ValueError: if the notebook does not declare a parameter that is passed to it.
+        Exception: whatever the notebook raised (papermill's execution error); the previous
+            results folder is then left untouched and the executed notebook is kept under
+            ``results/<profile>/_failed/``.
+    """
+    import papermill
+
+    src = folder / f"{name}.ipynb"
+    declared = notebook_parameters(src)
+    unknown = sorted(set(params) - set(declared))
+    if unknown:
+        raise ValueError(
+            f"{src.name} declares no parameter(s) {unknown}; its parameters are {sorted(declared)}."
+        )
+    final = results / profile / name
+    stage_root = results / f".staging-{name}-{os.getpid()}"
+    staged = stage_root / profile / name
+    shutil.rmtree(stage_root, ignore_errors=True)
+    staged.mkdir(parents=True)
+    executed = staged / f"{name}.ipynb"
+    env = {"RESLAB_RESULTS": str(stage_root)}
+    if data_root is not None:
+        env["RESLAB_DATA"] = str(data_root)
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)  # the kernel inherits this process's environment
+    t0 = time.perf_counter()
+    try:
+        papermill.execute_notebook(
+            str(src), str(executed), parameters=params, kernel_name=_kernel_name(),
+            cwd=str(folder), progress_bar=False,
+        )
+    except BaseException:
+        failed = results / profile / "_failed"
+        failed.mkdir(parents=True, exist_ok=True)
+        if executed.exists():
+            shutil.copy2(executed, failed / f"{name}.ipynb")
+        raise
+    else:
+        old = results / profile / f".old-{name}-{os.getpid()}"
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            os.replace(final, old)
+        os.replace(staged, final)
+        shutil.rmtree(old, ignore_errors=True)
+        (results / profile / "_failed" / f"{name}.ipynb").unlink(missing_ok=True)
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        shutil.rmtree(stage_root, ignore_errors=True)
+    return time.perf_counter() - t0
+
+
+def reproduce(argv: list[str] | None = None) -> int:
+    """``reslab reproduce``: run notebooks with papermill; return the exit code."""
+    parser = argparse.ArgumentParser(prog="reslab reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks")
+    parser.add_argument("--data-root", help="folder with the data sets (default: $RESLAB_DATA)")
+    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the notebooks' own)")
+    parser.add_argument("--results", help="results root (default: results/ of the checkout or $RESLAB_RESULTS)")
+    parser.add_argument("--list", action="store_true", help="list the notebooks in run order and exit")
+    args = parser.parse_args(argv)
+
+    try:
+        get_profile(args.profile)
+    except ValueError as exc:
+        parser.error(str(exc))
+    folder = notebooks_dir()
+    names = list_notebooks(folder)
+    if args.list:
+        print("\n".join(names))
+        return 0
+    if not names:
+        print(f"no notebooks found in {folder}", file=sys.stderr)
+        return 2
+    if args.only:
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            parser.error(f"unknown notebook(s) {unknown}; known: {', '.join(names)}")
+        names = [n for n in names if n in args.only]
+
+    params = {"profile": args.profile}
+    data_root = None
+    if args.data_root:
+        data_root = Path(args.data_root).expanduser().resolve()
+        if not data_root.is_dir():
+            parser.error(f"--data-root {args.data_root} is not a folder")
+    if args.device:
+        params["device"] = args.device
+    results = Path(args.results).expanduser().resolve() if args.results else results_root()
+
+    failures = []
+    for name in names:
+        print(f"[reslab] {name} ({args.profile}) ...", flush=True)
+        try:
+            wall = run_notebook(name, args.profile, params, folder, results, data_root)
+        except Exception as exc:  # go on past a failing notebook; report at the end
+            reason = f"{type(exc).__name__}: {getattr(exc, 'evalue', None) or exc}"
+            failures.append((name, reason))
+            print(f"[reslab] {name} FAILED: {reason}", flush=True)
+            continue
+        print(f"[reslab] {name} done in {wall:.1f} s -> {results / args.profile / name}", flush=True)
+
+    if failures:
+        print(f"\n[reslab] {len(failures)} of {len(names)} notebook(s) failed "
+              f"(executed copies in {results / args.profile / '_failed'}):", file=sys.stderr)
+        for name, reason in failures:
+            print(f"  - {name}: {reason.splitlines()[0] if reason else ''}", file=sys.stderr)
+        return 1
+    print(f"\n[reslab] all {len(names)} notebook(s) finished; results in {results / args.profile}")
+    return 0
+
+
+def refresh_notebooks(argv: list[str] | None = None) -> int:
+    """``reslab notebooks``: re-execute notebooks in place with their defaults, so the outputs
+    committed in ``notebooks/`` come from a papermill run, never from hand execution."""
+    import tempfile
+
+    import papermill
+
+    parser = argparse.ArgumentParser(prog="reslab notebooks", description=refresh_notebooks.__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help="notebooks to refresh (default: all)")
+    args = parser.parse_args(argv)
+    folder = notebooks_dir()
+    names = args.names or list_notebooks(folder)
+    with tempfile.TemporaryDirectory() as scratch:
+        os.environ["RESLAB_RESULTS"] = scratch  # default outputs go to a throw-away folder
+        for name in names:
+            src = folder / f"{name}.ipynb"
+            if not src.is_file():
+                parser.error(f"no notebook {src}")
+            tmp = folder / f".{name}.executing.ipynb"
+            print(f"[reslab] executing {src.name} ...", flush=True)
+            try:
+                papermill.execute_notebook(str(src), str(tmp), kernel_name=_kernel_name(), cwd=str(folder),
+                                           progress_bar=False)
+                os.replace(tmp, src)
+            finally:
+                tmp.unlink(missing_ok=True)
+    return 0
+
+
+COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``reslab`` command."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: reslab {" + ",".join(COMMANDS) + "} [options]  (reslab COMMAND --help for more)",
+              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return COMMANDS[argv[0]](argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

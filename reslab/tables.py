@@ -1,0 +1,132 @@
+"""One ``run_<table>()`` function per notebook: the single call each notebook makes.
+
+Each function validates its parameters, does the work, writes its CSVs, figures and manifest
+into ``results/<profile>/<table>/`` (or ``out_dir``) atomically, and returns a
+:class:`TableOutput` the notebook displays.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from . import plots
+from .data import DATASETS, SPLITS, get_spec, load_dataset
+from .profiles import get_profile
+from .results import output_dir, save_figure, write_csv, write_manifest
+
+
+@dataclass
+class TableOutput:
+    """What a ``run_<table>()`` call produced.
+
+    Attributes:
+        tables: Name -> DataFrame, each also written as ``<name>.csv``.
+        figures: Name -> matplotlib Figure, each also written as ``<name>.png``.
+        out_dir: Where the files are.
+        notes: Lines the notebook prints under the table (data sources, choices, warnings).
+    """
+
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+    figures: dict[str, Any] = field(default_factory=dict)
+    out_dir: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, table: str, profile: str, data: list[dict], wall_s: float, **extra: Any) -> None:
+        """Write every table, figure and the manifest into ``out_dir``."""
+        assert self.out_dir is not None
+        files = []
+        for name, frame in self.tables.items():
+            write_csv(frame, self.out_dir / f"{name}.csv")
+            files.append(f"{name}.csv")
+        for name, fig in self.figures.items():
+            save_figure(fig, self.out_dir / f"{name}.png")
+            plots.close(fig)  # the notebook displays it once, from ``figures``
+            files.append(f"{name}.png")
+        write_manifest(self.out_dir, table, profile, data, wall_s, files=files + ["manifest.json"],
+                       notes=self.notes, **extra)
+
+
+def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:
+    """The data sets as defined (not as loaded): classes, shape and official split sizes."""
+    rows = []
+    for name in datasets:
+        spec = get_spec(name)
+        rows.append({
+            "dataset": name,
+            "classes": len(spec.classes),
+            "shape": f"{spec.channels}x{spec.size}x{spec.size}",
+            "train_images": spec.split_sizes["train"],
+            "test_images": spec.split_sizes["test"],
+            "class_names": ", ".join(spec.classes),
+        })
+    return pd.DataFrame(rows)
+
+
+def run_datasets(
+    profile: str = "smoke",
+    data_root: str | os.PathLike | None = None,
+    datasets: Sequence[str] = tuple(DATASETS),
+    samples_per_class: int = 8,
+    out_dir: str | os.PathLike | None = None,
+) -> TableOutput:
+    """Load every split of every data set and describe it.
+
+    Writes ``datasets.csv`` (one row per data set and split: source, fingerprint, size, pixel
+    mean and std, smallest and largest class), ``class_counts.csv`` (one row per class) and a
+    ``samples_<dataset>.png`` grid per data set (training split).
+
+    Args:
+        profile: ``smoke`` (real data if found, else synthetic), ``paper`` or ``strong`` (real
+            data, downloaded when allowed; a missing data set is an error).
+        data_root: Folder with the data; default ``$RESLAB_DATA``.
+        datasets: Which data sets.
+        samples_per_class: Images per class in the sample grids.
+        out_dir: Where to write; default ``results/<profile>/datasets``.
+    """
+    prof = get_profile(profile)
+    for name in datasets:
+        get_spec(name)
+    if samples_per_class <= 0:
+        raise ValueError(f"samples_per_class must be positive, got {samples_per_class}.")
+    t0 = time.perf_counter()
+    out = TableOutput(out_dir=output_dir("datasets", profile, out_dir))
+    rows, counts, described = [], [], []
+    for name in datasets:
+        for split in SPLITS:
+            # The whole split: this notebook reports the data as it is, whatever the profile.
+            d = load_dataset(name, split, root=data_root, download=prof.download,
+                             allow_synthetic=prof.allow_synthetic)
+            described.append(d.describe())
+            per_class = d.class_counts()
+            pixels = d.images.float().div_(255)
+            rows.append({
+                "dataset": name,
+                "split": split,
+                "source": d.source,
+                "data_source": d.data_source,
+                "profile": profile,
+                "fingerprint": d.fingerprint,
+                "images": len(d),
+                "shape": "x".join(str(s) for s in d.images.shape[1:]),
+                "pixel_mean": round(pixels.mean().item(), 4),
+                "pixel_std": round(pixels.std().item(), 4),
+                "min_class_count": min(per_class),
+                "max_class_count": max(per_class),
+            })
+            counts += [{"dataset": name, "split": split, "data_source": d.data_source, "label": i,
+                        "class": c, "count": n} for i, (c, n) in enumerate(zip(d.classes, per_class))]
+            if split == "train":
+                out.figures[f"samples_{name}"] = plots.sample_grid(d, per_class=samples_per_class)
+            if d.source == "synthetic":
+                out.notes.append(f"{name} {split}: no real data found, SYNTHETIC data used.")
+    out.tables["datasets"] = pd.DataFrame(rows)
+    out.tables["class_counts"] = pd.DataFrame(counts)
+    out.save("datasets", profile, described, time.perf_counter() - t0,
+             parameters={"data_root": str(data_root) if data_root else None, "datasets": list(datasets)})
+    return out

@@ -1,0 +1,467 @@
+"""Training engine: ``TrainConfig``, ``train()``, ``evaluate()``, checkpoint and resume.
+
+One loop serves every model and table; it never branches on model names. Batches come from
+:class:`reslab.data.BatchLoader`, which augments on the device. A checkpoint is written after
+every epoch (model, optimiser, scheduler, RNG states, history) and an interrupted run resumes
+from it; on the CPU the resumed run's weights and history equal an uninterrupted run's bit for
+bit, because each epoch's shuffling and augmentation depend only on ``(seed, epoch)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from .data import Augment, BatchLoader, Dataset
+
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
+CHECKPOINT_NAME = "last.pt"
+
+
+@dataclass
+class TrainConfig:
+    """A flat, typed training recipe. The same names appear in notebooks and result rows.
+
+    Attributes:
+        epochs: Passes over the training split.
+        batch_size: Training batch size (evaluation uses ``eval_batch_size``).
+        optimizer: ``sgd``, ``adam`` or ``adamw``.
+        lr: Peak learning rate.
+        momentum: SGD momentum (Adam's beta1 is left at its default).
+        nesterov: Nesterov momentum for SGD.
+        weight_decay: L2 (sgd, adam) or decoupled (adamw) weight decay.
+        schedule: ``none``, ``step`` (x ``gamma`` every ``step_size`` epochs), ``multistep``
+            (x ``gamma`` at each epoch of ``milestones``), ``cosine`` (to 0 over the run) or
+            ``exponential`` (x ``gamma`` per epoch). Applied per step, in fractional epochs.
+        step_size: Epochs between decays for ``step``.
+        milestones: Epochs at which ``multistep`` decays.
+        gamma: Decay factor.
+        warmup_epochs: Linear warm-up from 0 over this many (fractional) epochs.
+        label_smoothing: Cross-entropy label smoothing.
+        amp: bfloat16 autocast on CUDA (ignored on the CPU, and recorded as such).
+        channels_last: Channels-last memory format for model and batches.
+        compile: ``torch.compile`` the model.
+        seed: Seed of initialisation-independent randomness: shuffling, augmentation, dropout.
+        device: ``cpu``, ``cuda``, ``cuda:1``... or ``auto`` (CUDA when available).
+        max_steps: Stop after this many optimiser steps in total (smoke budgets); 0 = no cap.
+        eval_batch_size: Batch size of evaluation.
+        progress: Show tqdm progress bars.
+    """
+
+    epochs: int = 1
+    batch_size: int = 128
+    optimizer: str = "sgd"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "none"
+    step_size: int = 30
+    milestones: tuple[int, ...] = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    label_smoothing: float = 0.0
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool = False
+    seed: int = 0
+    device: str = "auto"
+    max_steps: int = 0
+    eval_batch_size: int = 512
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.milestones = tuple(int(m) for m in self.milestones)
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}.")
+        for name in ("epochs", "batch_size", "eval_batch_size"):
+            if int(getattr(self, name)) <= 0:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}.")
+        if self.lr <= 0 or not math.isfinite(self.lr):
+            raise ValueError(f"lr must be a positive finite number, got {self.lr!r}.")
+        if self.max_steps < 0:
+            raise ValueError(f"max_steps must be >= 0 (0 means no cap), got {self.max_steps}.")
+        if not 0 <= self.label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}.")
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
+        """Build a config from a dict; an unknown key is an error.
+
+        Raises:
+            ValueError: naming the unknown keys and listing the valid ones.
+        """
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(values) - set(names))
+        if unknown:
+            raise ValueError(f"unknown TrainConfig field(s) {unknown}; valid fields: {names}.")
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> "TrainConfig":
+        """Return a copy with some fields changed; an unknown field is an error."""
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["milestones"] = list(self.milestones)
+        return d
+
+
+@dataclass
+class History:
+    """Per-epoch rows of one training run, with best- and final-epoch test accuracy."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    device: str = ""
+    resumed_from_epoch: int = 0
+
+    @property
+    def final_acc(self) -> float:
+        return self.rows[-1]["test_acc"] if self.rows else float("nan")
+
+    @property
+    def best_acc(self) -> float:
+        return max((r["test_acc"] for r in self.rows), default=float("nan"))
+
+    @property
+    def best_epoch(self) -> int:
+        if not self.rows:
+            return 0
+        return max(self.rows, key=lambda r: r["test_acc"])["epoch"]
+
+    @property
+    def epochs(self) -> int:
+        return len(self.rows)
+
+    @property
+    def seconds(self) -> float:
+        return float(sum(r["seconds"] for r in self.rows))
+
+    @property
+    def images_per_s(self) -> float:
+        imgs = sum(r["train_images"] for r in self.rows)
+        secs = sum(r["train_seconds"] for r in self.rows)
+        return imgs / secs if secs > 0 else float("nan")
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def summary(self) -> dict[str, Any]:
+        """The numbers a result row carries."""
+        return {
+            "epochs": self.epochs,
+            "final_acc": self.final_acc,
+            "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,
+            "wall_s": round(self.seconds, 3),
+            "images_per_s": round(self.images_per_s, 1),
+            "device": self.device,
+        }
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a NaN or infinite loss."""
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA)."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """Turn ``auto`` into ``cuda`` when available, else ``cpu``; check CUDA requests.
+
+    Raises:
+        ValueError: for CUDA when no CUDA device is present, or an unparsable name.
+    """
+    if str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError as exc:
+        raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from exc
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for, but no CUDA device is available; use 'cpu' or 'auto'.")
+    return dev
+
+
+def device_name(device: torch.device) -> str:
+    """A human-readable device label for result rows."""
+    if device.type == "cuda":
+        return f"cuda:{torch.cuda.get_device_name(device)}"
+    return "cpu"
+
+
+def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """Build the optimiser over the trainable parameters (frozen ones are left out)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    if not params:
+        raise ValueError("the model has no trainable parameters; unfreeze some before training.")
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                               weight_decay=cfg.weight_decay)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def lr_factor(cfg: TrainConfig, epoch_float: float, total_epochs: float) -> float:
+    """The learning-rate multiplier at a fractional epoch (warm-up times schedule)."""
+    warm = min(1.0, epoch_float / cfg.warmup_epochs) if cfg.warmup_epochs > 0 else 1.0
+    if cfg.schedule == "none":
+        decay = 1.0
+    elif cfg.schedule == "step":
+        decay = cfg.gamma ** math.floor(epoch_float / cfg.step_size)
+    elif cfg.schedule == "multistep":
+        decay = cfg.gamma ** sum(epoch_float >= m for m in cfg.milestones)
+    elif cfg.schedule == "exponential":
+        decay = cfg.gamma ** math.floor(epoch_float)
+    else:  # cosine, after warm-up
+        span = max(total_epochs - cfg.warmup_epochs, 1e-8)
+        t = min(max(epoch_float - cfg.warmup_epochs, 0.0) / span, 1.0)
+        decay = 0.5 * (1 + math.cos(math.pi * t))
+    return warm * decay
+
+
+def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.device, train: bool) -> BatchLoader:
+    if isinstance(data, BatchLoader):
+        if data.device != device:
+            raise ValueError(f"the BatchLoader lives on {data.device} but training runs on {device}.")
+        return data
+    if not isinstance(data, Dataset):
+        raise TypeError(f"expected a reslab Dataset or BatchLoader, got {type(data).__name__}.")
+    aug = Augment.standard(data.name, train=train)
+    return BatchLoader(
+        data,
+        batch_size=cfg.batch_size if train else cfg.eval_batch_size,
+        augment=aug,
+        shuffle=train,
+        drop_last=train and len(data) > cfg.batch_size,
+        device=device,
+        seed=cfg.seed,
+        channels_last=cfg.channels_last,
+    )
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: BatchLoader, amp: bool = False) -> tuple[float, float]:
+    """Return ``(mean loss, accuracy)`` of ``model`` on every batch of ``loader``."""
+    was_training = model.training
+    model.eval()
+    loss_sum = torch.zeros((), device=loader.device)
+    correct = torch.zeros((), device=loader.device, dtype=torch.long)
+    n = 0
+    with torch.autocast(device_type=loader.device.type, dtype=torch.bfloat16, enabled=amp and loader.device.type == "cuda"):
+        for x, y in loader:
+            out = model(x)
+            loss_sum += F.cross_entropy(out.float(), y, reduction="sum")
+            correct += (out.argmax(1) == y).sum()
+            n += y.numel()
+    model.train(was_training)
+    return (loss_sum / max(n, 1)).item(), correct.item() / max(n, 1)
+
+
+def _rng_state(device: torch.device) -> dict[str, Any]:
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if device.type == "cuda":
+        state["cuda"] = torch.cuda.get_rng_state(device)
+    return state
+
+
+def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if device.type == "cuda" and "cuda" in state:
+        torch.cuda.set_rng_state(state["cuda"], device)
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _config_key(cfg: TrainConfig) -> dict[str, Any]:
+    # Fields that do not change the numbers may differ between the run and its resumption.
+    d = cfg.to_dict()
+    for k in ("progress", "device", "eval_batch_size"):
+        d.pop(k)
+    return d
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load a checkpoint written by :func:`train` (``weights_only=True``).
+
+    Raises:
+        ValueError: if the file cannot be read as a checkpoint.
+    """
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(
+            f"{path} is not a readable reslab checkpoint ({type(exc).__name__}: {exc}). Delete "
+            f"it to train from scratch."
+        ) from exc
+
+
+def train(
+    model: nn.Module,
+    train_data: Dataset | BatchLoader,
+    test_data: Dataset | BatchLoader,
+    cfg: TrainConfig,
+    checkpoint_dir: str | os.PathLike | None = None,
+) -> History:
+    """Train ``model`` and evaluate it after every epoch.
+
+    Args:
+        model: Any classifier ``(B, C, H, W) -> (B, num_classes)``; moved to ``cfg.device``.
+        train_data: A :class:`Dataset` (standard augmentation) or a prepared :class:`BatchLoader`.
+        test_data: Likewise, evaluated without augmentation.
+        cfg: The recipe.
+        checkpoint_dir: If given, ``last.pt`` is written there after every epoch, and a run
+            finding a checkpoint of the same recipe resumes from it.
+
+    Returns:
+        The :class:`History`.
+
+    Raises:
+        NonFiniteLossError: on a NaN or infinite loss, naming epoch and step; the last good
+            checkpoint is left as it was.
+        ValueError: if a checkpoint of a different recipe is in ``checkpoint_dir``.
+    """
+    device = resolve_device(cfg.device)
+    model.to(device)
+    if cfg.channels_last:
+        model.to(memory_format=torch.channels_last)
+    train_loader = _make_loader(train_data, cfg, device, train=True)
+    test_loader = _make_loader(test_data, cfg, device, train=False)
+    steps_per_epoch = len(train_loader)
+    if steps_per_epoch == 0:
+        raise ValueError("the training split holds fewer images than one batch; lower batch_size.")
+
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(cfg, step / steps_per_epoch, cfg.epochs)
+    )
+    history = History(device=device_name(device))
+    start_epoch, step = 0, 0
+
+    ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
+    if ckpt_path is not None and ckpt_path.is_file():
+        ckpt = load_checkpoint(ckpt_path)
+        if ckpt.get("config") != _config_key(cfg):
+            raise ValueError(
+                f"{ckpt_path} was written by a different recipe; delete it (or choose another "
+                f"checkpoint_dir) to start over. Checkpoint: {ckpt.get('config')}; now: {_config_key(cfg)}."
+            )
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"], device)
+        history.rows = list(ckpt["history"])
+        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
+        history.resumed_from_epoch = start_epoch
+    else:
+        seed_everything(cfg.seed)
+
+    run_model = torch.compile(model) if cfg.compile else model
+    done = cfg.max_steps and step >= cfg.max_steps
+    for epoch in range(start_epoch, cfg.epochs):
+        if done:
+            break
+        train_loader.set_epoch(epoch)
+        model.train()
+        t0 = time.perf_counter()
+        loss_sum = torch.zeros((), device=device)
+        correct = torch.zeros((), device=device, dtype=torch.long)
+        # First non-finite step, tracked on the device so the loop never waits for the GPU.
+        bad_step = torch.full((), -1, device=device, dtype=torch.long)
+        seen = 0
+        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+        for i, (x, y) in enumerate(bar):
+            with _autocast(cfg, device):
+                out = run_model(x)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+            finite = torch.isfinite(loss)
+            bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=device), bad_step)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            step += 1
+            loss_sum += loss.detach() * y.numel()
+            correct += (out.argmax(1) == y).sum()
+            seen += y.numel()
+            if device.type == "cpu" or i % 50 == 49:
+                _raise_if_bad(bad_step, epoch, step - i - 1)
+            if cfg.max_steps and step >= cfg.max_steps:
+                done = True
+                break
+        _raise_if_bad(bad_step, epoch, step - i - 1)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
+        test_loss, test_acc = evaluate(run_model, test_loader, cfg.amp)
+        history.rows.append({
+            "epoch": epoch + 1,
+            "steps": step,
+            "train_loss": (loss_sum / seen).item(),
+            "train_acc": correct.item() / seen,
+            "test_loss": test_loss,
+            "test_acc": test_acc,
+            "lr": optimizer.param_groups[0]["lr"],
+            "train_images": seen,
+            "train_seconds": train_seconds,
+            "seconds": time.perf_counter() - t0,
+            "images_per_s": seen / train_seconds if train_seconds > 0 else float("nan"),
+        })
+        if ckpt_path is not None:
+            _atomic_save({
+                "model": model.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "rng": _rng_state(device),
+                "history": history.rows,
+                "epoch": epoch + 1,
+                "step": step,
+                "config": _config_key(cfg),
+            }, ckpt_path)
+    return history
+
+
+def _raise_if_bad(bad_step: torch.Tensor, epoch: int, epoch_first_step: int) -> None:
+    s = int(bad_step.item())
+    if s >= 0:
+        raise NonFiniteLossError(
+            f"the loss became NaN or infinite at epoch {epoch + 1}, step {s - epoch_first_step + 1} "
+            f"of that epoch (global step {s + 1}). Lower the learning rate, check the data, or "
+            f"turn off amp; the last checkpoint (if any) is from the epoch before."
+        )

@@ -1,0 +1,74 @@
+"""The two dependency lists agree, and the two README commands exist."""
+
+from __future__ import annotations
+
+import re
+import pytest
+
+tomllib = pytest.importorskip("tomllib")  # Python >= 3.11
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def _norm(req: str) -> str:
+    return re.sub(r"\s+", "", req).lower().replace("_", "-")
+
+
+def _pyproject_deps() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    deps = list(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        deps += extra
+    return {_norm(d) for d in deps}
+
+
+def _environment_pip_deps() -> tuple[str | None, set[str]]:
+    python, pip, in_pip = None, set(), False
+    for line in (REPO / "environment.yml").read_text().splitlines():
+        stripped = line.split("#", 1)[0].rstrip()
+        if not stripped.strip():
+            continue
+        item = stripped.strip()
+        if item.startswith("- python="):
+            python = item.split("=", 1)[1]
+        if item == "- pip:":
+            in_pip = True
+            continue
+        if in_pip and item.startswith("- "):
+            indent = len(stripped) - len(stripped.lstrip())
+            if indent >= 6:
+                pip.add(_norm(item[2:]))
+                continue
+            in_pip = False
+    return python, pip
+
+
+def test_environment_yml_matches_pyproject():
+    python, pip = _environment_pip_deps()
+    assert python == "3.11"
+    ours = _pyproject_deps()
+    assert pip == ours, f"only in environment.yml: {sorted(pip - ours)}; only in pyproject: {sorted(ours - pip)}"
+
+
+def test_required_runtime_dependencies_declared():
+    names = {re.split(r"[<>=!~\[]", d)[0] for d in _pyproject_deps()}
+    for need in ("torch", "torchvision", "timm", "grad-cam", "papermill", "nbval", "jupyterlab",
+                 "ipykernel", "pandas", "seaborn", "matplotlib", "tqdm", "pytest"):
+        assert need in names, f"{need} missing from pyproject.toml"
+
+
+def test_torch_not_pinned_to_a_release_that_forces_a_download():
+    for dep in _pyproject_deps():
+        if dep.startswith(("torch>", "torch=", "torchvision")):
+            assert "==" not in dep, dep
+
+
+def test_makefile_and_ci_wire_the_two_commands():
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("setup:", "reproduce: setup", "test: setup"):
+        assert target in makefile
+    assert "--nbval-lax" in makefile
+    assert "make test" in (REPO / ".ci" / "run").read_text()
+    readme = (REPO / "README.md").read_text()
+    assert "make reproduce" in readme and "make test" in readme
