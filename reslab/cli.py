@@ -56,6 +56,19 @@ def _kernel_name() -> str | None:
         return None
 
 
+def _strip_machine_paths(executed: Path, name: str) -> None:
+    """papermill records absolute input and output paths; keep them relative to the checkout."""
+    import nbformat
+
+    nb = nbformat.read(executed, as_version=4)
+    meta = nb.metadata.get("papermill", {})
+    if "input_path" in meta:
+        meta["input_path"] = f"notebooks/{name}.ipynb"
+    if "output_path" in meta:
+        meta["output_path"] = f"{name}.ipynb"
+    nbformat.write(nb, executed)
+
+
 def notebook_parameters(path: Path) -> dict:
     """The parameters a notebook declares in its ``parameters`` cell."""
     import papermill
@@ -110,6 +123,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
             shutil.copy2(executed, failed / f"{name}.ipynb")
         raise
     else:
+        _strip_machine_paths(executed, name)
         old = results / profile / f".old-{name}-{os.getpid()}"
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -211,6 +225,7 @@ def refresh_notebooks(argv: list[str] | None = None) -> int:
             try:
                 papermill.execute_notebook(str(src), str(tmp), kernel_name=_kernel_name(), cwd=str(folder),
                                            progress_bar=False)
+                _strip_machine_paths(tmp, name)
                 os.replace(tmp, src)
             finally:
                 tmp.unlink(missing_ok=True)

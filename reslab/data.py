@@ -837,20 +837,25 @@ class Augment:
             x = random_crop(x, self.pad_crop, generator)
         if self.flip:
             x = random_flip(x, generator)
-        x = x.float().div_(255)
+        x = x.to(torch.float32, copy=True)  # never write into the caller's tensor
+        if self.rrc_scale is not None or (self.resize is not None and self.resize != x.shape[-1]) or self.mean is None:
+            x = x.div_(255)
+            scale = 1.0
+        else:
+            scale = 255.0  # fold the division by 255 into the normalisation below
         if self.rrc_scale is not None:
             x = random_resized_crop(x, self.resize or x.shape[-1], self.rrc_scale, self.rrc_ratio, generator)
         elif self.resize is not None and self.resize != x.shape[-1]:
             x = F.interpolate(x, size=(self.resize, self.resize), mode="bilinear", align_corners=False)
         if self.mean is not None:
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1)
-            std = torch.tensor(self.std, device=x.device).view(1, -1, 1, 1)
-            if mean.shape[1] != x.shape[1]:
+            if len(self.mean) != x.shape[1]:
                 raise ValueError(
-                    f"normalisation has {mean.shape[1]} channel(s) but the batch has {x.shape[1]}; "
+                    f"normalisation has {len(self.mean)} channel(s) but the batch has {x.shape[1]}; "
                     f"set to_rgb or give per-channel mean/std of the right length."
                 )
-            x = (x - mean) / std
+            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * scale
+            inv_std = 1 / (torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * scale)
+            x = x.sub_(mean).mul_(inv_std)
         return x
 
 
@@ -862,12 +867,10 @@ def random_crop(x: torch.Tensor, pad: int, generator: torch.Generator | None = N
     """Zero-pad by ``pad`` and crop back to the input size at a random offset per image."""
     b, c, h, w = x.shape
     padded = F.pad(x, (pad, pad, pad, pad))  # (B, C, H+2p, W+2p)
+    windows = padded.unfold(2, h, 1).unfold(3, w, 1)  # (B, C, 2p+1, 2p+1, H, W), a view
     offs = (_rand((2, b), x.device, generator) * (2 * pad + 1)).long()  # (2, B) in [0, 2p]
-    rows = offs[0, :, None] + torch.arange(h, device=x.device)  # (B, H)
-    cols = offs[1, :, None] + torch.arange(w, device=x.device)  # (B, W)
-    bi = torch.arange(b, device=x.device)[:, None, None, None]
-    ci = torch.arange(c, device=x.device)[None, :, None, None]
-    return padded[bi, ci, rows[:, None, :, None], cols[:, None, None, :]]
+    # One gather copies each image's window: (B, C, H, W).
+    return windows[torch.arange(b, device=x.device), :, offs[0], offs[1]]
 
 
 def random_flip(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

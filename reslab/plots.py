@@ -19,7 +19,7 @@ def sample_grid(data: Dataset, per_class: int = 8, seed: int = 0, title: str | N
     """
     g = torch.Generator().manual_seed(seed)
     k = data.num_classes
-    fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.9, k * 0.95), squeeze=False)
+    fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.9, k * 0.95), squeeze=False, dpi=60)
     for c in range(k):
         idx = torch.nonzero(data.labels == c).flatten()
         pick = idx[torch.randperm(idx.numel(), generator=g)[:per_class]]

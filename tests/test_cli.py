@@ -1,0 +1,79 @@
+"""`reslab reproduce`: runs notebooks, goes on past failures, never overwrites good results."""
+
+from __future__ import annotations
+
+import nbformat as nbf
+import pytest
+
+from reslab import cli
+
+
+def _notebook(path, body: str):
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbf.v4.new_code_cell('profile = "smoke"  # smoke | paper | strong\nout_dir = None  # where to write')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbf.v4.new_code_cell(body)]
+    nbf.write(nb, path)
+
+
+WRITE = """
+import os, pathlib
+from reslab.results import output_dir
+d = output_dir("{name}", profile, out_dir)
+(d / "value.txt").write_text("{value}")
+"""
+
+
+@pytest.fixture
+def books(tmp_path, monkeypatch):
+    folder = tmp_path / "notebooks"
+    folder.mkdir()
+    monkeypatch.setattr(cli, "notebooks_dir", lambda: folder)
+    return folder
+
+
+def test_runs_in_order_goes_on_past_a_failure_and_keeps_old_results(books, tmp_path, capsys):
+    results = tmp_path / "results"
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="new"))
+    _notebook(books / "alpha.ipynb", WRITE.format(name="alpha", value="new") + "\nraise RuntimeError('boom')")
+    old = results / "smoke" / "alpha"
+    old.mkdir(parents=True)
+    (old / "value.txt").write_text("old")
+
+    assert cli.list_notebooks(books) == ["datasets", "alpha"]
+    code = cli.main(["reproduce", "--results", str(results)])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert "1 of 2 notebook(s) failed" in err and "alpha" in err and "boom" in err
+    assert (results / "smoke" / "datasets" / "value.txt").read_text() == "new"
+    assert (results / "smoke" / "datasets" / "datasets.ipynb").is_file()
+    assert (old / "value.txt").read_text() == "old"  # the failed run did not touch it
+    assert (results / "smoke" / "_failed" / "alpha.ipynb").is_file()
+    assert not list(results.glob(".staging-*"))
+
+
+def test_only_and_bad_arguments(books, tmp_path, capsys):
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x"))
+    results = tmp_path / "r"
+    assert cli.main(["reproduce", "--only", "datasets", "--results", str(results)]) == 0
+    assert (results / "smoke" / "datasets" / "value.txt").read_text() == "x"
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--only", "nope"])
+    assert "unknown notebook(s) ['nope']" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--profile", "papr"])
+    assert "unknown profile 'papr'" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        cli.main(["reproduce", "--data-root", str(tmp_path / "missing")])
+    assert "is not a folder" in capsys.readouterr().err
+
+
+def test_parameter_the_notebook_does_not_declare_is_an_error(books, tmp_path, capsys):
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x"))
+    assert cli.main(["reproduce", "--device", "cpu", "--results", str(tmp_path / "r")]) == 1
+    assert "declares no parameter(s) ['device']" in capsys.readouterr().err
+
+
+def test_unknown_command():
+    assert cli.main(["frobnicate"]) == 2

@@ -1,0 +1,208 @@
+"""The training engine: config checks, schedules, seeding, resume equality, the NaN stop."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from reslab.data import load_dataset
+from reslab.train import (
+    CHECKPOINT_NAME,
+    NonFiniteLossError,
+    TrainConfig,
+    load_checkpoint,
+    lr_factor,
+    resolve_device,
+    train,
+)
+
+
+@pytest.fixture(scope="module")
+def synth(tmp_path_factory):
+    import os
+
+    old = os.environ.get("RESLAB_CACHE")
+    os.environ["RESLAB_CACHE"] = str(tmp_path_factory.mktemp("train-cache"))
+    tr = load_dataset("cifar10", "train", download=False, allow_synthetic=True, root=tmp_path_factory.mktemp("none"))
+    te = load_dataset("cifar10", "test", download=False, allow_synthetic=True, root=tmp_path_factory.mktemp("none2"))
+    if old is not None:
+        os.environ["RESLAB_CACHE"] = old
+    assert tr.source == "synthetic"
+    return tr, te
+
+
+CFG = dict(epochs=3, batch_size=32, lr=0.05, schedule="cosine", warmup_epochs=0.5, device="cpu", progress=False)
+
+
+def state_equal(a: nn.Module, b: nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def comparable(history):
+    timing = {"seconds", "train_seconds", "images_per_s"}
+    return [{k: v for k, v in r.items() if k not in timing} for r in history.rows]
+
+
+# ------------------------------------------------------------------ config
+
+def test_unknown_config_field_is_an_error():
+    with pytest.raises(ValueError, match=r"unknown TrainConfig field\(s\) \['learning_rate'\]"):
+        TrainConfig.from_dict({"learning_rate": 0.1})
+    with pytest.raises(ValueError, match="unknown TrainConfig field"):
+        TrainConfig().replace(epoch=3)
+
+
+@pytest.mark.parametrize("bad", [dict(optimizer="rmsprop"), dict(schedule="linear"), dict(epochs=0),
+                                 dict(lr=-1.0), dict(max_steps=-1), dict(label_smoothing=1.0)])
+def test_bad_config_values(bad):
+    with pytest.raises(ValueError):
+        TrainConfig(**bad)
+
+
+def test_cuda_without_gpu_is_a_clear_error():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ValueError, match="no CUDA device"):
+        resolve_device("cuda")
+    assert resolve_device("auto").type == "cpu"
+
+
+def test_schedules():
+    step = TrainConfig(schedule="step", step_size=2, gamma=0.5)
+    assert [lr_factor(step, e, 6) for e in (0, 1.9, 2, 4.5)] == [1, 1, 0.5, 0.25]
+    multi = TrainConfig(schedule="multistep", milestones=(3, 5), gamma=0.1)
+    assert lr_factor(multi, 2.9, 6) == 1 and lr_factor(multi, 3, 6) == pytest.approx(0.1)
+    assert lr_factor(multi, 5.5, 6) == pytest.approx(0.01)
+    cos = TrainConfig(schedule="cosine", warmup_epochs=1)
+    assert lr_factor(cos, 0.5, 5) == pytest.approx(0.5)  # half-way through the warm-up
+    assert lr_factor(cos, 1, 5) == pytest.approx(1.0)
+    assert lr_factor(cos, 3, 5) == pytest.approx(0.5)
+    assert lr_factor(cos, 5, 5) == pytest.approx(0.0, abs=1e-12)
+    exp = TrainConfig(schedule="exponential", gamma=0.9)
+    assert lr_factor(exp, 2.5, 5) == pytest.approx(0.81)
+
+
+# ------------------------------------------------------------------ training
+
+def test_learns_the_synthetic_data_and_reports_history(synth, make_tiny):
+    tr, te = synth
+    h = train(make_tiny(0, width=16), tr, te, TrainConfig(**{**CFG, "epochs": 6}))
+    frame = h.to_frame()
+    assert list(frame["epoch"]) == [1, 2, 3, 4, 5, 6]
+    for col in ("train_loss", "train_acc", "test_loss", "test_acc", "lr", "seconds", "images_per_s"):
+        assert frame[col].notna().all(), col
+    # Ten classes: chance is 0.1. The synthetic classes are learnable by a tiny CNN.
+    assert h.best_acc > 0.8, frame
+    assert h.best_acc == frame["test_acc"].max() and h.final_acc == frame["test_acc"].iloc[-1]
+    assert frame["lr"].iloc[-1] < 1e-6  # cosine to zero
+    assert h.summary()["epochs"] == 6 and h.device == "cpu"
+
+
+def test_same_seed_same_result_other_seed_differs(synth, make_tiny):
+    tr, te = synth
+    a, b, c = make_tiny(0), make_tiny(0), make_tiny(0)
+    ha = train(a, tr, te, TrainConfig(**{**CFG, "epochs": 1}))
+    hb = train(b, tr, te, TrainConfig(**{**CFG, "epochs": 1}))
+    hc = train(c, tr, te, TrainConfig(**{**CFG, "epochs": 1, "seed": 1}))
+    assert state_equal(a, b) and comparable(ha) == comparable(hb)
+    assert not state_equal(a, c)
+
+
+def test_max_steps_caps_training(synth, make_tiny):
+    tr, te = synth
+    h = train(make_tiny(), tr, te, TrainConfig(**{**CFG, "max_steps": 5}))
+    assert h.epochs == 1 and h.rows[0]["steps"] == 5 and h.rows[0]["train_images"] == 5 * 32
+
+
+def test_frozen_parameters_stay_frozen(synth, make_tiny):
+    tr, te = synth
+    model = make_tiny()
+    for p in model[0].parameters():
+        p.requires_grad_(False)
+    before = model[0].weight.clone()
+    train(model, tr, te, TrainConfig(**{**CFG, "epochs": 1}))
+    assert torch.equal(model[0].weight, before)
+
+
+class Interrupt(Exception):
+    pass
+
+
+def test_resume_is_bit_identical(synth, make_tiny, tmp_path):
+    tr, te = synth
+    cfg = TrainConfig(**CFG)
+    ref = make_tiny(0)
+    # Dropout makes the global RNG matter: the resumed run must restore it.
+    ref = nn.Sequential(ref, nn.Dropout(0.1))
+    h_ref = train(ref, tr, te, cfg)
+
+    model = nn.Sequential(make_tiny(0), nn.Dropout(0.1))
+    calls = {"n": 0}
+    steps_per_epoch = len(tr) // cfg.batch_size
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == 2 * steps_per_epoch + 3:  # in the middle of epoch 3
+            raise Interrupt
+
+    handle = model.register_forward_pre_hook(interrupt)
+    with pytest.raises(Interrupt):
+        train(model, tr, te, cfg, checkpoint_dir=tmp_path)
+    handle.remove()
+    assert load_checkpoint(tmp_path / CHECKPOINT_NAME)["epoch"] == 2
+
+    fresh = nn.Sequential(make_tiny(0), nn.Dropout(0.1))
+    h = train(fresh, tr, te, cfg, checkpoint_dir=tmp_path)
+    assert h.resumed_from_epoch == 2
+    assert state_equal(fresh, ref)
+    assert comparable(h) == comparable(h_ref)
+    # A finished run found again resumes to the end without training.
+    again = nn.Sequential(make_tiny(5), nn.Dropout(0.1))
+    h2 = train(again, tr, te, cfg, checkpoint_dir=tmp_path)
+    assert state_equal(again, ref) and comparable(h2) == comparable(h_ref)
+
+
+def test_checkpoint_of_another_recipe_is_refused(synth, make_tiny, tmp_path):
+    tr, te = synth
+    train(make_tiny(), tr, te, TrainConfig(**{**CFG, "epochs": 1}), checkpoint_dir=tmp_path)
+    with pytest.raises(ValueError, match="different recipe"):
+        train(make_tiny(), tr, te, TrainConfig(**{**CFG, "epochs": 1, "lr": 0.01}), checkpoint_dir=tmp_path)
+
+
+def test_corrupt_checkpoint_is_a_clear_error(synth, make_tiny, tmp_path):
+    tr, te = synth
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a checkpoint")
+    with pytest.raises(ValueError, match="not a readable reslab checkpoint"):
+        train(make_tiny(), tr, te, TrainConfig(**CFG), checkpoint_dir=tmp_path)
+
+
+class NaNAfter(nn.Module):
+    """Wraps a model; its output turns NaN from the ``at``-th forward pass in training."""
+
+    def __init__(self, inner: nn.Module, at: int):
+        super().__init__()
+        self.inner, self.at, self.n = inner, at, 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            self.n += 1
+            if self.n >= self.at:
+                return out * float("nan")
+        return out
+
+
+def test_nan_loss_stops_naming_epoch_and_step(synth, make_tiny, tmp_path):
+    tr, te = synth
+    cfg = TrainConfig(**CFG)
+    steps_per_epoch = len(tr) // cfg.batch_size
+    model = NaNAfter(make_tiny(), at=steps_per_epoch + 4)  # step 4 of epoch 2
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 4 of that epoch"):
+        train(model, tr, te, cfg, checkpoint_dir=tmp_path)
+    ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
+    assert ckpt["epoch"] == 1
+    assert all(math.isfinite(v.float().sum().item()) for v in ckpt["model"].values())
