@@ -168,12 +168,41 @@ def efficientnet_b7(num_classes: int = 10, in_chans: int = 3, pretrained: bool =
     return _build_tv("efficientnet_b7", num_classes, in_chans, pretrained, **kwargs)
 
 
+_SK_REPO = "timm/skresnet18.ra_in1k"
+
+
+def _hf_cached(repo_id: str) -> bool:
+    """Whether timm's weights file for ``repo_id`` is already in the Hugging Face cache."""
+    from huggingface_hub import try_to_load_from_cache
+
+    return any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("model.safetensors", "pytorch_model.bin"))
+
+
+def _reachable(host: str, timeout: float = 3.0) -> bool:
+    import socket
+
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _sk_missing(reason: str) -> PretrainedWeightsError:
+    return PretrainedWeightsError(
+        f"timm weights {_SK_REPO} are not in the Hugging Face cache and could not be downloaded ({reason}); "
+        f"run timm.create_model('skresnet18', pretrained=True) once online (it fills $HF_HOME/hub, default "
+        "~/.cache/huggingface/hub, which you can copy to this machine), or use pretrained=False."
+    )
+
+
 @register_model(input_size=(3, 224, 224), test_input_size=(3, 32, 32))
 def skresnet18(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """SKNet-18 (Li et al. 2019, selective kernels) from timm; DRSTN Table 4 baseline.
 
-    ``pretrained=True`` fetches timm's ``skresnet18.ra_in1k`` from the Hugging Face hub cache
-    (``$HF_HOME/hub``); offline it raises ``PretrainedWeightsError``.
+    ``pretrained=True`` loads timm's ``skresnet18.ra_in1k`` from the Hugging Face cache
+    (``$HF_HOME/hub``), downloading it when missing and the hub is reachable; otherwise it raises
+    ``PretrainedWeightsError`` at once (the hub client's own retries take about a minute).
     """
     import os
 
@@ -181,18 +210,17 @@ def skresnet18(num_classes: int = 10, in_chans: int = 3, pretrained: bool = Fals
 
     freeze_backbone = kwargs.pop("freeze_backbone", False)
     freeze_bn = kwargs.pop("freeze_bn", True)
-    if pretrained and os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise PretrainedWeightsError(f"{OFFLINE_ENV} is set: timm weights skresnet18.ra_in1k cannot be fetched")
+    if pretrained and not _hf_cached(_SK_REPO):
+        if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
+            raise _sk_missing(f"{OFFLINE_ENV} is set")
+        if not _reachable("huggingface.co"):
+            raise _sk_missing("huggingface.co is unreachable")
     try:
         model = timm.create_model("skresnet18", pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    except (OSError, RuntimeError, ValueError) as err:
+    except (OSError, RuntimeError) as err:
         if not pretrained:
             raise
-        raise PretrainedWeightsError(
-            "timm weights skresnet18.ra_in1k are not in the Hugging Face cache and could not be downloaded "
-            f"({type(err).__name__}: {err}); run timm.create_model('skresnet18', pretrained=True) once online "
-            "(it fills $HF_HOME/hub, default ~/.cache/huggingface/hub), or use pretrained=False."
-        ) from err
+        raise _sk_missing(f"{type(err).__name__}: {err}") from err
     if freeze_backbone:
         freeze([model], freeze_bn)
         for p in model.get_classifier().parameters():
