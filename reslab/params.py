@@ -129,8 +129,10 @@ def paper_models() -> list[PaperModel]:
           note="not a paper model: the CIFAR-stem ResNet-18 of the training benchmarks"),
         # SELU ablation (seed 003), Fashion-MNIST 28x28 grey.
         *(P("selu", t, lab, m, FM28, metric=None, note=NO_COUNT)
-          for t, lab, m in [("Tables 2-5", "ResNet34", "selu_resnet34_baseline"), ("Table 3", "ResNet34+SELU", "selu_resnet34_selu"),
-                            ("Table 4", "ResNet34+Inception", "selu_resnet34_inception"), ("Table 5", "整体改进后的模型", "selu_resnet34_all")]),
+          for t, lab, m in [("Tables 2-5", "ResNet34", "selu_resnet34_baseline"),
+                            ("Table 3", "ResNet34+SELU", "selu_resnet34_selu"),
+                            ("Table 4", "ResNet34+Inception", "selu_resnet34_inception"),
+                            ("Table 5", "整体改进后的模型", "selu_resnet34_all")]),
         # CBAM (seed 004), CIFAR-10 resized to 224x224.
         P("cbam", "results table", "Sample ResNet", "cbam_sample_resnet", C224, noted_diff=-7510,
           note="The seed's figures of ResAttention and AttentionModule are not in its text; with our reading "

@@ -70,16 +70,19 @@ _CIFAR = dict(input_size=(3, 32, 32), test_input_size=(3, 8, 8))
 @register_model(**_CIFAR)
 def densenet_bc100_k12(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """DenseNet-BC, L=100, k=12 (survey Table 6: 0.8M)."""
-    return _create("densenet_bc100_k12", pretrained, dict(depth=100, growth_rate=12, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=100, growth_rate=12, num_classes=num_classes, in_chans=in_chans)
+    return _create("densenet_bc100_k12", pretrained, args, **kwargs)
 
 
 @register_model(**_CIFAR)
 def densenet_bc250_k24(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """DenseNet-BC, L=250, k=24 (survey Table 6: 15.3M)."""
-    return _create("densenet_bc250_k24", pretrained, dict(depth=250, growth_rate=24, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=250, growth_rate=24, num_classes=num_classes, in_chans=in_chans)
+    return _create("densenet_bc250_k24", pretrained, args, **kwargs)
 
 
 @register_model(**_CIFAR)
 def densenet_bc190_k40(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """DenseNet-BC, L=190, k=40 (survey Tables 6 and 8: 25.6M)."""
-    return _create("densenet_bc190_k40", pretrained, dict(depth=190, growth_rate=40, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=190, growth_rate=40, num_classes=num_classes, in_chans=in_chans)
+    return _create("densenet_bc190_k40", pretrained, args, **kwargs)

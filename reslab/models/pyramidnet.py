@@ -98,7 +98,8 @@ class PyramidNet(nn.Module):
         super().__init__()
         per = 9 if bottleneck else 6
         if (depth - 2) % per:
-            raise ValueError(f"PyramidNet depth must be {per}N + 2 for {'bottleneck' if bottleneck else 'basic'} blocks, got {depth}")
+            kind = "bottleneck" if bottleneck else "basic"
+            raise ValueError(f"PyramidNet depth must be {per}N + 2 for {kind} blocks, got {depth}")
         n = (depth - 2) // per
         block = PyramidBottleneck if bottleneck else PyramidBasicBlock
         add = alpha / (3 * n)
@@ -138,19 +139,22 @@ _CIFAR = dict(input_size=(3, 32, 32), test_input_size=(3, 8, 8))
 @register_model(**_CIFAR)
 def pyramidnet110_a48(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """PyramidNet-110, basic blocks, alpha 48 (survey Table 5: 1.7M)."""
-    return _create("pyramidnet110_a48", pretrained, dict(depth=110, alpha=48, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=110, alpha=48, num_classes=num_classes, in_chans=in_chans)
+    return _create("pyramidnet110_a48", pretrained, args, **kwargs)
 
 
 @register_model(**_CIFAR)
 def pyramidnet110_a84(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """PyramidNet-110, basic blocks, alpha 84 (survey Table 5: 3.8M)."""
-    return _create("pyramidnet110_a84", pretrained, dict(depth=110, alpha=84, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=110, alpha=84, num_classes=num_classes, in_chans=in_chans)
+    return _create("pyramidnet110_a84", pretrained, args, **kwargs)
 
 
 @register_model(**_CIFAR)
 def pyramidnet110_a270(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """PyramidNet-110, basic blocks, alpha 270 (survey Table 5: 28.3M)."""
-    return _create("pyramidnet110_a270", pretrained, dict(depth=110, alpha=270, num_classes=num_classes, in_chans=in_chans), **kwargs)
+    args = dict(depth=110, alpha=270, num_classes=num_classes, in_chans=in_chans)
+    return _create("pyramidnet110_a270", pretrained, args, **kwargs)
 
 
 @register_model(**_CIFAR)
