@@ -1,5 +1,32 @@
-"""Model zoo. Importing this package registers every model family."""
+"""Model zoo. Importing this package registers every model family.
 
-from ._registry import count_params, create_model, is_model, list_models, register_model
+Families (one file each): ``resnet`` (the shared trunk, ``resnet18_cifar``, ``resnet110_sd``),
+``drstn`` (seed 000), ``selu_resnet`` (seed 003), ``cbam`` (seed 004), ``pyramidnet``,
+``densenet``, ``resattention``, ``wrn`` (survey, seed 002) and ``tv`` (torchvision / timm
+wrappers: ResNet-18/50, SKNet-18, ConvNeXt-T, SqueezeNet 1.1, AlexNet, VGG-16, EfficientNet-B7).
+"""
 
-__all__ = ["count_params", "create_model", "is_model", "list_models", "register_model"]
+from . import cbam, densenet, drstn, pyramidnet, resattention, resnet, selu_resnet, tv, wrn
+from ._pretrained import PretrainedWeightsError, checkpoint_dir, weights_filename
+from ._registry import count_params, create_model, is_model, list_models, model_info, register_model
+
+__all__ = [
+    "PretrainedWeightsError",
+    "cbam",
+    "checkpoint_dir",
+    "count_params",
+    "create_model",
+    "densenet",
+    "drstn",
+    "is_model",
+    "list_models",
+    "model_info",
+    "pyramidnet",
+    "register_model",
+    "resattention",
+    "resnet",
+    "selu_resnet",
+    "tv",
+    "weights_filename",
+    "wrn",
+]

@@ -8,31 +8,62 @@ from __future__ import annotations
 
 import difflib
 import fnmatch
-from typing import Callable
+from typing import Any, Callable
 
 from torch import nn
 
 _MODELS: dict[str, Callable[..., nn.Module]] = {}
+_INFO: dict[str, dict[str, Any]] = {}
 
 
-def register_model(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+def register_model(fn: Callable[..., nn.Module] | None = None, **info: Any) -> Any:
     """Register a model constructor under its function name.
+
+    Use bare (``@register_model``) or with metadata (``@register_model(input_size=(3, 32, 32))``).
+    Known metadata keys: ``input_size`` (C, H, W the paper feeds the model; default
+    ``(3, 224, 224)``) and ``test_input_size`` (the smallest input the architecture accepts,
+    used to keep the test suite fast; default ``input_size``).
 
     Args:
         fn: A function ``fn(num_classes=10, in_chans=3, pretrained=False, **kwargs)`` returning
             an ``nn.Module``.
+        **info: Metadata stored for ``model_info``.
 
     Returns:
-        ``fn`` unchanged, so this works as a decorator.
+        ``fn`` unchanged (or a decorator when called with metadata only).
 
     Raises:
         ValueError: if a model of the same name is registered already.
     """
+    if fn is None:
+        return lambda f: register_model(f, **info)
     name = fn.__name__
     if name in _MODELS:
         raise ValueError(f"model {name!r} is registered twice; rename one of the two functions")
     _MODELS[name] = fn
+    meta = {"input_size": (3, 224, 224), **info}
+    meta.setdefault("test_input_size", meta["input_size"])
+    _INFO[name] = meta
     return fn
+
+
+def model_info(name: str) -> dict[str, Any]:
+    """Return the metadata registered with a model (``input_size``, ``test_input_size``, ...).
+
+    Raises:
+        ValueError: if ``name`` is not registered.
+    """
+    if name not in _MODELS:
+        _raise_unknown(name)
+    return dict(_INFO[name])
+
+
+def _raise_unknown(name: str) -> None:
+    close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
+    hint = f" Did you mean: {', '.join(close)}?" if close else ""
+    raise ValueError(
+        f"unknown model {name!r}.{hint} See reslab.models.list_models() for all {len(_MODELS)} names."
+    )
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -61,19 +92,17 @@ def create_model(
         name: A name from ``list_models()``.
         num_classes: Size of the classifier output.
         in_chans: Number of input channels.
-        pretrained: Load torchvision ImageNet weights where the model has them.
+        pretrained: Load ImageNet weights where the model has them (torchvision weights API);
+            a head of another size is replaced after loading.
         **kwargs: Passed on to the model's builder (for example ``drop_path_rate``).
 
     Raises:
         ValueError: if ``name`` is not registered; the message lists close matches.
+        PretrainedWeightsError: if ``pretrained=True`` and the weights file is neither on disk
+            nor downloadable; the message names the file and the folder to put it in.
     """
     if name not in _MODELS:
-        close = difflib.get_close_matches(name, list(_MODELS), n=5, cutoff=0.5)
-        hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ValueError(
-            f"unknown model {name!r}.{hint} See reslab.models.list_models() for all "
-            f"{len(_MODELS)} names."
-        )
+        _raise_unknown(name)
     return _MODELS[name](num_classes=num_classes, in_chans=in_chans, pretrained=pretrained, **kwargs)
 
 

@@ -1,0 +1,235 @@
+"""Shared layers: conv helpers, activations, soft thresholding, CBAM gates, stochastic depth.
+
+Provenance:
+    - ``SoftThreshold``: the channel-wise threshold sub-network of Deep Residual Shrinkage Networks
+      (Zhao et al., IEEE TII 2020; reference code zhao62/Deep-Residual-Shrinkage-Networks), as
+      used by DRSTN (seed 000, section 3.2-3.3, equations 15-16 and Fig. 2).
+    - ``ChannelGate`` / ``SpatialGate`` / ``CBAM``: Woo et al., "CBAM: Convolutional Block
+      Attention Module", ECCV 2018, equations 2-3 (as quoted in seed 004); reference code
+      Jongchan/attention-module ``MODELS/cbam.py`` (read, not copied).
+    - ``StochasticDepth``: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016 (the
+      survey's ``Stoc-depth-110``); reference code yueatsprograms/Stochastic_Depth.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+_ACTS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "selu": nn.SELU}
+
+
+def get_act(act: str | type[nn.Module]) -> type[nn.Module]:
+    """Return an activation layer class from a name or a class.
+
+    Args:
+        act: ``'relu'``, ``'selu'`` or an ``nn.Module`` subclass (returned unchanged).
+
+    Raises:
+        ValueError: if ``act`` is an unknown name.
+    """
+    if isinstance(act, type) and issubclass(act, nn.Module):
+        return act
+    if isinstance(act, str) and act.lower() in _ACTS:
+        return _ACTS[act.lower()]
+    raise ValueError(f"unknown activation {act!r}; expected one of {sorted(_ACTS)} or an nn.Module class")
+
+
+def make_act(act_layer: type[nn.Module], inplace: bool = True) -> nn.Module:
+    """Instantiate an activation, in place where asked and the class supports it (ReLU, SELU)."""
+    if act_layer in (nn.ReLU, nn.SELU, nn.ReLU6, nn.ELU):
+        return act_layer(inplace=inplace)
+    return act_layer()
+
+
+def conv3x3(in_chs: int, out_chs: int, stride: int = 1, groups: int = 1, bias: bool = False) -> nn.Conv2d:
+    """3x3 convolution with padding 1."""
+    return nn.Conv2d(in_chs, out_chs, 3, stride=stride, padding=1, groups=groups, bias=bias)
+
+
+def conv1x1(in_chs: int, out_chs: int, stride: int = 1, bias: bool = False) -> nn.Conv2d:
+    """1x1 convolution."""
+    return nn.Conv2d(in_chs, out_chs, 1, stride=stride, bias=bias)
+
+
+def soft_threshold(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """Soft thresholding ``sign(x) * max(|x| - tau, 0)`` (seed 000, equation 15).
+
+    Its derivative with respect to ``x`` (``tau`` held fixed) is 1 where ``|x| > tau`` and 0
+    inside ``[-tau, tau]`` (equation 16).
+
+    Args:
+        x: Input of any shape.
+        tau: Non-negative thresholds, broadcastable to ``x``.
+    """
+    return torch.sign(x) * F.relu(x.abs() - tau)
+
+
+class SoftThreshold(nn.Module):
+    """Channel-wise learned soft thresholding (DRSN-CW), placed at the end of a residual branch.
+
+    ``A = GAP(|x|)``; ``alpha = sigmoid(FC(ReLU(BN(FC(A)))))``; ``tau = A * alpha`` per channel;
+    ``y = sign(x) * max(|x| - tau, 0)``. Because ``0 < alpha < 1``, ``0 <= tau < A``: the
+    threshold is positive and never zeroes a whole channel.
+
+    Args:
+        channels: Number of channels ``C`` of the input.
+        hidden: Width ``M`` of the first FC layer. The DRSTN paper leaves ``M`` unspecified
+            (Fig. 2); the default ``None`` means ``M = C`` as in the DRSN reference code.
+    """
+
+    def __init__(self, channels: int, hidden: int | None = None):
+        super().__init__()
+        hidden = hidden or channels
+        self.fc1 = nn.Linear(channels, hidden)
+        self.bn = nn.BatchNorm1d(hidden)
+        self.fc2 = nn.Linear(hidden, channels)
+
+    def threshold(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the per-sample, per-channel thresholds ``tau``, shape ``(B, C, 1, 1)``."""
+        a = x.abs().mean(dim=(2, 3))  # (B, C)
+        alpha = torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(a)))))  # (B, C)
+        return (a * alpha)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return soft_threshold(x, self.threshold(x))
+
+
+class ChannelGate(nn.Module):
+    """CBAM channel attention: ``sigmoid(MLP(AvgPool(F)) + MLP(MaxPool(F)))`` with a shared MLP.
+
+    Args:
+        channels: Number of input channels ``C``.
+        reduction: MLP reduction ratio ``r`` (hidden width ``C // r``, at least 1).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16):
+        super().__init__()
+        hidden = max(channels // reduction, 1)
+        self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the channel attention map ``M_c``, shape ``(B, C, 1, 1)``, values in (0, 1)."""
+        avg = self.mlp(x.mean(dim=(2, 3)))  # (B, C)
+        mx = self.mlp(x.amax(dim=(2, 3)))  # (B, C)
+        return torch.sigmoid(avg + mx)[:, :, None, None]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class SpatialGate(nn.Module):
+    """CBAM spatial attention: ``sigmoid(BN(conv7x7([mean_c(F); max_c(F)])))``.
+
+    Args:
+        kernel_size: Size of the convolution over the 2-channel pooled map (7 in the paper).
+        norm: Put a BatchNorm after the convolution, as the CBAM reference code does.
+    """
+
+    def __init__(self, kernel_size: int = 7, norm: bool = True):
+        super().__init__()
+        self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm)
+        self.bn = nn.BatchNorm2d(1) if norm else nn.Identity()
+
+    def gate(self, x: torch.Tensor) -> torch.Tensor:
+        """Return the spatial attention map ``M_s``, shape ``(B, 1, H, W)``, values in (0, 1)."""
+        pooled = torch.cat([x.mean(dim=1, keepdim=True), x.amax(dim=1, keepdim=True)], dim=1)  # (B, 2, H, W)
+        return torch.sigmoid(self.bn(self.conv(pooled)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.gate(x)
+
+
+class CBAM(nn.Module):
+    """Convolutional Block Attention Module: channel gate, then spatial gate.
+
+    Args:
+        channels: Number of input channels.
+        reduction: Channel-gate MLP reduction ratio (16 in the paper).
+        spatial_kernel: Spatial-gate kernel size (7 in the paper).
+    """
+
+    def __init__(self, channels: int, reduction: int = 16, spatial_kernel: int = 7):
+        super().__init__()
+        self.channel = ChannelGate(channels, reduction)
+        self.spatial = SpatialGate(spatial_kernel)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.spatial(self.channel(x))
+
+
+class StochasticDepth(nn.Module):
+    """Randomly drop a residual branch (Huang et al. 2016).
+
+    Multiply the branch output by a Bernoulli(``survival``) draw in training and by ``survival``
+    at evaluation, as in the original paper (no rescaling during training). ``mode='batch'``
+    draws once per mini-batch (the original); ``mode='row'`` draws once per sample
+    (``drop_path`` style, still unscaled in training and scaled at evaluation).
+
+    Args:
+        survival: Probability ``p_l`` that the branch is kept, in (0, 1].
+        mode: ``'batch'`` or ``'row'``.
+
+    Raises:
+        ValueError: if ``survival`` is outside (0, 1] or ``mode`` is unknown.
+    """
+
+    def __init__(self, survival: float, mode: str = "batch"):
+        super().__init__()
+        if not 0.0 < survival <= 1.0:
+            raise ValueError(f"survival probability must be in (0, 1], got {survival}")
+        if mode not in ("batch", "row"):
+            raise ValueError(f"stochastic depth mode must be 'batch' or 'row', got {mode!r}")
+        self.survival = survival
+        self.mode = mode
+
+    def draw(self) -> bool:
+        """One Bernoulli(``survival``) draw: whether a branch is kept for this mini-batch."""
+        return bool(torch.rand(()) < self.survival)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.survival >= 1.0:
+            return x
+        if not self.training:
+            return x * self.survival
+        if self.mode == "batch":
+            return x if self.draw() else torch.zeros_like(x)
+        mask = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) < self.survival  # (B, 1, ...)
+        return x * mask.to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"survival={self.survival:.3f}, mode={self.mode!r}"
+
+
+def linear_survival(num_blocks: int, final_survival: float) -> list[float]:
+    """Linear-decay survival probabilities ``p_l = 1 - l / L * (1 - p_L)`` for ``l = 1..L``."""
+    return [1.0 - (i + 1) / num_blocks * (1.0 - final_survival) for i in range(num_blocks)]
+
+
+def lecun_normal_(module: nn.Module) -> None:
+    """LeCun-normal init (``N(0, 1/fan_in)``) of every conv and linear weight; zero biases.
+
+    SELU's self-normalising property assumes this init (Klambauer et al. 2017).
+    """
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            fan_in = m.weight[0].numel()
+            nn.init.normal_(m.weight, 0.0, 1.0 / math.sqrt(fan_in))
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+
+def kaiming_init_(module: nn.Module) -> None:
+    """He init (fan_out, ReLU) for convs, BN weight 1 / bias 0 (torchvision ResNet default)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, (nn.BatchNorm2d, nn.BatchNorm1d, nn.GroupNorm)):
+            if m.weight is not None:
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
