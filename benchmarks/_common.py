@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 import torchvision.transforms as T
 from PIL import Image
@@ -41,8 +43,16 @@ def pil_loader(data: Dataset, batch_size: int, workers: int, seed: int = 0) -> t
                                        num_workers=workers, generator=g, persistent_workers=False)
 
 
+def parse_args(doc: str, **defaults) -> argparse.Namespace:
+    """Parse ``--subset``, ``--batch-size`` and ``--device`` with a benchmark's defaults."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for name, value in defaults.items():
+        p.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    return p.parse_args()
+
+
 def describe(data: Dataset) -> str:
     return f"{len(data)} CIFAR-10 training images ({data.data_source}), {torch.get_num_threads()} torch threads"
 
 
-__all__ = ["cifar_train", "pil_loader", "describe"]
+__all__ = ["cifar_train", "pil_loader", "describe", "parse_args"]

@@ -9,12 +9,11 @@ setting (0 or 2 workers), measured in this one run. Target on a 2-core machine: 
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 
-from _common import cifar_train, describe, pil_loader
+from _common import cifar_train, describe, parse_args, pil_loader
 from reslab.data import Augment, BatchLoader
 
 
@@ -35,11 +34,7 @@ def images_per_s(loader, epochs: int = 2) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--subset", type=int, default=10000)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--device", default="cpu")
-    args = p.parse_args()
+    args = parse_args(__doc__, subset=10000, batch_size=256, device="cpu")
 
     data = cifar_train(args.subset)
     print(f"data: {describe(data)}; batch {args.batch_size}; device {args.device}")

@@ -7,18 +7,17 @@ training images/s of ``train()`` over the plain loop, measured in this one run. 
 2-core machine: at least 1.2x. On a GPU it also reports ``train()`` with bf16 + channels-last and
 with ``compile``.
 
-    python benchmarks/bench_train.py [--subset 1024] [--batch-size 128] [--device auto]
+    python benchmarks/bench_train.py [--subset 2048] [--batch-size 128] [--device auto]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import torch
 import torch.nn.functional as F
 
-from _common import cifar_train, describe, pil_loader
+from _common import cifar_train, describe, parse_args, pil_loader
 from reslab import TrainConfig, create_model, load_dataset, train
 from reslab.train import resolve_device
 
@@ -57,15 +56,11 @@ def reslab_train(data, test, cfg: TrainConfig, warmup: int = 2) -> float:
 
 
 def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--subset", type=int, default=1024)
-    p.add_argument("--batch-size", type=int, default=128)
-    p.add_argument("--device", default="auto")
-    args = p.parse_args()
+    args = parse_args(__doc__, subset=2048, batch_size=128, device="auto")
     device = resolve_device(args.device)
 
     data = cifar_train(args.subset)
-    test = load_dataset("cifar10", "test", subset=256, download=False, allow_synthetic=True)
+    test = load_dataset("cifar10", "test", subset=min(256, args.subset), download=False, allow_synthetic=True)
     print(f"data: {describe(data)}; batch {args.batch_size}; device {device}")
     cfg = TrainConfig(epochs=1, batch_size=args.batch_size, lr=0.05, momentum=0.9, weight_decay=5e-4,
                       device=str(device), channels_last=True, progress=False)

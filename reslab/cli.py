@@ -232,7 +232,14 @@ def refresh_notebooks(argv: list[str] | None = None) -> int:
     return 0
 
 
-COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks}
+def params(argv: list[str] | None = None) -> int:
+    """``reslab params``: the parameter table of every paper model beside the printed values."""
+    from .params import main as params_main
+
+    return params_main(argv)
+
+
+COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks, "params": params}
 
 
 def main(argv: list[str] | None = None) -> int:

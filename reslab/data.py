@@ -35,6 +35,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._env import download_allowed
+
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 CACHE_VERSION = 1
@@ -182,12 +184,6 @@ def cache_dir() -> Path:
 def download_dir() -> Path:
     """Return where torchvision downloads go when no data root is given."""
     return cache_dir() / "downloads"
-
-
-def _download_allowed(download: bool | None) -> bool:
-    if download is not None:
-        return bool(download)
-    return os.environ.get("RESLAB_DOWNLOAD", "1").lower() not in ("0", "false", "no", "off")
 
 
 def get_spec(name: str) -> DatasetSpec:
@@ -728,7 +724,7 @@ def load_dataset(
     found: _Found | None = None
     root_path = data_root(root)
     if root_path is not None:
-        if not root_path.is_dir() and not _download_allowed(download):
+        if not root_path.is_dir() and not download_allowed(download):
             raise FileNotFoundError(
                 f"data root {root_path} does not exist and downloading is not allowed. Pass an "
                 f"existing folder as root= (or RESLAB_DATA), or allow the download into it."
@@ -737,7 +733,7 @@ def load_dataset(
         looked += [str(p) for p in _candidate_folders(root_path, spec)]
 
     download_error = None
-    if found is None and _download_allowed(download):
+    if found is None and download_allowed(download):
         target = root_path if root_path is not None else download_dir()
         try:
             _torchvision_download(spec, target)

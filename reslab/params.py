@@ -271,19 +271,19 @@ def param_table(specs: list[PaperModel] | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def write_param_table(path: str = DEFAULT_OUT) -> pd.DataFrame:
-    """Compute the table and write it as CSV to ``path`` (parent folders are created).
+def write_param_table(path: str | None = None) -> pd.DataFrame:
+    """Compute the table and write it as CSV (atomically) to ``path``.
+
+    Args:
+        path: Where to write; default ``results/params.csv`` under the results root.
 
     Returns:
         The table.
     """
-    import os
+    from .results import results_root, write_csv
 
     df = param_table()
-    parent = os.path.dirname(path)
-    if parent:
-        os.makedirs(parent, exist_ok=True)
-    df.to_csv(path, index=False)
+    write_csv(df, path or results_root() / "params.csv")
     return df
 
 
@@ -307,12 +307,12 @@ def _fmt(df: pd.DataFrame) -> str:
 def main(argv: list[str] | None = None) -> int:
     """Print the parameter table and write it as CSV (``--out``, default ``results/params.csv``)."""
     parser = argparse.ArgumentParser(prog="reslab params", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=DEFAULT_OUT, help=f"CSV path (default {DEFAULT_OUT})")
+    parser.add_argument("--out", default=None, help=f"CSV path (default {DEFAULT_OUT} under the results root)")
     args = parser.parse_args(argv)
     df = write_param_table(args.out)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40):
         print(_fmt(df))
-    print(f"\nwrote {len(df)} rows to {args.out}", file=sys.stderr)
+    print(f"\nwrote {len(df)} rows to {args.out or DEFAULT_OUT}", file=sys.stderr)
     return 0
 
 

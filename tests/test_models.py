@@ -259,7 +259,7 @@ def test_resnet_trunk_rejects_bad_options() -> None:
 
 def test_pretrained_missing_names_file_and_folder(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.delenv("RESLAB_OFFLINE", raising=False)
+    monkeypatch.setenv("RESLAB_DOWNLOAD", "1")
     calls = []
 
     def no_network(url, dst, *args, **kwargs):
@@ -277,10 +277,10 @@ def test_pretrained_missing_names_file_and_folder(tmp_path, monkeypatch) -> None
 
 def test_pretrained_offline_flag_skips_download(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
-    monkeypatch.setenv("RESLAB_OFFLINE", "1")
+    monkeypatch.setenv("RESLAB_DOWNLOAD", "0")
 
     def must_not_run(*args, **kwargs):
-        raise AssertionError("download attempted although RESLAB_OFFLINE=1")
+        raise AssertionError("download attempted although RESLAB_DOWNLOAD=0")
 
     monkeypatch.setattr(torch.hub, "download_url_to_file", must_not_run)
     with pytest.raises(PretrainedWeightsError, match="squeezenet1_1"):

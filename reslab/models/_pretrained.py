@@ -4,7 +4,7 @@ Weights live where torchvision puts them: ``torch.hub.get_dir()/checkpoints``
 (``$TORCH_HOME/hub/checkpoints``). A file already there is loaded without touching the network;
 a missing file is downloaded through torchvision's own path (``WeightsEnum.get_state_dict``);
 if that fails (offline machine), ``PretrainedWeightsError`` says which file to put where.
-Set ``RESLAB_OFFLINE=1`` to skip the download attempt altogether.
+Set ``RESLAB_DOWNLOAD=0`` to skip the download attempt altogether.
 """
 
 from __future__ import annotations
@@ -16,7 +16,8 @@ from urllib.parse import urlparse
 import torch
 from torch import nn
 
-OFFLINE_ENV = "RESLAB_OFFLINE"
+from .._env import DOWNLOAD_ENV, download_allowed
+
 
 
 class PretrainedWeightsError(RuntimeError):
@@ -53,13 +54,13 @@ def load_weights_state_dict(weights, progress: bool = True) -> dict[str, torch.T
 
     Raises:
         PretrainedWeightsError: if the file is not in ``checkpoint_dir()`` and the download fails
-            (or ``RESLAB_OFFLINE=1``); the message names the file and the folder.
+            (or ``RESLAB_DOWNLOAD=0``); the message names the file and the folder.
     """
     path = os.path.join(checkpoint_dir(), weights_filename(weights))
     if os.path.isfile(path):
         return torch.load(path, map_location="cpu", weights_only=True)
-    if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-        raise PretrainedWeightsError(_missing_message(weights, f"{OFFLINE_ENV} is set"))
+    if not download_allowed():
+        raise PretrainedWeightsError(_missing_message(weights, f"downloads are off: {DOWNLOAD_ENV}=0"))
     try:
         return weights.get_state_dict(progress=progress, check_hash=True)
     except Exception as err:  # URLError, HTTPError, socket errors, hash mismatch: one clear message

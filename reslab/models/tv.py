@@ -28,8 +28,8 @@ from dataclasses import dataclass
 import torchvision.models as tvm
 from torch import nn
 
+from .._env import DOWNLOAD_ENV, download_allowed
 from ._pretrained import (
-    OFFLINE_ENV,
     PretrainedWeightsError,
     adapt_first_conv,
     freeze,
@@ -178,16 +178,6 @@ def _hf_cached(repo_id: str) -> bool:
     return any(isinstance(try_to_load_from_cache(repo_id, f), str) for f in ("model.safetensors", "pytorch_model.bin"))
 
 
-def _reachable(host: str, timeout: float = 3.0) -> bool:
-    import socket
-
-    try:
-        socket.create_connection((host, 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
-
-
 def _sk_missing(reason: str) -> PretrainedWeightsError:
     return PretrainedWeightsError(
         f"timm weights {_SK_REPO} are not in the Hugging Face cache and could not be downloaded ({reason}); "
@@ -201,20 +191,15 @@ def skresnet18(num_classes: int = 10, in_chans: int = 3, pretrained: bool = Fals
     """SKNet-18 (Li et al. 2019, selective kernels) from timm; DRSTN Table 4 baseline.
 
     ``pretrained=True`` loads timm's ``skresnet18.ra_in1k`` from the Hugging Face cache
-    (``$HF_HOME/hub``), downloading it when missing and the hub is reachable; otherwise it raises
-    ``PretrainedWeightsError`` at once (the hub client's own retries take about a minute).
+    (``$HF_HOME/hub``), downloading it when missing unless ``RESLAB_DOWNLOAD=0`` (offline, the
+    hub client's own retries take about a minute before ``PretrainedWeightsError``).
     """
-    import os
-
     import timm
 
     freeze_backbone = kwargs.pop("freeze_backbone", False)
     freeze_bn = kwargs.pop("freeze_bn", True)
-    if pretrained and not _hf_cached(_SK_REPO):
-        if os.environ.get(OFFLINE_ENV, "") not in ("", "0"):
-            raise _sk_missing(f"{OFFLINE_ENV} is set")
-        if not _reachable("huggingface.co"):
-            raise _sk_missing("huggingface.co is unreachable")
+    if pretrained and not _hf_cached(_SK_REPO) and not download_allowed():
+        raise _sk_missing(f"downloads are off: {DOWNLOAD_ENV}=0")
     try:
         model = timm.create_model("skresnet18", pretrained=pretrained, num_classes=num_classes, in_chans=in_chans, **kwargs)
     except (OSError, RuntimeError) as err:
