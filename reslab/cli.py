@@ -29,6 +29,7 @@ NOTEBOOK_ORDER = [
     "summary",
 ]
 KERNEL_NAME = "reslab"
+REQUIRED_PARAMETERS = ("profile",)
 
 
 def notebooks_dir() -> Path:
@@ -85,7 +86,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     it finishes does the staging folder replace ``results/<profile>/<name>/``.
 
     Raises:
-        ValueError: if the notebook does not declare a parameter that is passed to it.
+        ValueError: if the notebook does not declare a ``profile`` parameter.
         Exception: whatever the notebook raised (papermill's execution error); the previous
             results folder is then left untouched and the executed notebook is kept under
             ``results/<profile>/_failed/``.
@@ -94,18 +95,22 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
 
     src = folder / f"{name}.ipynb"
     declared = notebook_parameters(src)
-    unknown = sorted(set(params) - set(declared))
-    if unknown:
+    missing = [k for k in REQUIRED_PARAMETERS if k not in declared]
+    if missing:
         raise ValueError(
-            f"{src.name} declares no parameter(s) {unknown}; its parameters are {sorted(declared)}."
+            f"{src.name} declares no parameter(s) {missing} in its parameters cell; every notebook "
+            f"must take {list(REQUIRED_PARAMETERS)} (it has {sorted(declared)})."
         )
+    # Options such as --device go only to the notebooks that take them (datasets trains nothing).
+    params = {k: v for k, v in params.items() if k in declared}
     final = results / profile / name
     stage_root = results / f".staging-{name}-{os.getpid()}"
     staged = stage_root / profile / name
     shutil.rmtree(stage_root, ignore_errors=True)
     staged.mkdir(parents=True)
     executed = staged / f"{name}.ipynb"
-    env = {"RESLAB_RESULTS": str(stage_root)}
+    # Finished training runs live outside the staging folder, so a rerun reuses them.
+    env = {"RESLAB_RESULTS": str(stage_root), "RESLAB_RUNS": os.environ.get("RESLAB_RUNS") or str(results / "_runs")}
     if data_root is not None:
         env["RESLAB_DATA"] = str(data_root)
     saved = {k: os.environ.get(k) for k in env}

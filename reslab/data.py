@@ -704,7 +704,8 @@ def load_dataset(
             ``$RESLAB_DATA``.
         download: Allow the torchvision download when nothing is found under ``root``; ``None``
             reads ``$RESLAB_DOWNLOAD`` (default allowed).
-        subset: Keep a stratified, seeded subset of this many images.
+        subset: Keep a stratified, seeded subset of at most this many images (a split that is
+            smaller, such as synthetic data under a smoke budget, is kept whole).
         seed: Seed of the subset.
         allow_synthetic: When nothing is found and no download succeeds, write synthetic data in
             the official format and read it back (the smoke profile).
@@ -759,7 +760,7 @@ def load_dataset(
 
     entry = _load_split(spec, split, found)
     images, labels, fingerprint = entry["images"], entry["labels"], entry["fingerprint"]
-    if subset is not None:
+    if subset is not None and int(subset) < labels.numel():
         idx = stratified_indices(labels, int(subset), len(spec.classes), seed)
         images, labels = images[idx], labels[idx]
         fingerprint = hashlib.sha256(f"{fingerprint}|{idx.numpy().tobytes().hex()}".encode()).hexdigest()[:16]

@@ -43,3 +43,24 @@ def close(fig) -> None:
     """Release a figure's memory once it is saved and shown."""
     plt.close(fig)
 
+
+
+def curves(histories, y: str = "test_acc", hue: str = "label", title: str | None = None, ylabel: str | None = None):
+    """Per-epoch curves, one line per ``hue`` value; a band of one standard deviation over seeds.
+
+    Args:
+        histories: Long DataFrame with ``epoch``, ``y``, ``hue`` and ``seed`` columns (from
+            :func:`reslab.experiment.run_specs`).
+        y: The column to plot (``test_acc``, ``test_loss``, ``train_loss``...).
+        hue: The column naming the lines.
+    """
+    import seaborn as sns
+
+    fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=80)
+    sns.lineplot(data=histories, x="epoch", y=y, hue=hue, errorbar="sd", marker="o", ax=ax)
+    ax.set_ylabel(ylabel or y.replace("_", " "))
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, title=None)
+    fig.tight_layout()
+    return fig

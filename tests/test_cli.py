@@ -69,10 +69,20 @@ def test_only_and_bad_arguments(books, tmp_path, capsys):
     assert "is not a folder" in capsys.readouterr().err
 
 
-def test_parameter_the_notebook_does_not_declare_is_an_error(books, tmp_path, capsys):
-    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x"))
-    assert cli.main(["reproduce", "--device", "cpu", "--results", str(tmp_path / "r")]) == 1
-    assert "declares no parameter(s) ['device']" in capsys.readouterr().err
+def test_options_reach_only_notebooks_that_declare_them(books, tmp_path):
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x") + "\nassert 'device' not in dir()")
+    assert cli.main(["reproduce", "--device", "cpu", "--results", str(tmp_path / "r")]) == 0
+
+
+def test_notebook_without_a_profile_parameter_is_an_error(books, tmp_path, capsys):
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    cell = nbf.v4.new_code_cell("x = 1")
+    cell.metadata["tags"] = ["parameters"]
+    nb.cells = [cell]
+    nbf.write(nb, books / "datasets.ipynb")
+    assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 1
+    assert "declares no parameter(s) ['profile']" in capsys.readouterr().err
 
 
 def test_unknown_command():

@@ -297,8 +297,12 @@ def test_stratified_seeded_subset(no_data_root):
     assert torch.equal(a.images, b.images) and a.fingerprint == b.fingerprint
     assert not torch.equal(a.labels, c.labels) and a.fingerprint != c.fingerprint
     assert a.fingerprint != full.fingerprint
+    whole = load_dataset("cifar10", "train", download=False, allow_synthetic=True, subset=len(full) + 1)
+    assert whole.fingerprint == full.fingerprint  # a budget larger than the split keeps it whole
     with pytest.raises(ValueError, match="subset must be in"):
-        load_dataset("cifar10", "train", download=False, allow_synthetic=True, subset=len(full) + 1)
+        D.stratified_indices(full.labels, len(full) + 1, 10)
+    with pytest.raises(ValueError, match="subset must be in"):
+        load_dataset("cifar10", "train", download=False, allow_synthetic=True, subset=0)
 
 
 # ------------------------------------------------------------------ the real data (../shared/data)

@@ -59,3 +59,16 @@ def load_claims(paper: str | None = None) -> pd.DataFrame:
         if out.empty:
             raise ValueError(f"no claims for paper {paper!r}; known papers: {known}")
     return out
+
+
+def as_fraction(value: float, unit: str) -> float:
+    """A printed accuracy or error rate as a fraction (``percent`` / 100, ``fraction`` as is).
+
+    Raises:
+        ValueError: for a unit that is not a rate.
+    """
+    if unit == "percent":
+        return value / 100.0
+    if unit == "fraction":
+        return value
+    raise ValueError(f"unit {unit!r} is not a rate; expected 'percent' or 'fraction'.")

@@ -1,55 +1,18 @@
-"""One ``run_<table>()`` function per notebook: the single call each notebook makes.
-
-Each function validates its parameters, does the work, writes its CSVs, figures and manifest
-into ``results/<profile>/<table>/`` (or ``out_dir``) atomically, and returns a
-:class:`TableOutput` the notebook displays.
-"""
+"""The datasets notebook: every data set as ``reslab`` loads it (source, fingerprint, sizes)."""
 
 from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 
-from . import plots
-from .data import DATASETS, SPLITS, get_spec, load_dataset
-from .profiles import get_profile
-from .results import output_dir, save_figure, write_csv, write_manifest
-
-
-@dataclass
-class TableOutput:
-    """What a ``run_<table>()`` call produced.
-
-    Attributes:
-        tables: Name -> DataFrame, each also written as ``<name>.csv``.
-        figures: Name -> matplotlib Figure, each also written as ``<name>.png``.
-        out_dir: Where the files are.
-        notes: Lines the notebook prints under the table (data sources, choices, warnings).
-    """
-
-    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
-    figures: dict[str, Any] = field(default_factory=dict)
-    out_dir: Path | None = None
-    notes: list[str] = field(default_factory=list)
-
-    def save(self, table: str, profile: str, data: list[dict], wall_s: float, **extra: Any) -> None:
-        """Write every table, figure and the manifest into ``out_dir``."""
-        assert self.out_dir is not None
-        files = []
-        for name, frame in self.tables.items():
-            write_csv(frame, self.out_dir / f"{name}.csv")
-            files.append(f"{name}.csv")
-        for name, fig in self.figures.items():
-            save_figure(fig, self.out_dir / f"{name}.png")
-            plots.close(fig)  # the notebook displays it once, from ``figures``
-            files.append(f"{name}.png")
-        write_manifest(self.out_dir, table, profile, data, wall_s, files=files + ["manifest.json"],
-                       notes=self.notes, **extra)
+from .. import plots
+from ..data import DATASETS, SPLITS, get_spec, load_dataset
+from ..profiles import get_profile
+from ..results import output_dir
+from ._common import TableOutput
 
 
 def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:

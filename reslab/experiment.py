@@ -1,0 +1,251 @@
+"""Training runs of a table: one model, one recipe, one seed -> one result row with provenance.
+
+Every paper table is a list of :class:`RunSpec` (a row label, a registered model, a data set, a
+:class:`~reslab.train.TrainConfig`) run over some seeds. :func:`run_specs` trains what is missing
+and reuses what is finished: a run lives in ``runs_root()/<profile>/<table>/<label>-s<seed>-<key>/``
+where ``key`` hashes everything that changes its numbers (model and its arguments, recipe,
+augmentation, initial weights, data fingerprints), so rerunning a notebook with the same profile
+and seeds reuses its runs, an interrupted run resumes from its last epoch, and a changed recipe
+trains anew. ``force=True`` retrains.
+
+The run store is outside the results folders on purpose: ``reslab reproduce`` executes notebooks
+into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``results/_runs``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+
+from .data import Augment, BatchLoader, Dataset, load_dataset
+from .models import count_params, create_model
+from .profiles import get_profile
+from .results import make_row, results_root, write_csv, write_json
+from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device, train
+
+RESULT_NAME = "result.json"
+HISTORY_NAME = "history.csv"
+
+
+@dataclass
+class RunSpec:
+    """One row of a table: what to train.
+
+    Attributes:
+        table: The table (notebook) name, e.g. ``drstn_table4_cifar10``.
+        label: The row label (the paper's name of the row where it has one).
+        model: A registered model name.
+        dataset: ``cifar10``, ``mnist``, ``fashion_mnist``.
+        cfg: The training recipe (its ``seed`` is replaced by each run's seed).
+        model_kwargs: Passed to :func:`reslab.models.create_model` (``pretrained``, ``freeze_backbone``...).
+        train_augment: Batch transform of training batches; default :meth:`Augment.standard`.
+        test_augment: Batch transform of test batches; default ``train_augment.eval()``.
+        init_from: A checkpoint (``last.pt`` of another run) whose model weights start this run;
+            entries whose shapes differ (a new head) keep their fresh initialisation.
+    """
+
+    table: str
+    label: str
+    model: str
+    dataset: str
+    cfg: TrainConfig
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    train_augment: Augment | None = None
+    test_augment: Augment | None = None
+    init_from: str | os.PathLike | None = None
+
+    def augments(self) -> tuple[Augment, Augment]:
+        train_aug = self.train_augment or Augment.standard(self.dataset, train=True)
+        return train_aug, self.test_augment or train_aug.eval()
+
+
+def runs_root() -> Path:
+    """Where runs live: ``$RESLAB_RUNS``, else ``<results root>/_runs``."""
+    env = os.environ.get("RESLAB_RUNS")
+    return Path(env).expanduser() if env else results_root() / "_runs"
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a row label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def load_splits(dataset: str, profile: str, data_root: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+    """The train and test splits a profile uses (its subsets; the subset seed is fixed at 0 so
+    every model and seed of a table sees the same images)."""
+    prof = get_profile(profile)
+    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **prof.data_kwargs(split))
+                 for split in ("train", "test"))
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from checkpoint {path} does not exist; train the run it comes from first.")
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()[:16]
+
+
+def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -> str:
+    """A hash of everything that changes a run's numbers."""
+    cfg = spec.cfg.replace(seed=seed).to_dict()
+    for k in ("device", "progress", "eval_batch_size"):
+        cfg.pop(k)
+    train_aug, test_aug = spec.augments()
+    payload = {
+        "model": spec.model,
+        "model_kwargs": spec.model_kwargs,
+        "dataset": spec.dataset,
+        "cfg": cfg,
+        "train_augment": repr(train_aug),
+        "test_augment": repr(test_aug),
+        "init_from": _file_digest(Path(spec.init_from)) if spec.init_from else None,
+        "data": [train_data.fingerprint, test_data.fingerprint],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _init_weights(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
+    """Load matching weights from a checkpoint; return the names left at their fresh values."""
+    ckpt = load_checkpoint(path)
+    source = ckpt.get("model", ckpt)
+    own = model.state_dict()
+    kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(kept, strict=False)
+    return sorted(set(own) - set(kept))
+
+
+def run_one(
+    spec: RunSpec,
+    profile: str,
+    seed: int,
+    train_data: Dataset,
+    test_data: Dataset,
+    force: bool = False,
+) -> tuple[dict[str, Any], pd.DataFrame]:
+    """Train (or reuse) one run and return its result row and per-epoch history.
+
+    Returns:
+        ``(row, history)``: the row carries every provenance column of
+        :data:`reslab.results.PROVENANCE_COLUMNS` plus ``label``, ``trainable_params``,
+        ``train_acc``, ``run_key``, ``reused`` and the data fingerprints; the history has one row
+        per epoch with ``label``, ``model`` and ``seed`` columns.
+    """
+    key = run_key(spec, seed, train_data, test_data)
+    folder = runs_root() / profile / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+    result_path = folder / RESULT_NAME
+    if result_path.is_file() and not force:
+        stored = json.loads(result_path.read_text())
+        row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
+        return row, pd.read_csv(folder / HISTORY_NAME)
+    if force:
+        shutil.rmtree(folder, ignore_errors=True)
+
+    torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
+    model = create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
+                         **spec.model_kwargs)
+    fresh = _init_weights(model, spec.init_from) if spec.init_from else []
+    train_aug, test_aug = spec.augments()
+    cfg = spec.cfg.replace(seed=seed)
+    device = resolve_device(cfg.device)
+    train_loader = BatchLoader(train_data, cfg.batch_size, augment=train_aug, shuffle=True,
+                               drop_last=len(train_data) > cfg.batch_size, device=device, seed=seed,
+                               channels_last=cfg.channels_last)
+    test_loader = BatchLoader(test_data, cfg.eval_batch_size, augment=test_aug, device=device,
+                              channels_last=cfg.channels_last)
+    t0 = time.perf_counter()
+    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder)
+    summary = history.summary()
+    row = make_row(
+        table=spec.table, model=spec.model, dataset=spec.dataset, data_source=train_data.data_source,
+        profile=profile, seed=seed, epochs=summary["epochs"], params=count_params(model),
+        final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
+        wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
+        label=spec.label, trainable_params=count_params(model, trainable_only=True),
+        train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
+        train_images=len(train_data), test_images=len(test_data),
+        train_fingerprint=train_data.fingerprint, test_fingerprint=test_data.fingerprint,
+        init_from=str(spec.init_from) if spec.init_from else "", fresh_from_init=len(fresh),
+        resumed_from_epoch=history.resumed_from_epoch, run_key=key, reused=False,
+    )
+    frame = history.to_frame().assign(label=spec.label, model=spec.model, seed=seed)
+    write_csv(frame, folder / HISTORY_NAME)
+    write_json({"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs},
+               result_path)
+    return row, frame
+
+
+def _in_chans(spec: RunSpec, data: Dataset) -> int:
+    train_aug, _ = spec.augments()
+    return 3 if train_aug.to_rgb else data.images.shape[1]
+
+
+def checkpoint_path(spec: RunSpec, profile: str, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
+    """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
+    key = run_key(spec, seed, train_data, test_data)
+    return runs_root() / profile / spec.table / f"{slug(spec.label)}-s{seed}-{key}" / CHECKPOINT_NAME
+
+
+def run_specs(
+    specs: Sequence[RunSpec],
+    profile: str,
+    seeds: Sequence[int],
+    data_root: str | os.PathLike | None = None,
+    force: bool = False,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Run every spec for every seed (data loaded once per data set).
+
+    Returns:
+        ``(rows, histories)`` as DataFrames.
+
+    Raises:
+        ValueError: on an empty ``seeds`` or ``specs``.
+    """
+    if not specs:
+        raise ValueError("no runs to make: specs is empty.")
+    seeds = [int(s) for s in seeds]
+    if not seeds:
+        raise ValueError("seeds must name at least one seed, e.g. [0].")
+    splits: dict[str, tuple[Dataset, Dataset]] = {}
+    rows, histories = [], []
+    for spec in specs:
+        if spec.dataset not in splits:
+            splits[spec.dataset] = load_splits(spec.dataset, profile, data_root)
+        for seed in seeds:
+            row, hist = run_one(spec, profile, seed, *splits[spec.dataset], force=force)
+            rows.append(row)
+            histories.append(hist)
+    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+
+
+def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:
+    """Mean, standard deviation and n over seeds of final- and best-epoch accuracy.
+
+    The data sources, profile, epochs and parameter counts are carried along (they must agree
+    within a group; if not, the group lists them all).
+    """
+    def join(values: pd.Series) -> str:
+        return ",".join(sorted({str(v) for v in values}))
+
+    grouped = rows.groupby(list(by), sort=False)
+    out = grouped.agg(
+        best_acc_mean=("best_acc", "mean"), best_acc_std=("best_acc", "std"),
+        final_acc_mean=("final_acc", "mean"), final_acc_std=("final_acc", "std"),
+        train_acc_mean=("train_acc", "mean"), n=("seed", "count"),
+        params=("params", "first"), trainable_params=("trainable_params", "first"),
+        epochs=("epochs", join), data_source=("data_source", join), profile=("profile", join),
+        seeds=("seed", join), device=("device", join),
+    ).reset_index()
+    return out
