@@ -6,6 +6,7 @@ into ``results/<profile>/<table>/`` (or ``out_dir``) atomically, and returns a
 """
 
 from ._common import TableOutput
+from .cbam import cbam_claims, cbam_params, run_cbam
 from .datasets import dataset_specs, run_datasets
 
-__all__ = ["TableOutput", "dataset_specs", "run_datasets"]
+__all__ = ["TableOutput", "cbam_claims", "cbam_params", "dataset_specs", "run_cbam", "run_datasets"]

@@ -1,0 +1,402 @@
+"""Seed 004 (CBAM / ResNet-50 on CIFAR-10 at 224x224): the five-row table and the "Scratch" audit.
+
+The seed prints one results table (no table number): train accuracy, test accuracy and
+parameters of Sample ResNet (CBAM, from scratch), ResNet50 (ImageNet weights, frozen backbone,
+new 10-class ``fc``), ResNet Attention (ImageNet ResNet-50 frozen + CBAM bottleneck head),
+ResNet50 Scratch and ResNet Attention Scratch; and a training log of "ResNet50 Scratch" (both
+transcribed in ``reslab/claims/cbam.csv``).
+
+**The audit.** That log shows 82.97% train accuracy after the first epoch and 95.83% test accuracy
+after five: what fine-tuning every layer from ImageNet weights gives, not training from random
+weights. So each "Scratch" row is run in two readings, side by side with the printed row:
+``(ImageNet init, all layers)`` (``pretrained=True``, nothing frozen) and ``(random init)``. The
+issue asks this of ResNet50 Scratch; ResNet Attention Scratch gets it too, because its printed
+96.31% after 10 epochs raises the same question (it has no log to settle it).
+
+**Input pipeline** (seed section 2), applied batch-wise on the device by
+:class:`reslab.data.Augment`: ``Resize(224)`` -> ``RandomHorizontalFlip(0.5)`` ->
+``RandomResizedCrop(224, scale=(0.8, 1), ratio=(1, 1))`` -> ImageNet normalisation. ``Augment``
+flips first (on the 32x32 image; a flip commutes with the resize) and folds the resize into the
+crop's bilinear resampling. **Test time** is not shown in the seed; we resize to 224 and normalise
+(``Augment.eval()``), the usual deterministic counterpart.
+
+**Recipes** (:data:`RECIPES`). The seed gives no optimiser, learning rate or batch size. ``paper``
+(our choices): SGD, momentum 0.9, lr 0.01, batch 64, no weight decay, 10 epochs (the log), the
+learning rate x0.1 after epoch 5. Why the step: the log's train loss falls smoothly (0.111, 0.084,
+0.062) and then halves between epochs 5 and 6 (0.033), the mark of a learning-rate drop; lr 0.01
+with momentum is the common fine-tuning setting for torchvision ResNet-50. bf16 autocast on CUDA.
+``strong``: SGD-Nesterov 0.9, lr 0.01, batch 64, cosine with 1 warm-up epoch, label smoothing 0.1,
+weight decay 5e-4, 10 epochs, the same flip + random-resized-crop pipeline. ``smoke``: 1 epoch,
+batch 16, 1 optimiser step, inputs resized to 32 (not 224: ResNet-50 on a shared CPU), on the
+smoke profile's subsets.
+
+**Best accuracy.** The log evaluates after epochs 5 and 10 only, and its "best accuracy" (the
+table's test accuracy) is the best of those. We evaluate after every epoch and report the best
+over all epochs (``best_acc``), the best over the paper's evaluation epochs (every 5th and the
+last: ``best_acc_paper_evals``, compared with the paper) and the final epoch's.
+
+**Pretrained weights.** The frozen rows and the ImageNet-init readings need torchvision's
+``ResNet50_Weights.IMAGENET1K_V1`` file. When it is missing, ``smoke`` runs those rows from random
+weights and says so in the label; ``paper`` and ``strong`` stop with
+:class:`reslab.models.PretrainedWeightsError` naming the file and the folder. ``weights="random"``
+runs every row from random weights on purpose (labelled likewise).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import pandas as pd
+
+from .. import plots
+from ..claims import as_fraction, load_claims
+from ..data import IMAGENET_MEAN_STD, Augment
+from ..experiment import RunSpec, load_splits, run_specs, summarise
+from ..models import checkpoint_dir, weights_filename
+from ..models._pretrained import load_weights_state_dict
+from ..models.tv import tv_weights
+from ..params import param_table, paper_models
+from ..profiles import get_profile
+from ..results import output_dir
+from ..train import TrainConfig
+from ._common import TableOutput
+
+TABLE = "cbam_resnet50_cifar10"
+PAPER = "cbam"
+DATASET = "cifar10"
+PAPER_EVAL_EVERY = 5  # the seed's log prints validation after epochs 5 and 10
+WEIGHTS = ("imagenet", "random")
+FALLBACK = " [random weights: ImageNet file missing]"
+RANDOM_ON_PURPOSE = " [random weights: weights='random']"
+
+#: Per-profile training recipes (the module docstring gives the reasons).
+RECIPES: dict[str, TrainConfig] = {
+    "smoke": TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
+                         max_steps=1, eval_batch_size=256, progress=False),
+    "paper": TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
+                         schedule="step", step_size=5, gamma=0.1, amp=True, eval_batch_size=500, progress=False),
+    "strong": TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
+                          weight_decay=5e-4, schedule="cosine", warmup_epochs=1.0, label_smoothing=0.1, amp=True,
+                          eval_batch_size=500, progress=False),
+}
+#: Input side length per profile: the seed's 224, 32 in smoke (stated in every row).
+RESIZE: dict[str, int] = {"smoke": 32, "paper": 224, "strong": 224}
+
+
+@dataclass(frozen=True)
+class CbamRow:
+    """One measured row: a printed row of the table in one reading.
+
+    Attributes:
+        paper_row: The row label as printed.
+        model: Registered model name.
+        pretrained: Start from torchvision's ImageNet weights.
+        freeze_backbone: Train only the new head (the seed's fine-tuning rows).
+        reading: Which reading of ``paper_row`` this is (empty when there is one).
+    """
+
+    paper_row: str
+    model: str
+    pretrained: bool
+    freeze_backbone: bool
+    reading: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.paper_row} ({self.reading})" if self.reading else self.paper_row
+
+    @property
+    def init(self) -> str:
+        if not self.pretrained:
+            return "random init"
+        return "ImageNet weights, frozen backbone" if self.freeze_backbone else "ImageNet weights, all layers trained"
+
+
+ROWS: tuple[CbamRow, ...] = (
+    CbamRow("Sample ResNet", "cbam_sample_resnet", pretrained=False, freeze_backbone=False),
+    CbamRow("ResNet50", "resnet50", pretrained=True, freeze_backbone=True),
+    CbamRow("ResNet Attention", "cbam_resnet50_attention", pretrained=True, freeze_backbone=True),
+    CbamRow("ResNet50 Scratch", "resnet50", True, False, "ImageNet init, all layers"),
+    CbamRow("ResNet50 Scratch", "resnet50", False, False, "random init"),
+    CbamRow("ResNet Attention Scratch", "cbam_resnet50_attention", True, False, "ImageNet init, all layers"),
+    CbamRow("ResNet Attention Scratch", "cbam_resnet50_attention", False, False, "random init"),
+)
+AUDITED_ROW = "ResNet50 Scratch"  # the printed row whose log is shown
+
+_ROW_LABEL = re.compile(r"row label '([^']+)'")
+
+
+def paper_claims() -> pd.DataFrame:
+    """The seed's printed numbers, one row per number, with ``paper_row`` parsed from the note.
+
+    The claims' ``model`` column holds registered names, and ResNet50 / ResNet50 Scratch share
+    one; the printed row label is in each note (``row label '...'``).
+
+    Raises:
+        ValueError: if a claim's note names no row label.
+    """
+    claims = load_claims(PAPER)
+    labels = claims["note"].str.extract(_ROW_LABEL, expand=False)
+    if labels.isna().any():
+        bad = claims.loc[labels.isna(), "metric"].tolist()
+        raise ValueError(f"cbam claims {bad} have no \"row label '...'\" in their note; fix reslab/claims/cbam.csv")
+    return claims.assign(paper_row=labels)
+
+
+def cbam_claims() -> pd.DataFrame:
+    """The five-row table as transcribed: train / test accuracy (fractions) and the parameter count."""
+    claims = paper_claims()
+    table = claims[claims["table"] == "results table"]
+    rows = []
+    for paper_row, grp in table.groupby("paper_row", sort=False):
+        by_metric = grp.set_index("metric")
+        count = by_metric.loc[by_metric.index.isin(["params", "trainable_params"])].iloc[0]
+        rows.append({
+            "paper_row": paper_row, "model": grp["model"].iloc[0],
+            "train_acc": as_fraction(by_metric.loc["train_acc", "value"], by_metric.loc["train_acc", "unit"]),
+            "test_acc": as_fraction(by_metric.loc["test_acc", "value"], by_metric.loc["test_acc", "unit"]),
+            "parameters": int(count["value"]), "parameters_counted": count.name,
+        })
+    return pd.DataFrame(rows)
+
+
+def paper_log() -> pd.DataFrame:
+    """The seed's training log of ResNet50 Scratch: one row per epoch (test values at 5 and 10 only)."""
+    claims = paper_claims()
+    log = claims[claims["table"] == "training log"]
+    parts = log["metric"].str.extract(r"^(?P<what>.+)_epoch_(?P<epoch>\d+)$")
+    wide = log.assign(what=parts["what"], epoch=parts["epoch"].astype(int)).pivot_table(
+        index="epoch", columns="what", values="value").reset_index()
+    wide.columns.name = None
+    return wide.assign(label=f"paper log: {AUDITED_ROW}", seed=0)
+
+
+def cbam_params() -> pd.DataFrame:
+    """Parameter counts of the five models against the printed integers (:func:`reslab.params.param_table`)."""
+    cols = ["label", "model", "mode", "params", "trainable", "paper_value", "metric", "diff", "match", "note"]
+    return param_table([s for s in paper_models() if s.paper == PAPER])[cols].rename(columns={"label": "paper_row"})
+
+
+def imagenet_weights_found(profile: str) -> bool:
+    """Whether ResNet-50's ImageNet weights are on disk (downloading them outside ``smoke``).
+
+    Raises:
+        PretrainedWeightsError: outside ``smoke``, when the file is missing and cannot be
+            downloaded; the message names the file and the folder to put it in.
+    """
+    weights = tv_weights("resnet50")  # cbam_resnet50_attention loads the same file
+    if os.path.isfile(os.path.join(checkpoint_dir(), weights_filename(weights))):
+        return True
+    if profile == "smoke":  # smoke never downloads
+        return False
+    load_weights_state_dict(weights)
+    return True
+
+
+def seed_augment(resize: int) -> Augment:
+    """The seed's training pipeline at side ``resize`` (flip, random-resized-crop, ImageNet normalisation)."""
+    mean, std = IMAGENET_MEAN_STD
+    return Augment(flip=True, resize=resize, rrc_scale=(0.8, 1.0), rrc_ratio=(1.0, 1.0), mean=mean, std=std)
+
+
+def select_rows(rows: Sequence[str] | None) -> list[CbamRow]:
+    """The rows named by printed label (all its readings) or by full label; ``None`` = all.
+
+    Raises:
+        ValueError: for a name that is neither.
+    """
+    if rows is None:
+        return list(ROWS)
+    if isinstance(rows, str):
+        rows = [rows]
+    known = {r.paper_row for r in ROWS} | {r.label for r in ROWS}
+    unknown = [r for r in rows if r not in known]
+    if unknown or not rows:
+        raise ValueError(f"unknown row(s) {unknown}; use printed labels or full labels from: {sorted(known)}")
+    return [r for r in ROWS if r.paper_row in rows or r.label in rows]
+
+
+def cbam_specs(profile: str, resize: int, cfg: TrainConfig, rows: Sequence[CbamRow], imagenet: bool) -> list[RunSpec]:
+    """One :class:`RunSpec` per row; ``imagenet=False`` runs the pretrained rows from random weights."""
+    aug = seed_augment(resize)
+    specs = []
+    for row in rows:
+        label, pretrained = row.label, row.pretrained
+        if pretrained and not imagenet:
+            label += FALLBACK if profile == "smoke" else RANDOM_ON_PURPOSE
+            pretrained = False
+        specs.append(RunSpec(table=TABLE, label=label, model=row.model, dataset=DATASET, cfg=cfg,
+                             # freeze_backbone only where set: Sample ResNet has no backbone to freeze
+                             model_kwargs={"pretrained": pretrained} | ({"freeze_backbone": True} if row.freeze_backbone else {}),
+                             train_augment=aug, test_augment=aug.eval()))
+    return specs
+
+
+def _best_at_paper_evals(histories: pd.DataFrame) -> pd.DataFrame:
+    """Per run: the best test accuracy over epochs the seed evaluates (every 5th and the last)."""
+    def best(h: pd.DataFrame) -> float:
+        last = h["epoch"].max()
+        return h.loc[(h["epoch"] % PAPER_EVAL_EVERY == 0) | (h["epoch"] == last), "test_acc"].max()
+
+    return histories.groupby(["label", "seed"], sort=False).apply(best, include_groups=False).rename(
+        "best_acc_paper_evals").reset_index()
+
+
+def _audit(histories: pd.DataFrame, rows: Sequence[CbamRow], labels: dict[str, str], comparable: dict[str, bool]
+           ) -> tuple[pd.DataFrame, list[str]]:
+    """Per epoch: the audited row's readings beside the seed's log."""
+    log = paper_log().drop(columns=["label", "seed"]).add_prefix("paper_").rename(columns={"paper_epoch": "epoch"})
+    ours = [labels[r.label] for r in rows if r.paper_row == AUDITED_ROW]
+    if not ours:
+        return pd.DataFrame(), []
+    h = histories[histories["label"].isin(ours)]
+    mean = h.groupby(["label", "epoch"], sort=False)[["train_acc", "test_acc", "train_loss"]].mean().reset_index()
+    audit = mean.merge(log, on="epoch", how="left")
+    audit["train_acc_diff"] = audit["train_acc"] - audit["paper_train_acc"]
+    audit["test_acc_diff"] = audit["test_acc"] - audit["paper_test_acc"]
+    audit["comparable"] = audit["label"].map(comparable)
+    first = audit[(audit["epoch"] == 1) & audit["comparable"]]
+    if len(first) == len(ours) and len(ours) > 1:
+        closer = first.loc[first["train_acc_diff"].abs().idxmin()]
+        notes = [f"audit: after epoch 1 the paper's log shows train accuracy {closer['paper_train_acc']:.4f}; the "
+                 f"closest reading is {closer['label']!r} ({closer['train_acc']:.4f}); see cbam_audit.csv."]
+    else:
+        notes = ["audit: no reading is chosen (smoke, synthetic or fallback rows, or only one reading run); "
+                 "see cbam_audit.csv for the numbers."]
+    return audit, notes
+
+
+def run_cbam(
+    profile: str = "smoke",
+    data_root: str | os.PathLike | None = None,
+    seeds: Sequence[int] = (0,),
+    epochs: int | None = None,
+    max_steps: int | None = None,
+    resize: int | None = None,
+    device: str = "auto",
+    weights: str = "imagenet",
+    rows: Sequence[str] | None = None,
+    force: bool = False,
+    out_dir: str | os.PathLike | None = None,
+) -> TableOutput:
+    """Train the table's rows and compare them with the seed's table and log.
+
+    Writes ``cbam_table.csv`` (one row per measured row: init, resize, data source, trainable and
+    total parameters with the printed count, its difference and the model-zoo note; final-epoch
+    train accuracy, final / best / best-at-the-paper's-evaluations test accuracy, the printed
+    values and the differences; ``comparable``), ``cbam_runs.csv`` (one row per seed, full
+    provenance), ``cbam_history.csv`` (per epoch), ``cbam_audit.csv`` (the ResNet50 Scratch
+    readings per epoch beside the seed's log), ``cbam_params.csv``, ``train_acc_per_epoch.png``,
+    ``test_acc_per_epoch.png`` and ``manifest.json``.
+
+    Args:
+        profile: ``smoke``, ``paper`` or ``strong`` (:data:`RECIPES`).
+        data_root: Folder with CIFAR-10; default ``$RESLAB_DATA``.
+        seeds: One run per seed and row.
+        epochs: Override the recipe's epochs (``None``: the profile's).
+        max_steps: Override the recipe's step cap (``None``: the profile's; 0: no cap).
+        resize: Input side length (``None``: 224, 32 in smoke).
+        device: ``auto``, ``cpu``, ``cuda``...
+        weights: ``imagenet`` (the seed's pretrained rows use torchvision's ImageNet weights, found
+            in ``$TORCH_HOME/hub/checkpoints``) or ``random`` (every row from random weights).
+        rows: Printed row labels (all their readings) or full labels; ``None``: every row.
+        force: Retrain finished runs.
+        out_dir: Where to write; default ``results/<profile>/cbam_resnet50_cifar10``.
+
+    Raises:
+        ValueError: unknown profile, weights or row, bad budgets or resize.
+        PretrainedWeightsError: outside ``smoke``, ImageNet weights missing with ``weights='imagenet'``.
+    """
+    get_profile(profile)
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
+    resize = RESIZE[profile] if resize is None else int(resize)
+    if resize < 32:
+        raise ValueError(f"resize must be at least 32 (ResNet-50 downsamples 32x), got {resize}.")
+    chosen = select_rows(rows)
+    overrides: dict[str, Any] = {"device": device}
+    if epochs is not None:
+        overrides["epochs"] = int(epochs)
+    if max_steps is not None:
+        overrides["max_steps"] = int(max_steps)
+    cfg = RECIPES[profile].replace(**overrides)
+    t0 = time.perf_counter()
+    out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
+
+    needs_imagenet = weights == "imagenet" and any(r.pretrained for r in chosen)
+    imagenet = needs_imagenet and imagenet_weights_found(profile)  # raises outside smoke when missing
+    if needs_imagenet and not imagenet:
+        # Without the weights an "ImageNet init, all layers" reading is its random-init twin: run that once.
+        twins = {(r.paper_row, r.model) for r in chosen if not r.pretrained}
+        skipped = [r.label for r in chosen if r.pretrained and not r.freeze_backbone and (r.paper_row, r.model) in twins]
+        chosen = [r for r in chosen if r.label not in skipped]
+        if skipped:
+            out.notes.append(f"not run without the ImageNet weights (identical to their random-init reading): {skipped}.")
+    specs = cbam_specs(profile, resize, cfg, chosen, imagenet)
+    labels = {row.label: spec.label for row, spec in zip(chosen, specs)}
+    runs, histories = run_specs(specs, profile, seeds, data_root=data_root, force=force)
+
+    # A pretrained row that ran from random weights says so in its label and its init.
+    info = pd.DataFrame([{
+        "label": spec.label, "paper_row": row.paper_row, "resize": resize,
+        "init": row.init if spec.label == row.label else f"random init{spec.label[len(row.label):]}",
+    } for row, spec in zip(chosen, specs)])
+    runs = runs.merge(info, on="label").merge(_best_at_paper_evals(histories), on=["label", "seed"])
+    summary = summarise(runs).merge(
+        runs.groupby("label", sort=False)["best_acc_paper_evals"].agg(best_acc_paper_evals_mean="mean").reset_index(),
+        on="label").merge(info, on="label")
+    claimed = cbam_claims().rename(columns={"train_acc": "paper_train_acc", "test_acc": "paper_test_acc",
+                                            "parameters": "paper_params", "parameters_counted": "paper_params_metric"})
+    params = cbam_params()
+    table = summary.merge(claimed.drop(columns="model"), on="paper_row", how="left").merge(
+        params[["paper_row", "diff", "match", "note"]].rename(
+            columns={"diff": "params_diff", "match": "params_match", "note": "params_note"}),
+        on="paper_row", how="left")
+    table["train_acc_diff"] = table["train_acc_mean"] - table["paper_train_acc"]
+    table["test_acc_diff"] = table["best_acc_paper_evals_mean"] - table["paper_test_acc"]
+    # Comparable with the printed row: the paper's data, input size and initialisation.
+    table["comparable"] = ((profile != "smoke") & (resize == 224) & ~table["data_source"].str.contains("synthetic")
+                           & ~table["init"].str.contains("[", regex=False))
+    order = ["label", "paper_row", "init", "model", "dataset", "data_source", "profile", "resize", "epochs", "n",
+             "seeds", "params", "trainable_params", "paper_params", "paper_params_metric", "params_diff",
+             "params_match", "params_note", "train_acc_mean", "paper_train_acc", "train_acc_diff", "final_acc_mean",
+             "final_acc_std", "best_acc_mean", "best_acc_std", "best_acc_paper_evals_mean", "paper_test_acc",
+             "test_acc_diff", "comparable", "device"]
+    table = table[order]
+    comparable = dict(zip(table["label"], table["comparable"]))
+    audit, audit_notes = _audit(histories, chosen, labels, comparable)
+
+    out.tables.update({"cbam_table": table, "cbam_runs": runs, "cbam_history": histories, "cbam_audit": audit,
+                       "cbam_params": params})
+    log = paper_log()
+    out.figures["train_acc_per_epoch"] = plots.curves(
+        pd.concat([histories, log], ignore_index=True), y="train_acc", ylabel="train accuracy",
+        title=f"CIFAR-10 at {resize}x{resize}, {profile}: train accuracy per epoch")
+    out.figures["test_acc_per_epoch"] = plots.curves(
+        pd.concat([histories, log.dropna(subset=["test_acc"])], ignore_index=True), y="test_acc",
+        ylabel="test accuracy", title=f"CIFAR-10 at {resize}x{resize}, {profile}: test accuracy per epoch")
+
+    sources = ", ".join(sorted(set(runs["data_source"])))
+    out.notes.append(f"data: {sources}; inputs resized to {resize}x{resize}; profile {profile}; "
+                     f"{cfg.epochs} epoch(s), max_steps {cfg.max_steps or 'none'}.")
+    if "synthetic" in sources:
+        out.notes.append("SYNTHETIC data: no CIFAR-10 found under the data root; these numbers say nothing about the paper.")
+    if needs_imagenet and not imagenet:
+        out.notes.append(f"ImageNet weights {weights_filename(tv_weights('resnet50'))} not found in {checkpoint_dir()}: "
+                         f"rows labelled '{FALLBACK.strip()}' ran from random weights (smoke only).")
+    if weights == "random":
+        out.notes.append("weights='random': every row ran from random weights, labelled so.")
+    out.notes.append("test_acc_diff = best_acc_paper_evals_mean (best of the epochs the seed evaluates: every 5th "
+                     "and the last) - the printed test accuracy; train_acc_diff uses the final epoch.")
+    out.notes += audit_notes
+    train_data, test_data = load_splits(DATASET, profile, data_root)
+    out.save(TABLE, profile, [train_data.describe(), test_data.describe()], time.perf_counter() - t0,
+             parameters={"seeds": [int(s) for s in seeds], "epochs": cfg.epochs, "max_steps": cfg.max_steps,
+                         "resize": resize, "device": device, "weights": weights,
+                         "rows": [r.label for r in chosen], "data_root": str(data_root) if data_root else None},
+             recipe=cfg.to_dict())
+    return out
