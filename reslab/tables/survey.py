@@ -19,9 +19,10 @@ Recipes (:data:`RECIPES`, one :class:`~reslab.train.TrainConfig` per profile and
 
 - ``smoke``: 2 SGD steps of batch 16 on the smoke subsets (512 train / 256 test images), then one
   evaluation: a check that every piece runs, not a measurement. By default only
-  :data:`SMOKE_MODELS` (the two cheapest families' smallest networks) train, because a single
-  step of the large networks (DenseNet-BC-190, PyramidNet-272...) takes tens of CPU seconds;
-  ``models`` picks others. EfficientNet-B7 is never trained in ``smoke`` (a 600x600 input,
+  :data:`SMOKE_MODELS` (ResNet-110 with stochastic depth, the cheapest network to train here)
+  trains, on both data sets, to keep the notebook near a minute on a shared 2-core CPU: every
+  other model costs 10-30 s more in smoke, and one step of the large networks (DenseNet-BC-190,
+  PyramidNet-272, WRN-28-10) tens of seconds; ``models`` picks any others. EfficientNet-B7 is never trained in ``smoke`` (a 600x600 input,
   ImageNet weights); it appears in the parameter table and as a cited point.
 - ``paper``: each original paper's CIFAR protocol as we recall it (no internet here; stated per
   family below), on the full training set, evaluated on the full test set. Where a paper is silent
@@ -55,7 +56,9 @@ from ._common import TableOutput
 TABLE = "survey_error_rates"
 SURVEY, ORIGINAL = "survey", "survey_original"
 DATASETS = ("cifar10", "cifar100")
-SMOKE_MODELS = ("resnet110_sd", "attention92_cifar")
+# Smoke trains one cheap network: each further model costs 10-30 s of shared-CPU time here
+# (measured: attention92_cifar 20-33 s per data set, resnet110_sd ~9 s).
+SMOKE_MODELS = ("resnet110_sd",)
 PRETRAINED_MODELS = ("efficientnet_b7",)  # trained only as fine-tuning under ``paper``
 
 # Which recipe family each model of the survey trains with.
@@ -233,7 +236,7 @@ def _finding(r, survey: pd.DataFrame, labels: dict) -> str:
     """A sentence for a disagreement, naming the survey row whose numbers the printed row repeats."""
     if r.agrees:
         return ""
-    text = (f"{r.survey_table} '{r.survey_label}' prints {r.survey_value:g} ({r.metric}, {r.dataset or 'params'}); "
+    text = (f"{r.survey_table} '{r.survey_label}' prints {r.survey_value:g} ({r.metric}{', ' + r.dataset if r.dataset else ''}); "
             f"{r.other_source} {r.other_table} has {r.other_value:g}.")
     # Does the printed triple (params, CIFAR-10, CIFAR-100) belong to another row?
     key = lambda g: tuple(sorted(zip(g["dataset"], g["metric"], g["value"])))  # noqa: E731
@@ -362,17 +365,24 @@ def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str) -> pd.Da
 
 def error_vs_params_figure(errors: pd.DataFrame, profile: str):
     """Error rate against parameters (log x), one panel per data set: cited points (the survey's
-    printed parameters and error) and ours (our parameter count and best-epoch error), labelled."""
+    printed parameters and error, numbered; the key beside the panels names each row and its table)
+    and ours (our parameter count and best-epoch error, labelled with the model)."""
     sets = list(dict.fromkeys(errors["dataset"]))
-    fig, axes = plt.subplots(1, len(sets), figsize=(6.0 * len(sets), 4.6), dpi=80, squeeze=False)
+    cited_rows = errors.drop_duplicates(["table", "model"])[["table", "label", "model"]]
+    # One number per printed row; Table 8 repeats rows of Tables 5-7, so some points coincide.
+    numbers: dict[tuple[str, str], int] = {}
+    key_lines = []
+    for r in cited_rows.itertuples():
+        numbers[r.table, r.model] = len(key_lines) + 1
+        key_lines.append(f"{len(key_lines) + 1}: {r.label} [{r.table}]")
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets) + 2.6, 4.6), dpi=80, squeeze=False)
     for ax, dataset in zip(axes[0], sets):
         sub = errors[errors["dataset"] == dataset]
-        cited = sub.drop_duplicates(["model", "cited_error"])
-        xs = list(cited["cited_params_m"] * 1e6)
-        ax.scatter(xs, cited["cited_error"], marker="o", color="tab:blue", label="cited (survey)")
-        for x, r in zip(xs, cited.itertuples()):
-            ax.annotate(f"{r.label} [{r.table}]", (x, r.cited_error), fontsize=6, xytext=(3, 2),
-                        textcoords="offset points")
+        ax.scatter(sub["cited_params_m"] * 1e6, sub["cited_error"], marker="o", color="tab:blue",
+                   label="cited (survey)")
+        for i, r in enumerate(sub.itertuples()):
+            ax.annotate(str(numbers[r.table, r.model]), (r.cited_params_m * 1e6, r.cited_error), fontsize=6,
+                        xytext=(3, 2 + 5 * (i % 3)), textcoords="offset points")
         ours = sub[sub["trained"]].drop_duplicates("model")
         if len(ours):
             ax.scatter(ours["params"], ours["best_error"], marker="x", color="tab:red", label=f"ours ({profile})")
@@ -384,5 +394,6 @@ def error_vs_params_figure(errors: pd.DataFrame, profile: str):
         ax.set_ylabel("test error (%)")
         ax.set_title(f"{dataset}" + (" (smoke: not comparable)" if profile == "smoke" else ""), fontsize=10)
         ax.legend(fontsize=7)
+    fig.text(1.0, 0.5, "\n".join(key_lines), fontsize=6.5, va="center", ha="left", family="monospace")
     fig.tight_layout()
     return fig
