@@ -10,7 +10,9 @@ Sources are tried in a fixed order:
 
 1. ``root`` (argument, else the ``RESLAB_DATA`` environment variable): the official distribution
    files (MNIST / Fashion-MNIST: the four IDX files, ``.gz`` or not; CIFAR-10:
-   ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``), or an ImageFolder tree or tarball
+   ``cifar-10-python.tar.gz`` or ``cifar-10-batches-py/``; CIFAR-100: ``cifar-100-python.tar.gz``
+   or ``cifar-100-python/`` with the ``train`` and ``test`` pickles, labels ``fine_labels``), or
+   an ImageFolder tree or tarball
    (``train/<class>/*``, ``test/<class>/*``).
 2. The torchvision download, when allowed (``download=None`` reads ``RESLAB_DOWNLOAD``, default on).
 3. Only when the caller asks for it (``allow_synthetic=True``, the smoke profile): synthetic data,
@@ -44,6 +46,7 @@ CACHE_VERSION = 1
 # Per-channel statistics used for normalisation (computed on each training split).
 MEAN_STD = {
     "cifar10": ((0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)),
+    "cifar100": ((0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762)),
     "mnist": ((0.1307,), (0.3081,)),
     "fashion_mnist": ((0.2860,), (0.3530,)),
 }
@@ -66,12 +69,29 @@ class DatasetSpec:
     torchvision_class: str
     # ImageFolder tarball / folder names accepted under the root.
     imagefolder_names: tuple[str, ...] = ()
+    # CIFAR pickles per split inside the official folder, and the key of their labels.
+    batches: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    label_key: str = "labels"
 
 
 _MNIST_FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
+
+# CIFAR-100's 100 fine classes in label order (``fine_label_names`` of the official ``meta`` file).
+CIFAR100_CLASSES = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle", "bottle",
+    "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle", "caterpillar", "cattle",
+    "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch", "crab", "crocodile", "cup", "dinosaur",
+    "dolphin", "elephant", "flatfish", "forest", "fox", "girl", "hamster", "house", "kangaroo", "keyboard",
+    "lamp", "lawn_mower", "leopard", "lion", "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain",
+    "mouse", "mushroom", "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road", "rocket",
+    "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake", "spider",
+    "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone", "television", "tiger", "tractor",
+    "train", "trout", "tulip", "turtle", "wardrobe", "whale", "willow_tree", "wolf", "woman", "worm",
+)
 
 DATASETS: dict[str, DatasetSpec] = {
     "cifar10": DatasetSpec(
@@ -85,6 +105,19 @@ DATASETS: dict[str, DatasetSpec] = {
         files={"archive": ("cifar-10-python.tar.gz",), "folder": ("cifar-10-batches-py",)},
         torchvision_class="CIFAR10",
         imagefolder_names=("cifar10-jpeg", "cifar10-imagefolder", "cifar10"),
+        batches={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+    ),
+    "cifar100": DatasetSpec(
+        name="cifar100",
+        classes=CIFAR100_CLASSES,
+        channels=3,
+        size=32,
+        split_sizes={"train": 50000, "test": 10000},
+        folders=("cifar100", "cifar-100", "CIFAR100", ""),
+        files={"archive": ("cifar-100-python.tar.gz",), "folder": ("cifar-100-python",)},
+        torchvision_class="CIFAR100",
+        batches={"train": ("train",), "test": ("test",)},
+        label_key="fine_labels",
     ),
     "mnist": DatasetSpec(
         name="mnist",
@@ -294,8 +327,8 @@ def _check_labels(labels: np.ndarray, num_classes: int, where: Path) -> None:
         )
 
 
-def _cifar_batches(split: str) -> list[str]:
-    return [f"data_batch_{i}" for i in range(1, 6)] if split == "train" else ["test_batch"]
+def _cifar_batches(spec: DatasetSpec, split: str) -> list[str]:
+    return list(spec.batches[split])
 
 
 def _unpickle_cifar(blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -317,15 +350,15 @@ def _unpickle_cifar(blob: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
     return data.reshape(-1, 3, 32, 32), labels
 
 
-def _read_cifar_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+def _read_cifar_folder(folder: Path, spec: DatasetSpec, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
     images, labels = [], []
-    for batch in _cifar_batches(split):
+    for batch in _cifar_batches(spec, split):
         path = folder / batch
         if not path.is_file():
+            every = [b for s in SPLITS for b in spec.batches[s]]
             raise FileNotFoundError(
-                f"{folder} lacks {batch}. A complete cifar-10-batches-py/ holds data_batch_1 ... "
-                f"data_batch_5 and test_batch; download it again or extract "
-                f"cifar-10-python.tar.gz there."
+                f"{folder} lacks {batch}. A complete {spec.files['folder'][0]}/ holds {', '.join(every)}; "
+                f"download it again or extract {spec.files['archive'][0]} there."
             )
         x, y = _unpickle_cifar(path.read_bytes(), str(path))
         images.append(x)
@@ -333,8 +366,8 @@ def _read_cifar_folder(folder: Path, split: str) -> tuple[np.ndarray, np.ndarray
     return np.concatenate(images), np.concatenate(labels), folder
 
 
-def _read_cifar_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
-    wanted = {f"cifar-10-batches-py/{b}": None for b in _cifar_batches(split)}
+def _read_cifar_archive(archive: Path, spec: DatasetSpec, split: str) -> tuple[np.ndarray, np.ndarray, Path]:
+    wanted = {f"{spec.files['folder'][0]}/{b}": None for b in _cifar_batches(spec, split)}
     try:
         with tarfile.open(archive, "r:*") as tar:
             for member in tar:
@@ -347,8 +380,8 @@ def _read_cifar_archive(archive: Path, split: str) -> tuple[np.ndarray, np.ndarr
     missing = [k for k, v in wanted.items() if v is None]
     if missing:
         raise ValueError(
-            f"{archive} lacks {', '.join(missing)}: it is incomplete or not the CIFAR-10 python "
-            f"archive. Download cifar-10-python.tar.gz again."
+            f"{archive} lacks {', '.join(missing)}: it is incomplete or not the {spec.name} python "
+            f"archive. Download {spec.files['archive'][0]} again."
         )
     parts = [_unpickle_cifar(blob, f"{archive}:{name}") for name, blob in wanted.items()]
     return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), archive
@@ -473,14 +506,14 @@ class _Found:
         if self.kind == "idx":
             return [p for s in spec.files[split] if (p := _find_idx(self.path, s)) is not None]
         if self.kind == "cifar_folder":
-            return [self.path / b for b in _cifar_batches(split) if (self.path / b).exists()]
+            return [self.path / b for b in _cifar_batches(spec, split) if (self.path / b).exists()]
         if self.kind == "imagefolder_tree":
             return sorted((self.path / split).rglob("*"))
         return [self.path]
 
 
 def _looked_for(spec: DatasetSpec) -> list[str]:
-    if spec.name == "cifar10":
+    if spec.batches:  # CIFAR
         names = list(spec.files["archive"]) + [f + "/" for f in spec.files["folder"]]
         names += [f"{n}.tar.gz" for n in spec.imagefolder_names] + [
             f"{n}/train/<class>/*, {n}/test/<class>/*" for n in spec.imagefolder_names[:1]
@@ -525,9 +558,9 @@ def _read_found(found: _Found, spec: DatasetSpec, split: str) -> tuple[np.ndarra
     if found.kind == "idx":
         return _read_mnist_like(found.path, spec, split)
     if found.kind == "cifar_folder":
-        return _read_cifar_folder(found.path, split)
+        return _read_cifar_folder(found.path, spec, split)
     if found.kind == "cifar_archive":
-        return _read_cifar_archive(found.path, split)
+        return _read_cifar_archive(found.path, spec, split)
     if found.kind == "imagefolder_tree":
         if not (found.path / split).is_dir():
             raise FileNotFoundError(
@@ -551,6 +584,9 @@ def _torchvision_download(spec: DatasetSpec, target: Path) -> None:
 
 
 SYNTHETIC_PER_CLASS = {"train": 64, "test": 16}
+# Images per split for ten classes; data sets with more classes get fewer per class (at least
+# SYNTHETIC_MIN_PER_CLASS), so 100-class synthetic data stays as small as 10-class data.
+SYNTHETIC_MIN_PER_CLASS = 2
 
 
 def synthetic_images(spec: DatasetSpec, split: str, per_class: int | None = None, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -563,7 +599,8 @@ def synthetic_images(spec: DatasetSpec, split: str, per_class: int | None = None
     Returns:
         ``(N, C, H, W)`` uint8 images and ``(N,)`` int64 labels, classes interleaved.
     """
-    per_class = per_class or SYNTHETIC_PER_CLASS[split]
+    k = len(spec.classes)
+    per_class = per_class or max(SYNTHETIC_PER_CLASS[split] * 10 // k, SYNTHETIC_MIN_PER_CLASS)
     rng_t = np.random.default_rng(1234)  # templates are shared by both splits
     c, s, k = spec.channels, spec.size, len(spec.classes)
     coarse = rng_t.uniform(0, 1, size=(k, c, 4, 4)).astype(np.float32)
@@ -599,10 +636,10 @@ def write_synthetic(spec: DatasetSpec, folder: Path, seed: int = 0) -> _Found:
     batches.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
         x, y = synthetic_images(spec, split, seed=seed)
-        names = _cifar_batches(split)
+        names = _cifar_batches(spec, split)
         for i, name in enumerate(names):
             sl = slice(i, None, len(names))
-            entry = {"data": x[sl].reshape(len(y[sl]), -1), "labels": y[sl].tolist(), "batch_label": name}
+            entry = {"data": x[sl].reshape(len(y[sl]), -1), spec.label_key: y[sl].tolist(), "batch_label": name}
             (batches / name).write_bytes(pickle.dumps(entry))
     return _Found("cifar_folder", batches, "synthetic", "synthetic")
 
@@ -698,7 +735,7 @@ def load_dataset(
     """Load one split of a data set as uint8 tensors.
 
     Args:
-        name: ``cifar10``, ``mnist`` or ``fashion_mnist``.
+        name: ``cifar10``, ``cifar100``, ``mnist`` or ``fashion_mnist``.
         split: ``train`` or ``test``.
         root: Folder holding the data (official files or an ImageFolder tree / tarball); default
             ``$RESLAB_DATA``.
@@ -823,7 +860,7 @@ class Augment:
         mean, std = MEAN_STD[get_spec(dataset).name]
         if to_rgb and len(mean) == 1:
             mean, std = mean * 3, std * 3
-        crop = train and dataset == "cifar10"
+        crop = train and bool(get_spec(dataset).batches)  # CIFAR-10 / CIFAR-100
         return Augment(pad_crop=4 if crop else 0, flip=crop, resize=resize, mean=mean, std=std, to_rgb=to_rgb)
 
     def __call__(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:

@@ -1,0 +1,399 @@
+"""The survey notebook (seed 002, Tables 5-8): parameters and CIFAR-10 / CIFAR-100 error rates.
+
+The survey cites PyramidNet, DenseNet-BC, Residual Attention Networks, stochastic depth,
+WRN-28-10 and EfficientNet-B7 from their original papers. :func:`run_survey` writes four tables
+and one figure:
+
+1. ``params.csv``: every row's parameter count from our implementation beside the survey's, with
+   the difference and the model zoo's note (:func:`reslab.params.param_table`, the same rules as
+   ``reslab params``).
+2. ``consistency.csv``: every printed number checked against the survey's other tables and against
+   the original paper's number (``reslab/claims/survey_originals.csv``, each row saying how sure
+   its transcription is); rows with ``agrees == False`` are the findings.
+3. ``runs.csv`` / ``error_rates.csv``: a budgeted training run of each chosen CIFAR model on
+   CIFAR-10 and CIFAR-100 (one run per model serves every table row that names it), its best- and
+   final-epoch error beside the cited error, with the difference.
+4. ``error_vs_params.png``: error rate against parameters (log scale), cited points and ours.
+
+Recipes (:data:`RECIPES`, one :class:`~reslab.train.TrainConfig` per profile and family):
+
+- ``smoke``: 2 SGD steps of batch 16 on the smoke subsets (512 train / 256 test images), then one
+  evaluation: a check that every piece runs, not a measurement. By default only
+  :data:`SMOKE_MODELS` (ResNet-110 with stochastic depth, the cheapest network to train here)
+  trains, on both data sets, to keep the notebook near a minute on a shared 2-core CPU: every
+  other model costs 10-30 s more in smoke, and one step of the large networks (DenseNet-BC-190,
+  PyramidNet-272, WRN-28-10) tens of seconds; ``models`` picks any others. EfficientNet-B7 is never trained in ``smoke`` (a 600x600 input,
+  ImageNet weights); it appears in the parameter table and as a cited point.
+- ``paper``: each original paper's CIFAR protocol as we recall it (no internet here; stated per
+  family below), on the full training set, evaluated on the full test set. Where a paper is silent
+  the choice is stated in the recipe's comment. EfficientNet-B7 fine-tunes torchvision's ImageNet
+  weights at 600x600 (Tan & Le's transfer setting; its exact fine-tuning recipe is our choice).
+- ``strong``: one modern recipe for every CIFAR model (SGD Nesterov 0.9, cosine with 5 warm-up
+  epochs, label smoothing 0.1, weight decay 5e-4, flip + crop, 200 epochs).
+- ``budget=N``: every model trains N epochs under its profile's recipe (step milestones scaled
+  to N), for a fixed-epoch ranking.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..claims import as_fraction, load_claims
+from ..data import IMAGENET_MEAN_STD, Augment, get_spec
+from ..experiment import RunSpec, load_splits, run_specs, summarise
+from ..params import PaperModel, paper_models, param_table
+from ..profiles import get_profile
+from ..results import output_dir
+from ..train import TrainConfig
+from ._common import TableOutput
+
+TABLE = "survey_error_rates"
+SURVEY, ORIGINAL = "survey", "survey_original"
+DATASETS = ("cifar10", "cifar100")
+# Smoke trains one cheap network: each further model costs 10-30 s of shared-CPU time here
+# (measured: attention92_cifar 20-33 s per data set, resnet110_sd ~9 s).
+SMOKE_MODELS = ("resnet110_sd",)
+PRETRAINED_MODELS = ("efficientnet_b7",)  # trained only as fine-tuning under ``paper``
+
+# Which recipe family each model of the survey trains with.
+MODEL_FAMILY = {
+    "pyramidnet110_a48": "pyramidnet", "pyramidnet110_a84": "pyramidnet", "pyramidnet110_a270": "pyramidnet",
+    "pyramidnet164_bottleneck_a270": "pyramidnet", "pyramidnet200_bottleneck_a240": "pyramidnet",
+    "pyramidnet236_bottleneck_a220": "pyramidnet", "pyramidnet272_bottleneck_a200": "pyramidnet",
+    "densenet_bc100_k12": "densenet", "densenet_bc250_k24": "densenet", "densenet_bc190_k40": "densenet",
+    "attention92_cifar": "resattention", "attention236_cifar": "resattention", "attention452_cifar": "resattention",
+    "wrn28_10": "wrn", "resnet110_sd": "stochastic_depth", "efficientnet_b7": "efficientnet",
+}
+
+_SMOKE = TrainConfig(epochs=1, batch_size=16, lr=0.05, weight_decay=5e-4, max_steps=2, eval_batch_size=256,
+                     progress=False)
+_STRONG = TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4, schedule="cosine",
+                      warmup_epochs=5, label_smoothing=0.1, progress=False)
+RECIPES: dict[str, dict[str, TrainConfig]] = {
+    "smoke": {family: _SMOKE for family in set(MODEL_FAMILY.values())},
+    "strong": {family: _STRONG for family in set(MODEL_FAMILY.values())},
+    "paper": {
+        # Han et al. 2017: SGD Nesterov 0.9, batch 128, weight decay 1e-4, 300 epochs, lr 0.1
+        # (CIFAR-10; 0.5 for CIFAR-100, see PAPER_LR) x0.1 at epochs 150 and 225.
+        "pyramidnet": TrainConfig(epochs=300, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                  schedule="multistep", milestones=(150, 225), progress=False),
+        # Huang et al. 2017: SGD Nesterov 0.9, batch 64, weight decay 1e-4, 300 epochs, lr 0.1 x0.1 at
+        # 50% and 75% of training.
+        "densenet": TrainConfig(epochs=300, batch_size=64, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                schedule="multistep", milestones=(150, 225), progress=False),
+        # Wang et al. 2017: batch 64, weight decay 1e-4, momentum 0.9, lr 0.1 x0.1 at 64k and 96k of
+        # 160k iterations; in epochs of 50,000 images: 82 / 123 of 205 (rounded, our conversion).
+        # Nesterov: not stated as we recall; plain momentum is our choice.
+        "resattention": TrainConfig(epochs=205, batch_size=64, lr=0.1, weight_decay=1e-4,
+                                    schedule="multistep", milestones=(82, 123), progress=False),
+        # Zagoruyko & Komodakis 2016: SGD Nesterov 0.9, batch 128, weight decay 5e-4, 200 epochs,
+        # lr 0.1 x0.2 at epochs 60, 120 and 160.
+        "wrn": TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
+                           schedule="multistep", milestones=(60, 120, 160), gamma=0.2, progress=False),
+        # Huang et al. 2016: SGD Nesterov 0.9, batch 128, weight decay 1e-4, 500 epochs, lr 0.1 x0.1
+        # at epochs 250 and 375; survival probability decays linearly to 0.5 (in the model).
+        "stochastic_depth": TrainConfig(epochs=500, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                        schedule="multistep", milestones=(250, 375), progress=False),
+        # Tan & Le 2019 fine-tune ImageNet checkpoints but give no CIFAR recipe in the paper: our
+        # choice is SGD Nesterov 0.9, batch 64, lr 0.01 cosine with 1 warm-up epoch, 20 epochs,
+        # weight decay 1e-5, at 600x600 (B7's resolution), flip + crop, ImageNet normalisation.
+        "efficientnet": TrainConfig(epochs=20, batch_size=64, lr=0.01, nesterov=True, weight_decay=1e-5,
+                                    schedule="cosine", warmup_epochs=1, amp=True, progress=False),
+    },
+}
+# Per-data-set learning rates where an original paper prints one (Han et al. 2017: 0.5 on CIFAR-100).
+PAPER_LR = {("pyramidnet", "cifar100"): 0.5}
+EFFICIENTNET_SIZE = 600
+
+
+def survey_rows() -> list[PaperModel]:
+    """The 19 printed rows of Tables 5-8 (as :func:`reslab.params.paper_models` lists them)."""
+    return [s for s in paper_models() if s.paper == SURVEY]
+
+
+def cifar_models() -> list[str]:
+    """Every distinct survey model, in table order (EfficientNet-B7 last)."""
+    return list(dict.fromkeys(s.model for s in survey_rows()))
+
+
+def recipe(profile: str, model: str, dataset: str, budget: int | None = None, max_steps: int | None = None,
+           device: str = "auto") -> TrainConfig:
+    """The training recipe of ``model`` on ``dataset`` under ``profile`` (see the module docstring).
+
+    Args:
+        budget: Epochs for every model (step milestones scaled to it); ``None`` = the recipe's.
+        max_steps: Step cap; ``None`` = the recipe's (smoke: 2).
+        device: ``cpu``, ``cuda`` or ``auto``.
+    """
+    family = MODEL_FAMILY[model]
+    cfg = RECIPES[profile][family].replace(device=device)
+    if profile == "paper" and (family, dataset) in PAPER_LR:
+        cfg = cfg.replace(lr=PAPER_LR[family, dataset])
+    if budget is not None:
+        scale = budget / cfg.epochs
+        cfg = cfg.replace(epochs=budget, milestones=tuple(max(1, round(m * scale)) for m in cfg.milestones),
+                          warmup_epochs=min(cfg.warmup_epochs, budget / 10))
+    if max_steps is not None:
+        cfg = cfg.replace(max_steps=max_steps)
+    return cfg
+
+
+def _run_spec(profile: str, model: str, dataset: str, cfg: TrainConfig) -> RunSpec:
+    if model in PRETRAINED_MODELS:
+        # Transfer learning at the network's own resolution, ImageNet statistics (Tan & Le 2019).
+        mean, std = IMAGENET_MEAN_STD
+        train_aug = replace(Augment.standard(dataset, train=True, resize=EFFICIENTNET_SIZE), mean=mean, std=std)
+        return RunSpec(TABLE, model, model, dataset, cfg, model_kwargs={"pretrained": True}, train_augment=train_aug)
+    return RunSpec(TABLE, model, model, dataset, cfg)
+
+
+def _check(profile: str, models: Sequence[str], datasets: Sequence[str], budget: int | None) -> None:
+    get_profile(profile)
+    known = cifar_models()
+    for m in models:
+        if m not in known:
+            raise ValueError(f"unknown survey model {m!r}; choose from {known}.")
+        if m in PRETRAINED_MODELS and profile != "paper":
+            raise ValueError(
+                f"{m} is only trained under profile='paper' (fine-tuning ImageNet weights at "
+                f"{EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, as Tan & Le did); under {profile!r} it appears "
+                "in the parameter table and as a cited point only. Remove it from models."
+            )
+    for d in datasets:
+        get_spec(d)
+        if d not in DATASETS:
+            raise ValueError(f"the survey tables report {DATASETS}; got dataset {d!r}.")
+    if budget is not None and int(budget) <= 0:
+        raise ValueError(f"budget must be a positive number of epochs or None, got {budget!r}.")
+
+
+# --------------------------------------------------------------------------------------------
+# Consistency of the printed numbers
+
+
+def _as_error(value: float, metric: str, unit: str) -> float:
+    """A printed error rate or accuracy as an error rate in percent."""
+    frac = as_fraction(value, unit)
+    return round(100 * (1 - frac if metric == "test_acc" else frac), 6)
+
+
+def consistency(claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Check every printed survey number against the survey's other tables and the original paper.
+
+    Rows: ``kind`` (``survey vs survey`` or ``survey vs original``), the survey's table, row label,
+    model, data set, metric and value, the other source (table, paper, value), the difference
+    (survey - other), ``agrees``, and the other source's transcription note (how sure it is). An
+    original accuracy is compared as an error rate (100 - accuracy).
+
+    Args:
+        claims: Claims to check (default: every claims file); needs the ``survey`` and
+            ``survey_original`` rows.
+    """
+    claims = load_claims() if claims is None else claims
+    survey = claims[claims["paper"] == SURVEY]
+    originals = claims[claims["paper"] == ORIGINAL]
+    labels = {(s.table, s.model): s.label for s in survey_rows()}
+    rows = []
+
+    def value_of(r) -> float:
+        return r.value if r.metric == "params" else _as_error(r.value, r.metric, r.unit)
+
+    def add(kind: str, r, other_table: str, other_source: str, other_label: str, other_value: float, note: str):
+        mine = value_of(r)
+        rows.append({
+            "kind": kind, "survey_table": r.table, "survey_label": labels.get((r.table, r.model), r.model),
+            "model": r.model, "dataset": r.dataset, "metric": r.metric, "survey_value": r.value, "unit": r.unit,
+            "other_table": other_table, "other_label": other_label, "other_source": other_source,
+            "other_value": other_value, "difference": round(mine - other_value, 6),
+            "agrees": abs(mine - other_value) < 1e-9, "other_note": note,
+        })
+
+    # Survey vs survey: a model printed in two tables (Table 8 repeats rows of Tables 5-7).
+    for (model, dataset, metric), grp in survey.groupby(["model", "dataset", "metric"], sort=False):
+        first = grp.iloc[0]
+        for r in grp.iloc[1:].itertuples():
+            add("survey vs survey", r, first.table, "the survey (seed 002)", labels.get((first.table, model), model),
+                value_of(first), "")
+    # Survey vs original paper (an original accuracy becomes an error rate).
+    for r in survey.itertuples():
+        metric = "params" if r.metric == "params" else None
+        for o in originals[(originals["model"] == r.model) & (originals["dataset"] == r.dataset)].itertuples():
+            if (o.metric == "params") != (metric == "params"):
+                continue
+            add("survey vs original", r, o.table, o.source, o.model, value_of(o), o.note)
+    out = pd.DataFrame(rows)
+    out["finding"] = [_finding(r, survey, labels) for r in out.itertuples()]
+    return out
+
+
+def _finding(r, survey: pd.DataFrame, labels: dict) -> str:
+    """A sentence for a disagreement, naming the survey row whose numbers the printed row repeats."""
+    if r.agrees:
+        return ""
+    text = (f"{r.survey_table} '{r.survey_label}' prints {r.survey_value:g} ({r.metric}{', ' + r.dataset if r.dataset else ''}); "
+            f"{r.other_source} {r.other_table} has {r.other_value:g}.")
+    # Does the printed triple (params, CIFAR-10, CIFAR-100) belong to another row?
+    key = lambda g: tuple(sorted(zip(g["dataset"], g["metric"], g["value"])))  # noqa: E731
+    mine = key(survey[(survey["table"] == r.survey_table) & (survey["model"] == r.model)])
+    for (tab, model), g in survey.groupby(["table", "model"], sort=False):
+        if model != r.model and key(g) == mine:
+            text += f" The row's three numbers are those of {tab} '{labels.get((tab, model), model)}'."
+            break
+    return text
+
+
+# --------------------------------------------------------------------------------------------
+# The notebook's one call
+
+
+def run_survey(
+    profile: str = "smoke",
+    data_root: str | os.PathLike | None = None,
+    device: str = "auto",
+    seeds: Sequence[int] = (0,),
+    models: Sequence[str] | None = None,
+    datasets: Sequence[str] = DATASETS,
+    budget: int | None = None,
+    max_steps: int | None = None,
+    force: bool = False,
+    out_dir: str | os.PathLike | None = None,
+) -> TableOutput:
+    """Parameters, consistency of the printed numbers, budgeted training and the error/params figure.
+
+    Writes ``params.csv``, ``consistency.csv``, ``runs.csv``, ``error_rates.csv``,
+    ``error_vs_params.png`` and ``manifest.json`` into ``results/<profile>/survey_error_rates``.
+
+    Args:
+        profile: ``smoke``, ``paper`` or ``strong`` (see the module docstring).
+        data_root: Folder with the data; default ``$RESLAB_DATA``.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        seeds: Training seeds (one run per model, data set and seed).
+        models: Models to train; ``None`` = :data:`SMOKE_MODELS` under ``smoke``, every CIFAR model
+            under ``strong``, every model (EfficientNet-B7 included) under ``paper``; ``[]`` trains none.
+        datasets: ``cifar10`` and / or ``cifar100``.
+        budget: Epochs for every model (a fixed-epoch ranking); ``None`` = each recipe's.
+        max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 2).
+        force: Retrain runs that are already finished.
+        out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
+
+    Raises:
+        ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget.
+    """
+    if models is None:
+        models = {"smoke": list(SMOKE_MODELS), "paper": cifar_models()}.get(
+            profile, [m for m in cifar_models() if m not in PRETRAINED_MODELS])
+    models, datasets = list(models), list(datasets)
+    _check(profile, models, datasets, budget)
+    t0 = time.perf_counter()
+    out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
+    claims = load_claims()
+
+    params = param_table(survey_rows())
+    params.insert(params.columns.get_loc("params") + 1, "params_m", (params["params"] / 1e6).round(3))
+    out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable"])
+    out.tables["consistency"] = consistency(claims)
+
+    specs = [_run_spec(profile, m, d, recipe(profile, m, d, budget, max_steps, device)) for d in datasets for m in models]
+    described = []
+    if specs:
+        runs, _ = run_specs(specs, profile, seeds, data_root=data_root, force=force)
+        for d in datasets:
+            described += [s.describe() for s in load_splits(d, profile, data_root)]
+    else:
+        runs = pd.DataFrame()
+    out.tables["runs"] = runs
+    out.tables["error_rates"] = error_rates(claims, runs, profile)
+    out.figures["error_vs_params"] = error_vs_params_figure(out.tables["error_rates"], profile)
+
+    for source in sorted(set(runs.get("data_source", pd.Series(dtype=str)))):
+        sets = sorted(set(runs.loc[runs["data_source"] == source, "dataset"]))
+        out.notes.append(f"{', '.join(sets)}: data source {source}" + (" (SYNTHETIC data: no real files found)."
+                                                                        if source == "synthetic" else "."))
+    out.notes.append(f"trained: {', '.join(models) or 'nothing'} on {', '.join(datasets)}, seeds {list(seeds)}, "
+                     f"profile {profile}" + (f", budget {budget} epochs" if budget else "")
+                     + ("; smoke numbers check the code and are not comparable with the cited ones." if profile == "smoke" else "."))
+    bad = out.tables["consistency"].query("not agrees")
+    out.notes.append(f"{len(bad)} printed numbers disagree with another source (consistency table, agrees == False):")
+    out.notes += [f"  - [{r.kind}] {r.finding}" for r in bad.itertuples()]
+    out.save(TABLE, profile, described, time.perf_counter() - t0,
+             parameters={"data_root": str(data_root) if data_root else None, "device": device, "seeds": list(seeds),
+                         "models": models, "datasets": datasets, "budget": budget, "max_steps": max_steps,
+                         "force": force})
+    return out
+
+
+def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+    """Every survey row x data set: the cited error (survey and original), ours (best and final epoch,
+    mean / std / n over seeds) and the difference ours - cited in percentage points.
+
+    ``comparable`` is ``profile != 'smoke'`` and real data; only comparable rows may get a verdict.
+    """
+    survey = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "error_rate")]
+    printed_params = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "params")]
+    originals = claims[(claims["paper"] == ORIGINAL) & (claims["metric"] != "params") & (claims["dataset"] != "")]
+    summary = summarise(runs, by=("model", "dataset")) if len(runs) else pd.DataFrame(columns=["model", "dataset"])
+    rows = []
+    for s in survey_rows():
+        for r in survey[(survey["table"] == s.table) & (survey["model"] == s.model)].itertuples():
+            orig = originals[(originals["model"] == s.model) & (originals["dataset"] == r.dataset)]
+            ours = summary[(summary["model"] == s.model) & (summary["dataset"] == r.dataset)]
+            cited_p = printed_params[(printed_params["table"] == s.table) & (printed_params["model"] == s.model)]
+            row = {"table": s.table, "label": s.label, "model": s.model, "dataset": r.dataset,
+                   "cited_params_m": cited_p["value"].iloc[0] if len(cited_p) else None, "cited_error": r.value,
+                   "original_error": _as_error(orig.iloc[-1]["value"], orig.iloc[-1]["metric"], orig.iloc[-1]["unit"])
+                   if len(orig) else None,
+                   "trained": bool(len(ours))}
+            if len(ours):
+                o = ours.iloc[0]
+                row |= {"best_error": round(100 * (1 - o.best_acc_mean), 2),
+                        "best_error_std": round(100 * o.best_acc_std, 2) if pd.notna(o.best_acc_std) else None,
+                        "final_error": round(100 * (1 - o.final_acc_mean), 2), "n": int(o.n), "params": int(o.params),
+                        "epochs": o.epochs, "data_source": o.data_source, "profile": o.profile}
+                row["diff_pp"] = round(row["best_error"] - r.value, 2)
+                row["comparable"] = profile != "smoke" and "synthetic" not in o.data_source
+            rows.append(row)
+    cols = ["table", "label", "model", "dataset", "cited_params_m", "cited_error", "original_error", "trained", "best_error",
+            "best_error_std", "final_error", "n", "diff_pp", "comparable", "params", "epochs", "data_source", "profile"]
+    return pd.DataFrame(rows).reindex(columns=cols)
+
+
+def error_vs_params_figure(errors: pd.DataFrame, profile: str):
+    """Error rate against parameters (log x), one panel per data set: cited points (the survey's
+    printed parameters and error, numbered; the key beside the panels names each row and its table)
+    and ours (our parameter count and best-epoch error, labelled with the model)."""
+    sets = list(dict.fromkeys(errors["dataset"]))
+    cited_rows = errors.drop_duplicates(["table", "model"])[["table", "label", "model"]]
+    # One number per printed row; Table 8 repeats rows of Tables 5-7, so some points coincide.
+    numbers: dict[tuple[str, str], int] = {}
+    key_lines = []
+    for r in cited_rows.itertuples():
+        numbers[r.table, r.model] = len(key_lines) + 1
+        key_lines.append(f"{len(key_lines) + 1}: {r.label} [{r.table}]")
+    fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets) + 2.6, 4.6), dpi=80, squeeze=False)
+    for ax, dataset in zip(axes[0], sets):
+        sub = errors[errors["dataset"] == dataset]
+        ax.scatter(sub["cited_params_m"] * 1e6, sub["cited_error"], marker="o", color="tab:blue",
+                   label="cited (survey)")
+        for i, r in enumerate(sub.itertuples()):
+            ax.annotate(str(numbers[r.table, r.model]), (r.cited_params_m * 1e6, r.cited_error), fontsize=6,
+                        xytext=(3, 2 + 5 * (i % 3)), textcoords="offset points")
+        ours = sub[sub["trained"]].drop_duplicates("model")
+        if len(ours):
+            ax.scatter(ours["params"], ours["best_error"], marker="x", color="tab:red", label=f"ours ({profile})")
+            for r in ours.itertuples():
+                ax.annotate(r.model, (r.params, r.best_error), fontsize=6, color="tab:red", xytext=(3, -8),
+                            textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel("parameters")
+        ax.set_ylabel("test error (%)")
+        ax.set_title(f"{dataset}" + (" (smoke: not comparable)" if profile == "smoke" else ""), fontsize=10)
+        ax.legend(fontsize=7)
+    fig.text(1.0, 0.5, "\n".join(key_lines), fontsize=6.5, va="center", ha="left", family="monospace")
+    fig.tight_layout()
+    return fig

@@ -1,0 +1,162 @@
+"""The survey notebook's functions (seed 002, Tables 5-8) and CIFAR-100 in the data layer."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+
+import pandas as pd
+import pytest
+
+from reslab import data as D
+from reslab.claims import load_claims
+from reslab.data import Augment, load_dataset
+from reslab.models import list_models
+from reslab.tables import survey as S
+
+# ------------------------------------------------------------------ CIFAR-100 data layer
+
+
+def test_cifar100_spec_and_synthetic_official_layout(no_data_root):
+    spec = D.DATASETS["cifar100"]
+    assert len(spec.classes) == 100 == len(set(spec.classes))
+    assert list(spec.classes) == sorted(spec.classes)  # the meta file's order is alphabetical
+    assert spec.classes[0] == "apple" and spec.classes[-1] == "worm"
+    D.write_synthetic(spec, no_data_root / "data")
+    folder = no_data_root / "data" / "cifar-100-python"
+    assert sorted(p.name for p in folder.iterdir()) == ["test", "train"]
+    entry = pickle.loads((folder / "train").read_bytes())
+    assert "fine_labels" in entry and "labels" not in entry and entry["data"].shape[1] == 3072
+    train = load_dataset("cifar100", "train", root=no_data_root / "data", download=False)
+    test = load_dataset("cifar100", "test", root=no_data_root / "data", download=False)
+    assert train.num_classes == 100 and train.images.shape[1:] == (3, 32, 32)
+    assert set(train.labels.tolist()) == set(range(100)) and set(test.labels.tolist()) == set(range(100))
+    # Fewer images per class than 10-class data, so 100-class synthetic data stays small.
+    assert len(train) <= 10 * D.SYNTHETIC_PER_CLASS["train"] and min(test.class_counts()) >= D.SYNTHETIC_MIN_PER_CLASS
+
+
+def test_cifar100_archive_matches_folder(no_data_root):
+    src = no_data_root / "syn"
+    D.write_synthetic(D.DATASETS["cifar100"], src)
+    with tarfile.open(no_data_root / "cifar-100-python.tar.gz", "w:gz") as tar:
+        tar.add(src / "cifar-100-python", arcname="cifar-100-python")
+    from_tar = load_dataset("cifar100", "test", root=no_data_root, download=False)
+    from_dir = load_dataset("cifar100", "test", root=src, download=False)
+    assert from_tar.source == "official" and str(from_tar.path).endswith("cifar-100-python.tar.gz")
+    assert from_tar.fingerprint == from_dir.fingerprint
+
+
+def test_cifar100_missing_pickle_and_smoke_fallback(no_data_root):
+    D.write_synthetic(D.DATASETS["cifar100"], no_data_root / "data")
+    (no_data_root / "data" / "cifar-100-python" / "test").unlink()
+    with pytest.raises(FileNotFoundError, match="lacks test.*cifar-100-python.tar.gz"):
+        load_dataset("cifar100", "test", root=no_data_root / "data", download=False)
+    d = load_dataset("cifar100", "train", download=False, allow_synthetic=True)
+    assert d.data_source == "synthetic" and d.num_classes == 100
+    aug = Augment.standard("cifar100", train=True)
+    assert aug.pad_crop == 4 and aug.flip and aug.mean == D.MEAN_STD["cifar100"][0]
+
+
+# ------------------------------------------------------------------ claims
+
+
+def test_survey_claims_transcription() -> None:
+    survey = load_claims("survey")
+    assert len(survey) == 19 * 3 and (survey["unit"].isin(["million", "percent"])).all()
+    # The two printed values the consistency check is about, as printed in the seed.
+    row8 = survey[(survey["table"] == "Table 8") & (survey["model"] == "pyramidnet164_bottleneck_a270")]
+    assert sorted(row8["value"]) == [3.31, 16.35, 26.0]
+    att = survey[(survey["model"] == "attention452_cifar") & (survey["dataset"] == "cifar100")]
+    assert set(att["table"]) == {"Table 7", "Table 8"} and set(att["value"]) == {24.54}
+
+
+def test_original_paper_claims_structure() -> None:
+    orig = load_claims("survey_original")
+    assert set(orig["model"]) <= set(list_models())
+    assert set(orig["model"]) == set(S.cifar_models())  # every survey model has its original numbers
+    assert (orig["source"].str.contains("et al.|&")).all()
+    assert orig["note"].str.contains("confidence").all()
+    assert set(orig["metric"]) == {"params", "error_rate", "test_acc"}
+
+
+def test_consistency_finds_the_mislabelled_row_and_the_attention_typo() -> None:
+    table = S.consistency()
+    bad = table[~table["agrees"]]
+    assert set(bad["model"]) == {"pyramidnet164_bottleneck_a270", "attention452_cifar"}
+    pyr = bad[bad["model"] == "pyramidnet164_bottleneck_a270"]
+    assert set(pyr["survey_table"]) == {"Table 8"} and set(pyr["kind"]) == {"survey vs survey", "survey vs original"}
+    assert pyr["finding"].str.contains("PyramidNet \\(bottleneck,α=200\\)").all()
+    att = bad[bad["model"] == "attention452_cifar"]
+    assert set(att["dataset"]) == {"cifar100"} and set(att["other_table"]) == {"abstract"}
+    # Every survey row is compared with its original paper.
+    assert set(table.loc[table["kind"] == "survey vs original", "model"]) == set(S.cifar_models())
+
+
+def test_consistency_compares_accuracy_as_error() -> None:
+    claims = pd.DataFrame([
+        ["survey", "Table 8", "efficientnet_b7", "cifar10", "error_rate", 1.5, "percent", "x", ""],
+        ["survey_original", "Table 5", "efficientnet_b7", "cifar10", "test_acc", 98.5, "percent", "y", "n"],
+    ], columns=["paper", "table", "model", "dataset", "metric", "value", "unit", "source", "note"])
+    row = S.consistency(claims).iloc[0]
+    assert row["agrees"] and row["other_value"] == pytest.approx(1.5)
+
+
+# ------------------------------------------------------------------ recipes and errors
+
+
+def test_recipes() -> None:
+    assert S.recipe("paper", "pyramidnet110_a48", "cifar100").lr == 0.5
+    assert S.recipe("paper", "pyramidnet110_a48", "cifar10").lr == 0.1
+    wrn = S.recipe("paper", "wrn28_10", "cifar10", budget=20)
+    assert wrn.epochs == 20 and wrn.milestones == (6, 12, 16)
+    assert S.recipe("smoke", "densenet_bc100_k12", "cifar10", max_steps=1).max_steps == 1
+    assert set(S.MODEL_FAMILY) == set(S.cifar_models())
+    for profile in ("smoke", "paper", "strong"):
+        assert set(S.RECIPES[profile]) == set(S.MODEL_FAMILY.values())
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"profile": "smok"}, "unknown profile"),
+    ({"models": ["resnet18"]}, "unknown survey model"),
+    ({"models": ["efficientnet_b7"]}, "only trained under profile='paper'"),
+    ({"datasets": ["mnist"]}, "the survey tables report"),
+    ({"budget": 0}, "budget must be a positive"),
+])
+def test_bad_input(kwargs, match, tmp_path) -> None:
+    with pytest.raises(ValueError, match=match):
+        S.run_survey(out_dir=tmp_path, **kwargs)
+
+
+# ------------------------------------------------------------------ the notebook's call
+
+
+@pytest.fixture
+def fast_params(monkeypatch):
+    """param_table over the two cheap rows only (the full survey table takes ~20 s on the CPU)."""
+    real = S.param_table
+    monkeypatch.setattr(S, "param_table", lambda specs: real([s for s in specs if s.model in S.SMOKE_MODELS]))
+
+
+def test_run_survey_smoke_synthetic_and_reuse(no_data_root, monkeypatch, tmp_path, fast_params) -> None:
+    monkeypatch.setenv("RESLAB_RUNS", str(tmp_path / "runs"))
+    kw = dict(models=["resnet110_sd"], datasets=["cifar100"], max_steps=1, device="cpu", out_dir=tmp_path / "out")
+    out = S.run_survey(**kw)
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"params.csv", "consistency.csv", "runs.csv", "error_rates.csv", "error_vs_params.png",
+            "manifest.json"} <= names
+    runs = out.tables["runs"]
+    assert len(runs) == 1 and runs["data_source"].tolist() == ["synthetic"] and not runs["reused"].any()
+    err = out.tables["error_rates"]
+    ours = err[err["trained"]]
+    assert set(ours["model"]) == {"resnet110_sd"} and not ours["comparable"].any()
+    assert (ours["diff_pp"] == (ours["best_error"] - ours["cited_error"]).round(2)).all()
+    assert any("SYNTHETIC" in n for n in out.notes) and any("Table 8" in n for n in out.notes)
+    again = S.run_survey(**kw)
+    assert again.tables["runs"]["reused"].all()
+    assert again.tables["runs"]["best_acc"].tolist() == runs["best_acc"].tolist()
+
+
+def test_run_survey_without_training(no_data_root, tmp_path, fast_params) -> None:
+    out = S.run_survey(models=[], out_dir=tmp_path)
+    assert out.tables["runs"].empty and not out.tables["error_rates"]["trained"].any()
+    assert set(out.tables["params"]["model"]) == set(S.SMOKE_MODELS)
