@@ -8,6 +8,10 @@ into ``results/<profile>/<table>/`` (or ``out_dir``) atomically, and returns a
 from ._common import TableOutput
 from .cbam import cbam_claims, cbam_params, run_cbam
 from .datasets import dataset_specs, run_datasets
+from .drstn import run_drstn_table1, run_drstn_table4, run_drstn_table5
 from .survey import run_survey
 
-__all__ = ["TableOutput", "cbam_claims", "cbam_params", "dataset_specs", "run_cbam", "run_datasets", "run_survey"]
+__all__ = [
+    "TableOutput", "cbam_claims", "cbam_params", "dataset_specs", "run_cbam", "run_datasets",
+    "run_drstn_table1", "run_drstn_table4", "run_drstn_table5", "run_survey",
+]

@@ -1,0 +1,175 @@
+"""DRSTN tables: claims transcription, recipes, Table 4 / Table 5 runs and reuse, Grad-CAM (tiny budgets)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reslab import experiment as E
+from reslab import gradcam
+from reslab.claims import load_claims
+from reslab.tables import drstn
+
+TINY = dict(max_steps=1, batch_size=16, device="cpu")
+
+
+@pytest.fixture
+def runs(no_data_root, monkeypatch):
+    monkeypatch.setenv("RESLAB_RUNS", str(no_data_root / "runs"))
+    return no_data_root / "runs"
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    """Every Table 4 network becomes a tiny CNN: these tests check the plumbing, not the networks."""
+    from conftest import tiny_cnn
+    from reslab.models import _registry
+
+    for _, name in drstn.TABLE4_ROWS:
+        monkeypatch.setitem(_registry._MODELS, name,
+                            lambda num_classes=10, in_chans=3, pretrained=False, **kw: tiny_cnn(in_chans, num_classes))
+
+
+# ---------------------------------------------------------------------------- claims
+
+
+def test_claims_transcribe_tables_4_5_and_the_abstract():
+    c = load_claims("drstn")
+    t4 = c[c["table"] == "Table 4"]
+    assert list(t4["model"]) == [m for _, m in drstn.TABLE4_ROWS]
+    assert (t4["metric"] == "test_acc").all() and (t4["unit"] == "fraction").all()
+    assert dict(zip(t4["model"], t4["value"]))["drstn_v5"] == 0.9229  # transcription check of one cell
+    t5 = c[c["table"] == "Table 5"]
+    assert len(t5) == 8 and set(t5["dataset"]) == {"mnist", "fashion_mnist"}
+    assert set(t5["metric"]) == {"train_loss", "test_loss", "train_acc", "test_acc"}
+    assert 0.9315 in set(t5["value"]) and 0.0306 in set(t5["value"])
+    abstract = c[c["table"] == "abstract"]
+    assert set(abstract["value"]) == {15.5, 8.8, 10.9, 99.06, 93.15}
+
+
+def test_abstract_gains_are_relative_not_absolute():
+    c = load_claims("drstn")
+    best = dict(zip(c.loc[c["table"] == "Table 4", "model"], c.loc[c["table"] == "Table 4", "value"]))
+    gains = c[c["metric"].str.startswith("test_acc_gain_vs_")]
+    assert len(gains) == 3
+    for _, g in gains.iterrows():
+        base = best[g["metric"].removeprefix("test_acc_gain_vs_")]
+        assert round((best["drstn_v5"] / base - 1) * 100, 1) == g["value"]
+        assert round((best["drstn_v5"] - base) * 100, 1) != g["value"]
+        assert "RELATIVE" in g["note"]
+
+
+# ---------------------------------------------------------------------------- recipes and specs
+
+
+def test_table4_specs_share_one_recipe_per_profile():
+    for profile in ("smoke", "paper", "strong"):
+        specs = drstn.table4_specs(profile)
+        assert [s.model for s in specs] == [m for _, m in drstn.TABLE4_ROWS]
+        assert len({repr(s.cfg) for s in specs}) == 1 and all(s.dataset == "cifar10" for s in specs)
+    strong = drstn.TABLE4_RECIPES["strong"]
+    assert strong.nesterov and strong.label_smoothing == 0.1 and strong.schedule == "cosine" and strong.warmup_epochs > 0
+    assert drstn.TABLE4_RECIPES["smoke"].max_steps > 0
+    assert drstn.table4_specs("paper", epochs=3)[0].cfg.epochs == 3
+
+
+def test_bad_inputs_say_what_is_wrong(runs):
+    with pytest.raises(ValueError, match="unknown profile"):
+        drstn.table4_specs("fast")
+    with pytest.raises(ValueError, match="subset of Table 4"):
+        drstn.table4_specs("smoke", models=["resnet50"])
+    with pytest.raises(ValueError, match="seeds"):
+        drstn.run_drstn_table4(seeds=[])
+    with pytest.raises(ValueError, match="unknown TrainConfig|epochs"):
+        drstn.table4_specs("smoke", epochs=0)
+    with pytest.raises(ValueError, match="subset of"):
+        drstn.run_drstn_table5(datasets=["cifar10"])
+    with pytest.raises(FileNotFoundError, match="source_checkpoint"):
+        drstn.run_drstn_table5(source_checkpoint=str(runs / "nope.pt"))
+    with pytest.raises(ValueError, match="weights"):
+        drstn.run_drstn_table1(weights="hub")
+    with pytest.raises(ValueError, match="image_size"):
+        drstn.run_drstn_table1(image_size=32)
+
+
+def test_transfer_specs_pair_transfer_with_random_init():
+    specs = drstn.table5_specs("paper", "ckpt.pt")
+    assert [(s.dataset, s.init_from) for s in specs] == [
+        ("mnist", "ckpt.pt"), ("mnist", None), ("fashion_mnist", "ckpt.pt"), ("fashion_mnist", None)]
+    aug = specs[0].augments()[0]
+    assert aug.to_rgb and aug.resize == drstn.TRANSFER_SIZE and len(aug.mean) == 3
+    assert len({repr(s.cfg) for s in specs}) == 1
+
+
+# ---------------------------------------------------------------------------- Table 4 and Table 5 runs
+
+
+def test_table4_writes_its_table_and_reuses_finished_runs(runs, tiny_models, tmp_path, monkeypatch):
+    out = drstn.run_drstn_table4(seeds=[0, 1], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
+    t = out.tables["table4"]
+    assert list(t["model"]) == ["resnet18", "drstn_v5"] and (t["n"] == 2).all()
+    assert {"best_acc_mean", "best_acc_std", "final_acc_mean", "claimed_best_acc", "difference"} <= set(t.columns)
+    assert not t["comparable"].any() and (t["data_source"] == "synthetic").all()
+    assert np.allclose(t["difference"], t["best_acc_mean"] - t["claimed_best_acc"], atol=1e-4)
+    for name in ("table4.csv", "table4_runs.csv", "table4_gains.csv", "fig3_test_acc.png", "manifest.json"):
+        assert (tmp_path / "t4" / name).is_file()
+    assert any("SYNTHETIC" in n for n in out.notes)
+    gains = out.tables["table4_gains"].set_index("baseline")["measured_pct"]
+    assert np.isfinite(gains["resnet18"]) and gains.drop("resnet18").isna().all()  # two baselines not run
+
+    def no_training(*a, **k):
+        raise AssertionError("a finished run was trained again")
+
+    monkeypatch.setattr(E, "train", no_training)
+    again = drstn.run_drstn_table4(seeds=[0, 1], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
+    assert again.tables["table4_runs"]["reused"].all()
+    pd.testing.assert_frame_equal(again.tables["table4"], out.tables["table4"])
+    with pytest.raises(AssertionError, match="trained again"):
+        drstn.run_drstn_table4(seeds=[0], models=["drstn_v5"], force=True, out_dir=tmp_path / "t4", **TINY)
+
+
+def test_table5_trains_the_missing_source_then_transfers(runs, tiny_models, tmp_path):
+    out = drstn.run_drstn_table5(seeds=[0], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
+    assert any("was missing, so it was trained first" in n for n in out.notes)
+    spec, ckpt = drstn.table4_checkpoint("smoke", 0)
+    assert ckpt.is_file()
+    r = out.tables["table5_runs"]
+    assert list(r["init"]) == ["transfer", "random"] * 2
+    assert (r.loc[r["init"] == "transfer", "fresh_from_init"] == 0).all()  # every weight, head included
+    t = out.tables["table5"]
+    assert len(t) == 2 * 2 * 4
+    transfer, scratch = t[t["init"] == "transfer"], t[t["init"] == "random"]
+    assert transfer["claimed"].notna().all() and scratch["claimed"].isna().all()
+    assert transfer["transfer_minus_random"].notna().all() and not t["comparable"].any()
+    again = drstn.run_drstn_table5(seeds=[0], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
+    assert again.tables["table5_runs"]["reused"].all() and not any("missing" in n for n in again.notes)
+
+
+# ---------------------------------------------------------------------------- Grad-CAM
+
+
+def test_cam_stats_of_a_known_map():
+    cam = np.zeros((4, 4), dtype=np.float32)
+    cam[0, 3] = 1.0
+    s = gradcam.cam_stats(cam)
+    assert s["frac_above_half"] == 1 / 16 and s["peak_y"] == 0.125 and s["peak_x"] == 0.875
+    assert np.isnan(gradcam.cam_stats(np.zeros((3, 3)))["frac_above_half"])
+    assert gradcam.overlay(np.zeros((8, 8, 3), np.uint8), cam).shape == (8, 8, 3)
+
+
+def test_get_layer_names_the_children_when_wrong():
+    with pytest.raises(ValueError, match="children"):
+        gradcam.get_layer(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), "layer4")
+
+
+def test_table1_random_weights_in_smoke_and_an_error_when_not_allowed(runs, tmp_path):
+    out = drstn.run_drstn_table1(n_images=1, image_size=64, weights="auto", device="cpu", out_dir=tmp_path / "t1")
+    w = out.tables["table1_weights"]
+    assert list(w["model"]) == [m for _, m, _ in drstn.CAM_MODELS] and (w["weights"] == "random").all()
+    s = out.tables["table1_cam_stats"]
+    assert len(s) == len(drstn.CAM_MODELS) and s["frac_above_half"].between(0, 1).all()
+    assert (tmp_path / "t1" / "table1_gradcam.png").is_file() and any("RANDOM" in n for n in out.notes)
+    with pytest.raises(FileNotFoundError, match="no usable weights"):
+        drstn.run_drstn_table1(weights="random", allow_random=False, n_images=1, image_size=64, device="cpu")
