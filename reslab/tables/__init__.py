@@ -7,5 +7,6 @@ into ``results/<profile>/<table>/`` (or ``out_dir``) atomically, and returns a
 
 from ._common import TableOutput
 from .datasets import dataset_specs, run_datasets
+from .selu import run_selu_ablation
 
-__all__ = ["TableOutput", "dataset_specs", "run_datasets"]
+__all__ = ["TableOutput", "dataset_specs", "run_datasets", "run_selu_ablation"]
