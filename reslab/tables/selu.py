@@ -336,7 +336,7 @@ def run_selu_ablation(
 
     out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
     out.tables = {"selu_ablation": table, "paired": paired, "runs": runs, "histories": histories,
-                  "claims": claims[claims["paper"] == PAPER].drop(columns=["file"])}
+                  "claims": claims.drop(columns=["file"]).astype({"epochs": int})}
     long = [lbl for lbl in ("ResNet34 (2x epochs)", "ResNet34+LR decay (2x epochs)") if lbl in by_label]
     decay_rows = long if len(long) == 2 else [lbl for lbl in ("ResNet34", "ResNet34+LR decay") if lbl in by_label]
     if len(decay_rows) == 2:
