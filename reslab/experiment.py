@@ -249,3 +249,78 @@ def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "datase
         seeds=("seed", join), device=("device", join),
     ).reset_index()
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Paired comparison over seeds (added with the SELU ablation; generic: any table with a baseline)
+
+# Two-sided 95 % Student-t quantiles t_{0.975, df} for df = 1..30 (scipy.stats.t.ppf, 6 digits),
+# so that the interval needs no scipy at run time (scipy is not a declared dependency).
+_T975 = (12.706205, 4.302653, 3.182446, 2.776445, 2.570582, 2.446912, 2.364624, 2.306004, 2.262157,
+         2.228139, 2.200985, 2.178813, 2.160369, 2.144787, 2.13145, 2.119905, 2.109816, 2.100922,
+         2.093024, 2.085963, 2.079614, 2.073873, 2.068658, 2.063899, 2.059539, 2.055529, 2.051831,
+         2.048407, 2.04523, 2.042272)
+
+
+def t_quantile_975(df: int) -> float:
+    """The 0.975 quantile of Student's t with ``df`` degrees of freedom (for 95 % intervals).
+
+    A table for ``df <= 30``; beyond it the Cornish-Fisher expansion around the normal quantile
+    (error below 1e-5 there).
+
+    Raises:
+        ValueError: for ``df < 1``.
+    """
+    if df < 1:
+        raise ValueError(f"a t interval needs at least 1 degree of freedom (2 paired runs), got df={df}.")
+    if df <= len(_T975):
+        return _T975[df - 1]
+    z = 1.959963985
+    return (z + (z**3 + z) / (4 * df) + (5 * z**5 + 16 * z**3 + 3 * z) / (96 * df**2)
+            + (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / (384 * df**3))
+
+
+def paired_comparison(
+    rows: pd.DataFrame,
+    pairs: dict[str, str],
+    metrics: Sequence[str] = ("best_acc", "final_acc"),
+    by: str = "label",
+) -> pd.DataFrame:
+    """Per seed, ``row - baseline`` on the same seed; mean difference and a 95 % t-interval.
+
+    Args:
+        rows: Result rows (from :func:`run_specs`) with ``by``, ``seed`` and the metric columns.
+        pairs: ``{label: baseline label}``; each label is compared with its baseline on the seeds
+            both have run.
+        metrics: The columns compared.
+        by: The column naming the rows.
+
+    Returns:
+        One row per (label, metric): ``label``, ``baseline``, ``metric``, ``n`` (paired seeds),
+        ``seeds``, ``mean_diff``, ``std_diff``, ``ci95_low``, ``ci95_high`` (NaN when ``n < 2``)
+        and ``ci_method``.
+
+    Raises:
+        ValueError: if a label or baseline is not in ``rows``.
+    """
+    present = set(rows[by])
+    missing = sorted({*pairs, *pairs.values()} - present)
+    if missing:
+        raise ValueError(f"paired comparison: no rows labelled {missing}; present: {sorted(present)}.")
+    out = []
+    for label, base in pairs.items():
+        a = rows[rows[by] == label].set_index("seed")
+        b = rows[rows[by] == base].set_index("seed")
+        seeds = sorted(set(a.index) & set(b.index))
+        for metric in metrics:
+            d = (a.loc[seeds, metric] - b.loc[seeds, metric]).astype(float)
+            n = len(d)
+            mean = float(d.mean()) if n else float("nan")
+            std = float(d.std(ddof=1)) if n > 1 else float("nan")
+            half = t_quantile_975(n - 1) * std / n**0.5 if n > 1 else float("nan")
+            out.append({"label": label, "baseline": base, "metric": metric, "n": n,
+                        "seeds": ",".join(str(s) for s in seeds), "mean_diff": mean, "std_diff": std,
+                        "ci95_low": mean - half, "ci95_high": mean + half,
+                        "ci_method": "paired t (same seeds), 95 %, df = n - 1"})
+    return pd.DataFrame(out, columns=["label", "baseline", "metric", "n", "seeds", "mean_diff", "std_diff",
+                                      "ci95_low", "ci95_high", "ci_method"])

@@ -68,3 +68,12 @@ def get_profile(name: str) -> Profile:
         hint = f" Did you mean {close[0]!r}?" if close else ""
         raise ValueError(f"unknown profile {name!r}.{hint} Use one of: {', '.join(PROFILES)}.")
     return PROFILES[name]
+
+
+# A CPU budget for machines without a GPU (added with the SELU ablation): real data only, subsets
+# small enough that a table's whole variant list fits about 15 minutes on 2 CPU cores. A table
+# that supports it defines its own ``cpu15`` recipe; the others reject the name.
+PROFILES["cpu15"] = Profile(
+    "cpu15", allow_synthetic=False, download=None, train_subset=800, test_subset=500,
+    description="about 15 CPU minutes per table: stratified subsets (800 train / 500 test), a few epochs, real data",
+)

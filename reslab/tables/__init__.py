@@ -9,9 +9,10 @@ from ._common import TableOutput
 from .cbam import cbam_claims, cbam_params, run_cbam
 from .datasets import dataset_specs, run_datasets
 from .drstn import run_drstn_table1, run_drstn_table4, run_drstn_table5
+from .selu import run_selu_ablation
 from .survey import run_survey
 
 __all__ = [
     "TableOutput", "cbam_claims", "cbam_params", "dataset_specs", "run_cbam", "run_datasets",
-    "run_drstn_table1", "run_drstn_table4", "run_drstn_table5", "run_survey",
+    "run_drstn_table1", "run_drstn_table4", "run_drstn_table5", "run_selu_ablation", "run_survey",
 ]
