@@ -126,6 +126,11 @@ class BasicBlock(nn.Module):
         self.act1 = make_act(act_layer)
         self.conv2 = conv3x3(planes, out_chs)
         self.bn2 = norm_layer(out_chs)
+        self._add_merge(in_chs, out_chs, stride, shortcut, act_layer, norm_layer, attn_layer, survival, sd_mode)
+
+    def _add_merge(self, in_chs: int, out_chs: int, stride: int, shortcut: str, act_layer: type[nn.Module],
+                   norm_layer: type[nn.Module], attn_layer: AttnLayer | None, survival: float, sd_mode: str) -> None:
+        """The parts every block shares: branch attention, shortcut, stochastic depth, final activation."""
         self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
         self.shortcut = make_shortcut(shortcut, in_chs, out_chs, stride, norm_layer)
         self.drop = StochasticDepth(survival, sd_mode) if survival < 1.0 else nn.Identity()
@@ -172,10 +177,7 @@ class Bottleneck(BasicBlock):
         self.act_mid = make_act(act_layer)
         self.conv3 = conv1x1(planes, out_chs)
         self.bn3 = norm_layer(out_chs)
-        self.attn = attn_layer(out_chs) if attn_layer is not None else nn.Identity()
-        self.shortcut = make_shortcut(shortcut, in_chs, out_chs, stride, norm_layer)
-        self.drop = StochasticDepth(survival, sd_mode) if survival < 1.0 else nn.Identity()
-        self.act2 = make_act(act_layer, inplace=False)  # may see the identity input
+        self._add_merge(in_chs, out_chs, stride, shortcut, act_layer, norm_layer, attn_layer, survival, sd_mode)
 
     def branch(self, x: torch.Tensor) -> torch.Tensor:
         out = self.act1(self.bn1(self.conv1(x)))
