@@ -77,6 +77,20 @@ def notebook_parameters(path: Path) -> dict:
     return papermill.inspect_notebook(str(path))
 
 
+def _absolute_env(name: str) -> Path | None:
+    """The path in environment variable ``name``, made absolute against this process's working
+    directory; ``None`` when unset or empty."""
+    value = os.environ.get(name)
+    return Path(value).expanduser().resolve() if value else None
+
+
+def _kernel_paths() -> dict[str, str]:
+    """``RESLAB_DATA``, ``RESLAB_RUNS`` and ``RESLAB_CACHE`` as absolute paths, for a kernel that
+    runs in ``notebooks/`` (``RESLAB_DATA=../shared/data`` means relative to where the command was
+    typed)."""
+    return {k: str(p) for k in ("RESLAB_DATA", "RESLAB_RUNS", "RESLAB_CACHE") if (p := _absolute_env(k))}
+
+
 def run_notebook(name: str, profile: str, params: dict, folder: Path, results: Path,
                  data_root: Path | None = None) -> float:
     """Execute one notebook into ``results/<profile>/<name>/``; return its wall time.
@@ -110,7 +124,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     staged.mkdir(parents=True)
     executed = staged / f"{name}.ipynb"
     # Finished training runs live outside the staging folder, so a rerun reuses them.
-    env = {"RESLAB_RESULTS": str(stage_root), "RESLAB_RUNS": os.environ.get("RESLAB_RUNS") or str(results / "_runs")}
+    env = {"RESLAB_RUNS": str(results / "_runs"), **_kernel_paths(), "RESLAB_RESULTS": str(stage_root)}
     if data_root is not None:
         env["RESLAB_DATA"] = str(data_root)
     saved = {k: os.environ.get(k) for k in env}
@@ -220,6 +234,7 @@ def refresh_notebooks(argv: list[str] | None = None) -> int:
     folder = notebooks_dir()
     names = args.names or list_notebooks(folder)
     with tempfile.TemporaryDirectory() as scratch:
+        os.environ.update(_kernel_paths())
         os.environ["RESLAB_RESULTS"] = scratch  # default outputs go to a throw-away folder
         for name in names:
             src = folder / f"{name}.ipynb"

@@ -52,6 +52,9 @@ class RunSpec:
         test_augment: Batch transform of test batches; default ``train_augment.eval()``.
         init_from: A checkpoint (``last.pt`` of another run) whose model weights start this run;
             entries whose shapes differ (a new head) keep their fresh initialisation.
+        checkpoint: Write ``last.pt`` after every epoch (resume, ``init_from``). ``False`` only for
+            throwaway smoke runs of large networks, where the checkpoint (model and momentum, up
+            to 200 MB) costs more than the one step it saves. Not part of the run's key.
     """
 
     table: str
@@ -63,6 +66,7 @@ class RunSpec:
     train_augment: Augment | None = None
     test_augment: Augment | None = None
     init_from: str | os.PathLike | None = None
+    checkpoint: bool = True
 
     def augments(self) -> tuple[Augment, Augment]:
         train_aug = self.train_augment or Augment.standard(self.dataset, train=True)
@@ -80,12 +84,20 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
-def load_splits(dataset: str, profile: str, data_root: str | os.PathLike | None = None) -> tuple[Dataset, Dataset]:
+def load_splits(dataset: str, profile: str, data_root: str | os.PathLike | None = None,
+                test_subset: int | None = None) -> tuple[Dataset, Dataset]:
     """The train and test splits a profile uses (its subsets; the subset seed is fixed at 0 so
-    every model and seed of a table sees the same images)."""
+    every model and seed of a table sees the same images).
+
+    Args:
+        test_subset: A smaller stratified test subset than the profile's (a table whose smoke
+            run evaluates large networks); ``None`` = the profile's.
+    """
     prof = get_profile(profile)
-    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **prof.data_kwargs(split))
-                 for split in ("train", "test"))
+    kwargs = {split: prof.data_kwargs(split) for split in ("train", "test")}
+    if test_subset is not None:
+        kwargs["test"]["subset"] = int(test_subset)
+    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **kwargs[split]) for split in ("train", "test"))
 
 
 def _file_digest(path: Path) -> str:
@@ -166,7 +178,7 @@ def run_one(
     test_loader = BatchLoader(test_data, cfg.eval_batch_size, augment=test_aug, device=device,
                               channels_last=cfg.channels_last)
     t0 = time.perf_counter()
-    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder)
+    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.checkpoint else None)
     summary = history.summary()
     row = make_row(
         table=spec.table, model=spec.model, dataset=spec.dataset, data_source=train_data.data_source,
@@ -204,8 +216,12 @@ def run_specs(
     seeds: Sequence[int],
     data_root: str | os.PathLike | None = None,
     force: bool = False,
+    test_subset: int | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Run every spec for every seed (data loaded once per data set).
+
+    Args:
+        test_subset: Passed to :func:`load_splits` (``None`` = the profile's test subset).
 
     Returns:
         ``(rows, histories)`` as DataFrames.
@@ -222,7 +238,7 @@ def run_specs(
     rows, histories = [], []
     for spec in specs:
         if spec.dataset not in splits:
-            splits[spec.dataset] = load_splits(spec.dataset, profile, data_root)
+            splits[spec.dataset] = load_splits(spec.dataset, profile, data_root, test_subset)
         for seed in seeds:
             row, hist = run_one(spec, profile, seed, *splits[spec.dataset], force=force)
             rows.append(row)

@@ -208,27 +208,32 @@ def _count_no_norm(model: nn.Module) -> int:
     )
 
 
-def _measure(spec: PaperModel) -> dict[str, Any]:
+def _measure(spec: PaperModel, flops: bool = True) -> dict[str, Any]:
     c, h, w = spec.input_size
     kwargs = dict(spec.kwargs)
     with torch.device("meta"):
         model = create_model(spec.model, num_classes=spec.num_classes, in_chans=c, **kwargs).eval()
         x = torch.empty(1, c, h, w)
-    with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x)
+    gflops = float("nan")
+    if flops:
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            model(x)
+        gflops = round(counter.get_total_flops() / 1e9, 3)
     return {
         "params": count_params(model),
         "trainable": count_params(model, trainable_only=True),
         "params_no_norm": _count_no_norm(model),
-        "gflops": round(counter.get_total_flops() / 1e9, 3),
+        "gflops": gflops,
     }
 
 
-def param_table(specs: list[PaperModel] | None = None) -> pd.DataFrame:
+def param_table(specs: list[PaperModel] | None = None, flops: bool = True) -> pd.DataFrame:
     """Build the table (see the module docstring for the columns).
 
     Args:
         specs: Rows to compute; default ``paper_models()``.
+        flops: Count FLOPs (a forward pass on the meta device: ~1 s per large network on a CPU);
+            ``False`` leaves ``gflops`` empty.
 
     Raises:
         ValueError: if a row expects a claim the claims files do not hold, or holds twice.
@@ -241,7 +246,7 @@ def param_table(specs: list[PaperModel] | None = None) -> pd.DataFrame:
     for s in specs:
         key = (s.model, s.num_classes, s.input_size, s.kwargs)
         if key not in cache:
-            cache[key] = _measure(s)
+            cache[key] = _measure(s, flops)
         m = cache[key]
         value = unit = diff = match = None
         if s.metric is not None:

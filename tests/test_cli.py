@@ -87,3 +87,19 @@ def test_notebook_without_a_profile_parameter_is_an_error(books, tmp_path, capsy
 
 def test_unknown_command():
     assert cli.main(["frobnicate"]) == 2
+
+
+def test_relative_environment_paths_are_made_absolute_for_the_kernel(books, tmp_path, monkeypatch):
+    """The kernel runs in notebooks/, so RESLAB_DATA=../data must mean relative to the caller."""
+    (tmp_path / "data").mkdir()
+    body = WRITE.format(name="datasets", value="x") + (
+        "\nfor k in ('RESLAB_DATA', 'RESLAB_RUNS', 'RESLAB_CACHE'):"
+        "\n    assert os.path.isabs(os.environ[k]), (k, os.environ[k])"
+        f"\nassert pathlib.Path(os.environ['RESLAB_DATA']) == pathlib.Path({str(tmp_path / 'data')!r})"
+    )
+    _notebook(books / "datasets.ipynb", body)
+    monkeypatch.chdir(tmp_path)
+    for key, value in {"RESLAB_DATA": "data", "RESLAB_RUNS": "runs", "RESLAB_CACHE": "cache"}.items():
+        monkeypatch.setenv(key, value)
+    assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "smoke" / "datasets" / "value.txt").read_text() == "x"

@@ -67,6 +67,17 @@ def test_init_from_loads_matching_weights(runs):
         E.run_one(spec("x", init_from=runs / "missing.pt"), "smoke", 0, train_data, test_data)
 
 
+def test_without_checkpoint_and_smaller_test_subset(runs):
+    rows, _ = E.run_specs([spec("nock", checkpoint=False)], "smoke", seeds=[0], test_subset=16)
+    assert rows.loc[0, "test_images"] == 16 and rows.loc[0, "train_images"] == 512
+    train_data, test_data = E.load_splits("mnist", "smoke", test_subset=16)
+    assert len(test_data) == 16 and len(E.load_splits("mnist", "smoke")[1]) > 16  # the profile's subset
+    ckpt = E.checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
+    assert not ckpt.exists() and (ckpt.parent / E.RESULT_NAME).is_file()
+    again, _ = E.run_specs([spec("nock")], "smoke", seeds=[0], test_subset=16)  # same key: reused
+    assert again["reused"].all()
+
+
 def test_summarise_mean_std_n():
     rows = pd.DataFrame({
         "label": ["a", "a", "b"], "model": ["m", "m", "n"], "dataset": ["d"] * 3, "seed": [0, 1, 0],

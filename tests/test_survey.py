@@ -130,11 +130,42 @@ def test_bad_input(kwargs, match, tmp_path) -> None:
 # ------------------------------------------------------------------ the notebook's call
 
 
+CHEAP = ("resnet110_sd",)  # the cheapest survey network to build and train on the CPU
+
+
 @pytest.fixture
 def fast_params(monkeypatch):
     """param_table over the two cheap rows only (the full survey table takes ~20 s on the CPU)."""
     real = S.param_table
-    monkeypatch.setattr(S, "param_table", lambda specs: real([s for s in specs if s.model in S.SMOKE_MODELS]))
+    monkeypatch.setattr(S, "param_table", lambda specs, **kw: real([s for s in specs if s.model in CHEAP], **kw))
+
+
+class _Stop(Exception):
+    pass
+
+
+@pytest.mark.parametrize("profile, expected", [
+    ("smoke", [m for m in S.cifar_models() if m != "efficientnet_b7"]),
+    ("strong", [m for m in S.cifar_models() if m != "efficientnet_b7"]),
+    ("paper", S.cifar_models()),
+])
+def test_default_models_train_every_cifar_model(profile, expected, monkeypatch, tmp_path, fast_params) -> None:
+    seen = {}
+
+    def capture(specs, profile, seeds, **kw):
+        seen["specs"], seen["kw"] = specs, kw
+        raise _Stop
+
+    monkeypatch.setattr(S, "run_specs", capture)
+    with pytest.raises(_Stop):
+        S.run_survey(profile=profile, out_dir=tmp_path)
+    specs = seen["specs"]
+    assert len(expected) == (15 if profile != "paper" else 16)
+    for dataset in S.DATASETS:
+        assert [s.model for s in specs if s.dataset == dataset] == expected
+    assert seen["kw"]["test_subset"] == (S.SMOKE_TEST_IMAGES if profile == "smoke" else None)
+    if profile == "smoke":
+        assert {(s.cfg.max_steps, s.cfg.batch_size) for s in specs} == {(1, 4)}
 
 
 def test_run_survey_smoke_synthetic_and_reuse(no_data_root, monkeypatch, tmp_path, fast_params) -> None:
@@ -146,6 +177,7 @@ def test_run_survey_smoke_synthetic_and_reuse(no_data_root, monkeypatch, tmp_pat
             "manifest.json"} <= names
     runs = out.tables["runs"]
     assert len(runs) == 1 and runs["data_source"].tolist() == ["synthetic"] and not runs["reused"].any()
+    assert runs["test_images"].tolist() == [S.SMOKE_TEST_IMAGES]
     err = out.tables["error_rates"]
     ours = err[err["trained"]]
     assert set(ours["model"]) == {"resnet110_sd"} and not ours["comparable"].any()
@@ -159,4 +191,4 @@ def test_run_survey_smoke_synthetic_and_reuse(no_data_root, monkeypatch, tmp_pat
 def test_run_survey_without_training(no_data_root, tmp_path, fast_params) -> None:
     out = S.run_survey(models=[], out_dir=tmp_path)
     assert out.tables["runs"].empty and not out.tables["error_rates"]["trained"].any()
-    assert set(out.tables["params"]["model"]) == set(S.SMOKE_MODELS)
+    assert set(out.tables["params"]["model"]) == set(CHEAP)

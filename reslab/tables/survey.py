@@ -17,13 +17,13 @@ and one figure:
 
 Recipes (:data:`RECIPES`, one :class:`~reslab.train.TrainConfig` per profile and family):
 
-- ``smoke``: 2 SGD steps of batch 16 on the smoke subsets (512 train / 256 test images), then one
-  evaluation: a check that every piece runs, not a measurement. By default only
-  :data:`SMOKE_MODELS` (ResNet-110 with stochastic depth, the cheapest network to train here)
-  trains, on both data sets, to keep the notebook near a minute on a shared 2-core CPU: every
-  other model costs 10-30 s more in smoke, and one step of the large networks (DenseNet-BC-190,
-  PyramidNet-272, WRN-28-10) tens of seconds; ``models`` picks any others. EfficientNet-B7 is never trained in ``smoke`` (a 600x600 input,
-  ImageNet weights); it appears in the parameter table and as a cited point.
+- ``smoke``: every CIFAR model takes one SGD step of batch 4 on the smoke training subset and is
+  evaluated on :data:`SMOKE_TEST_IMAGES` test images, on both data sets: a check that every network
+  builds, trains, evaluates and lands in the tables and the figure, not a measurement. The budget is
+  set by the largest networks (one step plus evaluation of DenseNet-BC-190 or PyramidNet-272 costs
+  several seconds on a 2-core CPU); the whole notebook stays near 90 s. EfficientNet-B7 is never
+  trained in ``smoke`` (a 600x600 input and ImageNet weights); it appears in the parameter table
+  and as a cited point.
 - ``paper``: each original paper's CIFAR protocol as we recall it (no internet here; stated per
   family below), on the full training set, evaluated on the full test set. Where a paper is silent
   the choice is stated in the recipe's comment. EfficientNet-B7 fine-tunes torchvision's ImageNet
@@ -56,9 +56,9 @@ from ._common import TableOutput
 TABLE = "survey_error_rates"
 SURVEY, ORIGINAL = "survey", "survey_original"
 DATASETS = ("cifar10", "cifar100")
-# Smoke trains one cheap network: each further model costs 10-30 s of shared-CPU time here
-# (measured: attention92_cifar 20-33 s per data set, resnet110_sd ~9 s).
-SMOKE_MODELS = ("resnet110_sd",)
+# Smoke evaluates on a small stratified test subset: a forward pass of DenseNet-BC-190 costs
+# ~0.3 s per 32x32 image on 2 CPU cores (measured), so the profile's 256 images would take minutes.
+SMOKE_TEST_IMAGES = 8
 PRETRAINED_MODELS = ("efficientnet_b7",)  # trained only as fine-tuning under ``paper``
 
 # Which recipe family each model of the survey trains with.
@@ -71,7 +71,7 @@ MODEL_FAMILY = {
     "wrn28_10": "wrn", "resnet110_sd": "stochastic_depth", "efficientnet_b7": "efficientnet",
 }
 
-_SMOKE = TrainConfig(epochs=1, batch_size=16, lr=0.05, weight_decay=5e-4, max_steps=2, eval_batch_size=256,
+_SMOKE = TrainConfig(epochs=1, batch_size=4, lr=0.05, weight_decay=5e-4, max_steps=1, eval_batch_size=256,
                      progress=False)
 _STRONG = TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4, schedule="cosine",
                       warmup_epochs=5, label_smoothing=0.1, progress=False)
@@ -128,7 +128,7 @@ def recipe(profile: str, model: str, dataset: str, budget: int | None = None, ma
 
     Args:
         budget: Epochs for every model (step milestones scaled to it); ``None`` = the recipe's.
-        max_steps: Step cap; ``None`` = the recipe's (smoke: 2).
+        max_steps: Step cap; ``None`` = the recipe's (smoke: 1).
         device: ``cpu``, ``cuda`` or ``auto``.
     """
     family = MODEL_FAMILY[model]
@@ -145,6 +145,9 @@ def recipe(profile: str, model: str, dataset: str, budget: int | None = None, ma
 
 
 def _run_spec(profile: str, model: str, dataset: str, cfg: TrainConfig) -> RunSpec:
+    if profile == "smoke":
+        # One step: a checkpoint (up to 200 MB of weights and momentum here) would cost more than the run.
+        return RunSpec(TABLE, model, model, dataset, cfg, checkpoint=False)
     if model in PRETRAINED_MODELS:
         # Transfer learning at the network's own resolution, ImageNet statistics (Tan & Le 2019).
         mean, std = IMAGENET_MEAN_STD
@@ -274,11 +277,11 @@ def run_survey(
         data_root: Folder with the data; default ``$RESLAB_DATA``.
         device: ``auto``, ``cpu`` or ``cuda``.
         seeds: Training seeds (one run per model, data set and seed).
-        models: Models to train; ``None`` = :data:`SMOKE_MODELS` under ``smoke``, every CIFAR model
-            under ``strong``, every model (EfficientNet-B7 included) under ``paper``; ``[]`` trains none.
+        models: Models to train; ``None`` = every model under ``paper`` (EfficientNet-B7 included),
+            every CIFAR model otherwise; ``[]`` trains none.
         datasets: ``cifar10`` and / or ``cifar100``.
         budget: Epochs for every model (a fixed-epoch ranking); ``None`` = each recipe's.
-        max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 2).
+        max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 1).
         force: Retrain runs that are already finished.
         out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
 
@@ -286,25 +289,25 @@ def run_survey(
         ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget.
     """
     if models is None:
-        models = {"smoke": list(SMOKE_MODELS), "paper": cifar_models()}.get(
-            profile, [m for m in cifar_models() if m not in PRETRAINED_MODELS])
+        models = [m for m in cifar_models() if profile == "paper" or m not in PRETRAINED_MODELS]
     models, datasets = list(models), list(datasets)
     _check(profile, models, datasets, budget)
     t0 = time.perf_counter()
     out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
     claims = load_claims()
 
-    params = param_table(survey_rows())
+    params = param_table(survey_rows(), flops=False)  # FLOPs are not in the survey (and cost ~15 s here)
     params.insert(params.columns.get_loc("params") + 1, "params_m", (params["params"] / 1e6).round(3))
-    out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable"])
+    out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable", "gflops"])
     out.tables["consistency"] = consistency(claims)
 
     specs = [_run_spec(profile, m, d, recipe(profile, m, d, budget, max_steps, device)) for d in datasets for m in models]
     described = []
     if specs:
-        runs, _ = run_specs(specs, profile, seeds, data_root=data_root, force=force)
+        test_subset = SMOKE_TEST_IMAGES if profile == "smoke" else None
+        runs, _ = run_specs(specs, profile, seeds, data_root=data_root, force=force, test_subset=test_subset)
         for d in datasets:
-            described += [s.describe() for s in load_splits(d, profile, data_root)]
+            described += [s.describe() for s in load_splits(d, profile, data_root, test_subset)]
     else:
         runs = pd.DataFrame()
     out.tables["runs"] = runs
@@ -360,13 +363,13 @@ def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str) -> pd.Da
             rows.append(row)
     cols = ["table", "label", "model", "dataset", "cited_params_m", "cited_error", "original_error", "trained", "best_error",
             "best_error_std", "final_error", "n", "diff_pp", "comparable", "params", "epochs", "data_source", "profile"]
-    return pd.DataFrame(rows).reindex(columns=cols)
+    return pd.DataFrame(rows).reindex(columns=cols).astype({"n": "Int64", "params": "Int64"})
 
 
 def error_vs_params_figure(errors: pd.DataFrame, profile: str):
     """Error rate against parameters (log x), one panel per data set: cited points (the survey's
     printed parameters and error, numbered; the key beside the panels names each row and its table)
-    and ours (our parameter count and best-epoch error, labelled with the model)."""
+    and ours (our parameter count and best-epoch error, numbered as the model's first printed row)."""
     sets = list(dict.fromkeys(errors["dataset"]))
     cited_rows = errors.drop_duplicates(["table", "model"])[["table", "label", "model"]]
     # One number per printed row; Table 8 repeats rows of Tables 5-7, so some points coincide.
@@ -375,6 +378,7 @@ def error_vs_params_figure(errors: pd.DataFrame, profile: str):
     for r in cited_rows.itertuples():
         numbers[r.table, r.model] = len(key_lines) + 1
         key_lines.append(f"{len(key_lines) + 1}: {r.label} [{r.table}]")
+    first_number = {model: n for (table, model), n in reversed(numbers.items())}  # ours: the model's first row
     fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets) + 2.6, 4.6), dpi=80, squeeze=False)
     for ax, dataset in zip(axes[0], sets):
         sub = errors[errors["dataset"] == dataset]
@@ -386,9 +390,9 @@ def error_vs_params_figure(errors: pd.DataFrame, profile: str):
         ours = sub[sub["trained"]].drop_duplicates("model")
         if len(ours):
             ax.scatter(ours["params"], ours["best_error"], marker="x", color="tab:red", label=f"ours ({profile})")
-            for r in ours.itertuples():
-                ax.annotate(r.model, (r.params, r.best_error), fontsize=6, color="tab:red", xytext=(3, -8),
-                            textcoords="offset points")
+            for i, r in enumerate(ours.itertuples()):
+                ax.annotate(str(first_number[r.model]), (r.params, r.best_error), fontsize=6, color="tab:red",
+                            xytext=(3, -8 - 5 * (i % 3)), textcoords="offset points")
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel("test error (%)")
