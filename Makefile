@@ -5,7 +5,7 @@ PROFILE ?= smoke
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.reslab-setup
 
-.PHONY: setup reproduce test notebooks lab clean-venv
+.PHONY: setup reproduce check readme test notebooks lab clean-venv
 
 setup: $(STAMP)
 
@@ -18,9 +18,18 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name reslab --display-name "Python (reslab)"
 	touch $(STAMP)
 
-# Every notebook through papermill into results/$(PROFILE)/ (PROFILE=paper for the papers' recipes).
+# Every notebook through papermill into results/$(PROFILE)/ (PROFILE=paper for the papers' recipes),
+# then the claims summary into results/summary/ and the README's Results section.
 reproduce: setup
 	$(VENV)/bin/reslab reproduce --profile $(PROFILE) $(if $(DATA),--data-root $(DATA))
+
+# Which committed results were made by code or data that has changed since (exit 1 if any).
+check: setup
+	$(VENV)/bin/reslab reproduce --check $(if $(DATA),--data-root $(DATA))
+
+# Regenerate the README's Results section from results/summary/.
+readme: setup
+	$(VENV)/bin/reslab readme
 
 # Unit tests, then nbval over the notebooks (run with smoke defaults, results to a throw-away folder).
 test: setup

@@ -30,6 +30,8 @@ NOTEBOOK_ORDER = [
 ]
 KERNEL_NAME = "reslab"
 REQUIRED_PARAMETERS = ("profile",)
+# Notebooks that read every profile's results and write results/<name>/ (no profile parameter).
+ACROSS_PROFILES = ("summary",)
 
 
 def notebooks_dir() -> Path:
@@ -109,7 +111,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
 
     src = folder / f"{name}.ipynb"
     declared = notebook_parameters(src)
-    missing = [k for k in REQUIRED_PARAMETERS if k not in declared]
+    missing = [k for k in REQUIRED_PARAMETERS if k not in declared and name not in ACROSS_PROFILES]
     if missing:
         raise ValueError(
             f"{src.name} declares no parameter(s) {missing} in its parameters cell; every notebook "
@@ -117,14 +119,17 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
         )
     # Options such as --device go only to the notebooks that take them (datasets trains nothing).
     params = {k: v for k, v in params.items() if k in declared}
-    final = results / profile / name
+    sub = Path(name) if name in ACROSS_PROFILES else Path(profile) / name
+    final = results / sub
     stage_root = results / f".staging-{name}-{os.getpid()}"
-    staged = stage_root / profile / name
+    staged = stage_root / sub
     shutil.rmtree(stage_root, ignore_errors=True)
     staged.mkdir(parents=True)
     executed = staged / f"{name}.ipynb"
     # Finished training runs live outside the staging folder, so a rerun reuses them.
-    env = {"RESLAB_RUNS": str(results / "_runs"), **_kernel_paths(), "RESLAB_RESULTS": str(stage_root)}
+    # The summary reads the real results (RESLAB_SOURCE_RESULTS) and writes into the staging root.
+    env = {"RESLAB_RUNS": str(results / "_runs"), **_kernel_paths(), "RESLAB_RESULTS": str(stage_root),
+           "RESLAB_SOURCE_RESULTS": str(results)}
     if data_root is not None:
         env["RESLAB_DATA"] = str(data_root)
     saved = {k: os.environ.get(k) for k in env}
@@ -136,20 +141,20 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
             cwd=str(folder), progress_bar=False,
         )
     except BaseException:
-        failed = results / profile / "_failed"
+        failed = final.parent / "_failed"
         failed.mkdir(parents=True, exist_ok=True)
         if executed.exists():
             shutil.copy2(executed, failed / f"{name}.ipynb")
         raise
     else:
         _strip_machine_paths(executed, name)
-        old = results / profile / f".old-{name}-{os.getpid()}"
+        old = final.parent / f".old-{name}-{os.getpid()}"
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             os.replace(final, old)
         os.replace(staged, final)
         shutil.rmtree(old, ignore_errors=True)
-        (results / profile / "_failed" / f"{name}.ipynb").unlink(missing_ok=True)
+        (final.parent / "_failed" / f"{name}.ipynb").unlink(missing_ok=True)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -169,7 +174,11 @@ def reproduce(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the notebooks' own)")
     parser.add_argument("--results", help="results root (default: results/ of the checkout or $RESLAB_RESULTS)")
     parser.add_argument("--list", action="store_true", help="list the notebooks in run order and exit")
+    parser.add_argument("--check", action="store_true",
+                        help="run nothing: report results whose code or data changed since they were made (exit 1 if any)")
     args = parser.parse_args(argv)
+    if args.check:
+        return check(args.results, args.data_root)
 
     try:
         get_profile(args.profile)
@@ -187,7 +196,8 @@ def reproduce(argv: list[str] | None = None) -> int:
         unknown = [n for n in args.only if n not in names]
         if unknown:
             parser.error(f"unknown notebook(s) {unknown}; known: {', '.join(names)}")
-        names = [n for n in names if n in args.only]
+        # The summary reads every table's results: refresh it after any of them.
+        names = [n for n in names if n in args.only or n in ACROSS_PROFILES]
 
     params = {"profile": args.profile}
     data_root = None
@@ -209,7 +219,10 @@ def reproduce(argv: list[str] | None = None) -> int:
             failures.append((name, reason))
             print(f"[reslab] {name} FAILED: {reason}", flush=True)
             continue
-        print(f"[reslab] {name} done in {wall:.1f} s -> {results / args.profile / name}", flush=True)
+        where = results / (name if name in ACROSS_PROFILES else f"{args.profile}/{name}")
+        print(f"[reslab] {name} done in {wall:.1f} s -> {where}", flush=True)
+        if name == "summary" and results == _checkout_results():
+            _update_readme(results / name)
 
     if failures:
         print(f"\n[reslab] {len(failures)} of {len(names)} notebook(s) failed "
@@ -218,6 +231,66 @@ def reproduce(argv: list[str] | None = None) -> int:
             print(f"  - {name}: {reason.splitlines()[0] if reason else ''}", file=sys.stderr)
         return 1
     print(f"\n[reslab] all {len(names)} notebook(s) finished; results in {results / args.profile}")
+    return 0
+
+
+def _checkout_results() -> Path | None:
+    """``results/`` of the reslab checkout this package runs from (None for an installed package)."""
+    repo = Path(__file__).resolve().parent.parent
+    return (repo / "results").resolve() if (repo / "pyproject.toml").is_file() else None
+
+
+def _update_readme(summary_dir: Path) -> None:
+    from .tables.summary import update_readme
+
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if readme.is_file() and not update_readme(readme, summary_dir):
+        print(f"[reslab] README.md Results section regenerated from {summary_dir}", flush=True)
+
+
+def check(results: str | None = None, data_root: str | None = None) -> int:
+    """``reslab reproduce --check``: list results made by code or data that changed; 1 if any."""
+    from .results import check_results
+
+    root = Path(results).expanduser().resolve() if results else results_root()
+    data = Path(data_root).expanduser().resolve() if data_root else _absolute_env("RESLAB_DATA")
+    report = check_results(root, data_root=data)
+    if report.empty:
+        print(f"[reslab] no results under {root}")
+        return 0
+    for r in report.itertuples():
+        print(f"{r.status:11s} {r.folder}  (made {r.finished or '?'} at commit {r.git_commit or '?'})")
+        for label, items in (("code changed", r.code_changed), ("data changed", r.data_changed)):
+            for item in filter(None, items.split(";")):
+                print(f"            {label}: {item}")
+        if r.detail:
+            print(f"            {r.detail}")
+    stale = report[report["status"] != "up to date"]
+    print(f"\n[reslab] {len(report) - len(stale)} of {len(report)} results folders up to date"
+          + (f"; rerun the stale ones: reslab reproduce --only {' '.join(dict.fromkeys(stale['table']))}"
+             if len(stale) else "."))
+    return 1 if len(stale) else 0
+
+
+def readme(argv: list[str] | None = None) -> int:
+    """``reslab readme``: regenerate README.md's Results section from results/summary (``--check``:
+    exit 1 if it differs instead)."""
+    from .tables.summary import update_readme
+
+    parser = argparse.ArgumentParser(prog="reslab readme", description=readme.__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if the README is out of date")
+    parser.add_argument("--summary", help="summary folder (default: results/summary of the checkout)")
+    args = parser.parse_args(argv)
+    repo = Path(__file__).resolve().parent.parent
+    summary = Path(args.summary) if args.summary else (_checkout_results() or results_root()) / "summary"
+    if not (summary / "headline.csv").is_file():
+        parser.error(f"{summary} has no headline.csv; run `reslab reproduce --only summary` first.")
+    same = update_readme(repo / "README.md", summary, check=args.check)
+    if args.check:
+        print("README.md Results section is up to date." if same else
+              "README.md Results section differs from results/summary; run `reslab readme`.")
+        return 0 if same else 1
+    print("README.md unchanged." if same else "README.md Results section regenerated.")
     return 0
 
 
@@ -235,7 +308,9 @@ def refresh_notebooks(argv: list[str] | None = None) -> int:
     names = args.names or list_notebooks(folder)
     with tempfile.TemporaryDirectory() as scratch:
         os.environ.update(_kernel_paths())
-        os.environ["RESLAB_RESULTS"] = scratch  # default outputs go to a throw-away folder
+        # The summary shows the committed results; every notebook writes into a throw-away folder.
+        os.environ.setdefault("RESLAB_SOURCE_RESULTS", str(_checkout_results() or results_root()))
+        os.environ["RESLAB_RESULTS"] = scratch
         for name in names:
             src = folder / f"{name}.ipynb"
             if not src.is_file():
@@ -259,7 +334,7 @@ def params(argv: list[str] | None = None) -> int:
     return params_main(argv)
 
 
-COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks, "params": params}
+COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks, "params": params, "readme": readme}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -193,6 +193,7 @@ class Dataset:
             "fingerprint": self.fingerprint,
             "n": len(self),
             "subset": self.subset,
+            "seed": self.seed,
         }
 
 

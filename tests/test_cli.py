@@ -103,3 +103,33 @@ def test_relative_environment_paths_are_made_absolute_for_the_kernel(books, tmp_
         monkeypatch.setenv(key, value)
     assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "smoke" / "datasets" / "value.txt").read_text() == "x"
+
+
+SUMMARY = """
+import os, pathlib
+out = pathlib.Path(os.environ["RESLAB_RESULTS"]) / "summary"
+out.mkdir(parents=True, exist_ok=True)
+seen = sorted(p.parent.name for p in pathlib.Path(os.environ["RESLAB_SOURCE_RESULTS"]).glob("*/*/value.txt"))
+(out / "seen.txt").write_text(",".join(seen))
+"""
+
+
+def test_summary_runs_last_even_with_only_and_reads_the_real_results(books, tmp_path):
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x"))
+    nb = nbf.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    params = nbf.v4.new_code_cell("out_dir = None  # no profile: the summary reads every profile")
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbf.v4.new_code_cell(SUMMARY)]
+    nbf.write(nb, books / "summary.ipynb")
+    results = tmp_path / "r"
+    assert cli.main(["reproduce", "--only", "datasets", "--results", str(results)]) == 0
+    assert (results / "summary" / "seen.txt").read_text() == "datasets"
+    assert (results / "summary" / "summary.ipynb").is_file() and not (results / "smoke" / "summary").exists()
+
+
+def test_check_command(tmp_path, capsys):
+    (tmp_path / "smoke" / "x").mkdir(parents=True)
+    assert cli.main(["reproduce", "--check", "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert "no manifest" in out and "reslab reproduce --only x" in out

@@ -12,12 +12,18 @@ Every file has the same columns (``CLAIM_COLUMNS``); one row is one printed numb
 - ``source``: the original paper a survey row cites, or the seed file name.
 - ``note``: anything a reader needs (a page note, a printed typo, a reading we chose).
 
+A file may add columns that tell apart rows with the same key (``selu.csv``: ``epochs`` and
+``lr_decay``). :func:`load_claims` adds ``claim_id``, a stable name of each printed number:
+``paper/table/model/dataset/metric``, then ``[column=value,...]`` for those extra columns, and,
+where that is still not unique, the printed row label from the note (``row label '...'``).
+
 Claims are never typed into a notebook or a test as an expected result of a run: code reads
 them from here.
 """
 
 from __future__ import annotations
 
+import re
 from importlib import resources
 
 import pandas as pd
@@ -53,12 +59,58 @@ def load_claims(paper: str | None = None) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=CLAIM_COLUMNS + ["file"])
     out = pd.concat(frames, ignore_index=True)
+    out["claim_id"] = claim_ids(out)
     if paper is not None:
         known = sorted(out["paper"].unique())
         out = out[out["paper"] == paper].reset_index(drop=True)
         if out.empty:
             raise ValueError(f"no claims for paper {paper!r}; known papers: {known}")
     return out
+
+
+_ROW_LABEL = re.compile(r"row label '([^']+)'")
+
+
+def _text(value) -> str:
+    """A cell as text: integral floats without '.0', missing values empty."""
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def claim_id(paper: str, table: str, model: str, dataset: str, metric: str, qualifier: str = "") -> str:
+    """The id of one printed number (see the module docstring); ``qualifier`` without brackets."""
+    base = "/".join([paper, table, model, dataset or "-", metric])
+    return f"{base}[{qualifier}]" if qualifier else base
+
+
+def claim_ids(claims: pd.DataFrame) -> list[str]:
+    """The ``claim_id`` of every row of ``claims``.
+
+    Raises:
+        ValueError: if two rows still share an id (the files need a column or a row label to
+            tell them apart).
+    """
+    extra = [c for c in claims.columns if c not in CLAIM_COLUMNS + ["file", "claim_id"]]
+    quals = [",".join(f"{c}={_text(r[c])}" for c in extra if _text(r[c])) for _, r in claims.iterrows()]
+    keys = [claim_id(r.paper, r.table, r.model, r.dataset, r.metric, q) for r, q in zip(claims.itertuples(), quals)]
+    counts = pd.Series(keys).value_counts()
+    ids = []
+    for key, q, note in zip(keys, quals, claims["note"]):
+        if counts[key] > 1:
+            label = _ROW_LABEL.search(str(note))
+            if label is None:
+                raise ValueError(f"claims {key} are printed more than once and their notes name no "
+                                 "\"row label '...'\"; add one, or a column that tells them apart.")
+            key = key[: -len(f"[{q}]")] if q else key
+            key = claim_id(*key.split("/", 4), qualifier=",".join(filter(None, [q, f"row={label.group(1)}"])))
+        ids.append(key)
+    dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()
+    if dup:
+        raise ValueError(f"claim ids {dup} are not unique; tell the rows apart in reslab/claims/*.csv.")
+    return ids
 
 
 def as_fraction(value: float, unit: str) -> float:

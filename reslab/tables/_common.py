@@ -39,5 +39,7 @@ class TableOutput:
             save_figure(fig, self.out_dir / f"{name}.png")
             plots.close(fig)  # the notebook displays it once, from ``figures``
             files.append(f"{name}.png")
+        devices = {str(d) for frame in self.tables.values() if "device" in frame.columns
+                   for d in frame["device"].dropna()}
         write_manifest(self.out_dir, table, profile, data, wall_s, files=files + ["manifest.json"],
-                       notes=self.notes, **extra)
+                       devices=sorted(devices), notes=self.notes, **extra)

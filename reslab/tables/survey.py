@@ -158,6 +158,9 @@ def _run_spec(profile: str, model: str, dataset: str, cfg: TrainConfig) -> RunSp
 
 def _check(profile: str, models: Sequence[str], datasets: Sequence[str], budget: int | None) -> None:
     get_profile(profile)
+    if profile not in RECIPES:
+        raise ValueError(f"the survey has no {profile!r} recipe; use one of {sorted(RECIPES)} (or budget=N for a "
+                         "fixed-epoch ranking under 'paper' or 'strong').")
     known = cifar_models()
     for m in models:
         if m not in known:
@@ -311,7 +314,7 @@ def run_survey(
     else:
         runs = pd.DataFrame()
     out.tables["runs"] = runs
-    out.tables["error_rates"] = error_rates(claims, runs, profile)
+    out.tables["error_rates"] = error_rates(claims, runs, profile, budget)
     out.figures["error_vs_params"] = error_vs_params_figure(out.tables["error_rates"], profile)
 
     for source in sorted(set(runs.get("data_source", pd.Series(dtype=str)))):
@@ -331,11 +334,12 @@ def run_survey(
     return out
 
 
-def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str) -> pd.DataFrame:
+def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str, budget: int | None = None) -> pd.DataFrame:
     """Every survey row x data set: the cited error (survey and original), ours (best and final epoch,
     mean / std / n over seeds) and the difference ours - cited in percentage points.
 
-    ``comparable`` is ``profile != 'smoke'`` and real data; only comparable rows may get a verdict.
+    ``comparable`` is true only for a full recipe (``paper`` / ``strong``, no ``budget``) on real
+    data; only comparable rows may get a verdict.
     """
     survey = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "error_rate")]
     printed_params = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "params")]
@@ -359,7 +363,7 @@ def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str) -> pd.Da
                         "final_error": round(100 * (1 - o.final_acc_mean), 2), "n": int(o.n), "params": int(o.params),
                         "epochs": o.epochs, "data_source": o.data_source, "profile": o.profile}
                 row["diff_pp"] = round(row["best_error"] - r.value, 2)
-                row["comparable"] = profile != "smoke" and "synthetic" not in o.data_source
+                row["comparable"] = profile != "smoke" and budget is None and "synthetic" not in o.data_source
             rows.append(row)
     cols = ["table", "label", "model", "dataset", "cited_params_m", "cited_error", "original_error", "trained", "best_error",
             "best_error_std", "final_error", "n", "diff_pp", "comparable", "params", "epochs", "data_source", "profile"]

@@ -1,0 +1,522 @@
+"""The claims summary: which printed numbers of the four papers do our results reproduce?
+
+:func:`run_summary` reads every claims file (the four papers; the original-paper numbers of
+``survey_originals.csv`` are reference values for the survey's consistency table, not claims of
+these papers) and every ``results/<profile>/<table>/`` CSV, and writes one table with one row per
+claim and results folder: paper, table, claim, paper value, our value (mean +- std, n), data
+source, profile and a verdict. A claim no results folder measures gets one ``not run`` row.
+
+How a printed number is matched to a measurement lives in :data:`EXTRACTORS`, one function per
+table notebook, reading that notebook's CSVs (the files are the contract, not the code that wrote
+them). Our value is in the claim's terms: accuracies and error rates in percent, losses as printed,
+parameter counts in the printed unit.
+
+Verdicts (:func:`verdict`; the rule applied is written in each row's ``rule`` column):
+
+- ``smoke only``: the run used the ``smoke`` profile or synthetic data. It checks the code, never a
+  claim.
+- ``budget only``: real data, but a reduced budget that is not the paper's protocol (``cpu15``, a
+  ``budget=N`` run): shown, never judged.
+- ``reproduced`` / ``not reproduced``, for comparable runs (``paper`` / ``strong`` on real data):
+  - accuracy or error rate: ``|ours - paper| <= 1.0`` percentage point (:data:`RATE_TOLERANCE_PP`),
+    ours being the mean over seeds; with n >= 2 the 95 % t-interval of our mean is shown beside it;
+  - relative gain printed without an interval (DRSTN's "15.5 % higher"): the same 1.0 point rule;
+  - gain of a paired ablation (SELU): reproduced when our paired 95 % t-interval of the gain lies
+    above zero (the gain exists at our n), not reproduced otherwise;
+  - loss: ``|ours - paper| <= 10 %`` of the printed value (:data:`LOSS_TOLERANCE`);
+  - parameter count: equal within the printed rounding (half a unit of the last printed digit) or
+    exactly for printed integers. A count needs no training and no data, so it gets a verdict in
+    every profile (profile ``-``, data source ``none``).
+- ``not run``: no results folder measures the claim.
+
+Outputs go to ``results/summary/`` (not per profile: the summary reads every profile):
+``summary.csv`` (every row), ``headline.csv`` (one row per claim, from the strongest evidence:
+``paper``, then ``strong``, ``cpu15``, ``smoke``), ``verdicts.csv`` (counts per paper and
+table), ``paper_vs_ours.png`` and ``manifest.json``. :func:`readme_section` renders the README's
+Results section from ``headline.csv`` and ``verdicts.csv``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from pathlib import Path
+from typing import Callable
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from ..claims import as_fraction, load_claims
+from ..experiment import t_quantile_975
+from ..profiles import PROFILES
+from ..results import results_root, write_csv
+from ._common import TableOutput
+
+TABLE = "summary"
+PAPERS = ("drstn", "selu", "cbam", "survey")
+PAPER_TITLES = {
+    "drstn": "DRSTN soft thresholding (seed 000)",
+    "selu": "SELU / Inception ResNet ablation (seed 003)",
+    "cbam": "CBAM with ResNet-50 (seed 004)",
+    "survey": "Residual-network survey (seed 002)",
+}
+RATE_TOLERANCE_PP = 1.0
+LOSS_TOLERANCE = 0.10
+EVIDENCE_ORDER = ("paper", "strong", "cpu15", "smoke")  # strongest first
+VERDICTS = ("reproduced", "not reproduced", "budget only", "smoke only", "not run")
+COLUMNS = ["paper", "table", "claim", "claim_id", "paper_value", "unit", "ours", "ours_std", "n", "ours_text",
+           "difference", "ci95_low", "ci95_high", "data_source", "profile", "verdict", "rule", "basis", "note", "results"]
+
+# --------------------------------------------------------------------------------------------
+# Measurements: one extractor per table notebook; each returns rows keyed by claim_id
+
+
+def _measure(claim_id: str, ours: float, *, std: float = math.nan, n: float = math.nan, kind: str,
+             data_source: str, profile: str, comparable: bool, basis: str, ci: tuple[float, float] | None = None,
+             match: bool | None = None, note: str = "") -> dict:
+    return {"claim_id": claim_id, "ours": ours, "ours_std": std, "n": n, "kind": kind, "data_source": data_source,
+            "profile": profile, "comparable": bool(comparable), "basis": basis,
+            "ci95_low": ci[0] if ci else math.nan, "ci95_high": ci[1] if ci else math.nan, "match": match,
+            "note": "" if pd.isna(note) else str(note)}
+
+
+def _one(claims: pd.DataFrame, **where) -> str | None:
+    """The claim_id of the one claim matching every ``column == value`` (None if none)."""
+    sel = claims
+    for column, value in where.items():
+        sel = sel[sel[column] == value]
+    if len(sel) > 1:
+        raise ValueError(f"more than one claim matches {where}: {sel['claim_id'].tolist()}")
+    return sel["claim_id"].iloc[0] if len(sel) else None
+
+
+def _pct(x: float) -> float:
+    return round(100 * float(x), 4) if pd.notna(x) else math.nan
+
+
+def _drstn_table4(folder: Path, claims: pd.DataFrame) -> list[dict]:
+    out = []
+    table = pd.read_csv(folder / "table4.csv")
+    for r in table.itertuples():
+        cid = _one(claims, paper="drstn", table="Table 4", model=r.model, dataset=r.dataset, metric="test_acc")
+        if cid:
+            out.append(_measure(cid, _pct(r.best_acc_mean), std=_pct(r.best_acc_std), n=r.n, kind="rate",
+                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                basis="best-epoch test accuracy, mean over seeds"))
+    gains = pd.read_csv(folder / "table4_gains.csv")
+    for r in gains.itertuples():
+        cid = _one(claims, paper="drstn", table="abstract", model=r.model, metric=f"test_acc_gain_vs_{r.baseline}")
+        if cid:
+            out.append(_measure(cid, float(r.measured_pct), kind="rate", data_source=r.data_source, profile=r.profile,
+                                comparable=r.comparable, basis="relative gain of mean best-epoch accuracy, in %"))
+    return out
+
+
+_TABLE5_METRICS = {"best_train_loss": "train_loss", "best_test_loss": "test_loss", "best_train_acc": "train_acc",
+                   "best_test_acc": "test_acc"}
+
+
+def _drstn_table5(folder: Path, claims: pd.DataFrame) -> list[dict]:
+    out = []
+    table = pd.read_csv(folder / "table5.csv")
+    for r in table[table["init"] == "transfer"].itertuples():
+        metric = _TABLE5_METRICS[r.metric]
+        loss = metric.endswith("loss")
+        for where in ("Table 5", "abstract"):
+            cid = _one(claims, paper="drstn", table=where, model="drstn_v5", dataset=r.dataset, metric=metric)
+            if cid:
+                out.append(_measure(cid, float(r.mean) if loss else _pct(r.mean),
+                                    std=float(r.std) if loss else _pct(r.std), n=r.n, kind="loss" if loss else "rate",
+                                    data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                    basis=f"{r.metric.replace('_', ' ')} over epochs after transfer from CIFAR-10, "
+                                          "mean over seeds"))
+    return out
+
+
+def _selu(folder: Path, claims: pd.DataFrame) -> list[dict]:
+    out = []
+    table = pd.read_csv(folder / "selu_ablation.csv")
+    sel = claims[claims["paper"] == "selu"]
+    for r in table.itertuples():
+        decay = "yes" if r.lr_decay else "no"
+        for c in sel[(sel["model"] == r.model) & (sel["metric"] == "test_acc") & (sel["lr_decay"] == decay)
+                     & (sel["epochs"].astype(float) == float(r.paper_epochs))].itertuples():
+            out.append(_measure(c.claim_id, _pct(r.final_acc_mean), std=_pct(r.final_acc_std), n=r.n, kind="rate",
+                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                basis=f"final-epoch test accuracy after {r.epochs} epochs (the paper: mean accuracy "
+                                      f"after {r.paper_epochs}), mean over seeds"))
+    paired = pd.read_csv(folder / "paired.csv")
+    variants = table.set_index("label")
+    for r in paired[paired["metric"] == "final_acc"].itertuples():
+        v = variants.loc[r.label]
+        cid = _one(sel.assign(epochs=sel["epochs"].astype(float)), model=v.model, metric="test_acc_gain",
+                   lr_decay="yes" if v.lr_decay else "no", epochs=float(v.paper_epochs))
+        if cid:
+            out.append(_measure(cid, _pct(r.mean_diff), std=_pct(r.std_diff), n=r.n, kind="paired_gain",
+                                data_source=v.data_source, profile=v.profile, comparable=r.comparable,
+                                ci=(_pct(r.ci95_low), _pct(r.ci95_high)),
+                                basis=f"paired gain over '{r.baseline}' (same seeds), final-epoch accuracy, "
+                                      "percentage points"))
+    return out
+
+
+_ROW = re.compile(r"row label '([^']+)'")
+
+
+def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
+    out = []
+    sel = claims[claims["paper"] == "cbam"].assign(row=lambda c: c["note"].str.extract(_ROW, expand=False))
+    table = pd.read_csv(folder / "cbam_table.csv")
+    for r in table.itertuples():
+        for metric, value, basis in (("train_acc", r.train_acc_mean, "final-epoch training accuracy, mean over seeds"),
+                                     ("test_acc", r.best_acc_paper_evals_mean,
+                                      "best test accuracy over the epochs the paper evaluates, mean over seeds")):
+            cid = _one(sel, table="results table", row=r.paper_row, metric=metric)
+            if cid:
+                out.append(_measure(cid, _pct(value), n=r.n, kind="rate", data_source=r.data_source,
+                                    profile=r.profile, comparable=r.comparable, basis=basis))
+        cid = _one(sel, table="results table", row=r.paper_row, metric=r.paper_params_metric)
+        if cid:
+            count = r.params if r.paper_params_metric == "params" else r.trainable_params
+            out.append(_measure(cid, float(count), n=1, kind="params", data_source="none", profile="-",
+                                comparable=True, match=bool(r.params_match), note=r.params_note,
+                                basis=f"{r.paper_params_metric.replace('_', ' ')} of our implementation"))
+    audit_path = folder / "cbam_audit.csv"
+    if audit_path.is_file():
+        audit = pd.read_csv(audit_path)
+        for r in audit.itertuples():
+            for what in ("train_acc", "test_acc", "train_loss"):
+                cid = _one(sel, table="training log", metric=f"{what}_epoch_{int(r.epoch)}")
+                value = getattr(r, what)
+                if cid and pd.notna(value):
+                    loss = what.endswith("loss")
+                    out.append(_measure(cid, float(value) if loss else _pct(value), n=1,
+                                        kind="loss" if loss else "rate", data_source=_source(folder),
+                                        profile=_profile(folder), comparable=r.comparable,
+                                        basis=f"{what.replace('_', ' ')} at epoch {int(r.epoch)} of the audited run"))
+    return out
+
+
+def _survey(folder: Path, claims: pd.DataFrame) -> list[dict]:
+    out = []
+    sel = claims[claims["paper"] == "survey"]
+    params = pd.read_csv(folder / "params.csv")
+    for r in params[params["paper_value"].notna()].itertuples():
+        cid = _one(sel, table=r.table, model=r.model, dataset="", metric="params")
+        if cid:
+            out.append(_measure(cid, r.params / 1e6, n=1, kind="params", data_source="none", profile="-",
+                                comparable=True, match=bool(r.match), note=r.note,
+                                basis="parameter count of our implementation, millions (reslab params)"))
+    errors = pd.read_csv(folder / "error_rates.csv")
+    for r in errors[errors["trained"]].itertuples():
+        cid = _one(sel, table=r.table, model=r.model, dataset=r.dataset, metric="error_rate")
+        if cid:
+            out.append(_measure(cid, float(r.best_error), std=float(r.best_error_std), n=r.n, kind="rate",
+                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                basis="best-epoch test error, mean over seeds"))
+    return out
+
+
+def _manifest(folder: Path) -> dict:
+    import json
+
+    path = folder / "manifest.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _source(folder: Path) -> str:
+    return ",".join(sorted({d["data_source"] for d in _manifest(folder).get("data", [])})) or "unknown"
+
+
+def _profile(folder: Path) -> str:
+    return _manifest(folder).get("profile", folder.parent.name)
+
+
+# Table notebook -> extractor. Tables with no numeric claims (DRSTN Table 1: Grad-CAM figures;
+# the datasets notebook) have none.
+EXTRACTORS: dict[str, Callable[[Path, pd.DataFrame], list[dict]]] = {
+    "drstn_table4_cifar10": _drstn_table4,
+    "drstn_table5_transfer": _drstn_table5,
+    "selu_ablation_fashion_mnist": _selu,
+    "cbam_resnet50_cifar10": _cbam,
+    "survey_error_rates": _survey,
+}
+
+
+def measurements(root: str | os.PathLike | None = None, claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Every measurement of a claim found under ``root`` (default: the results folder).
+
+    Reads ``<root>/<profile>/<table>/`` for every known profile and every table with an extractor;
+    a folder whose CSVs cannot be read is an error naming it.
+    """
+    root = Path(root) if root else results_root()
+    claims = load_claims() if claims is None else claims
+    rows = []
+    for profile in PROFILES:
+        for name, extract in EXTRACTORS.items():
+            folder = root / profile / name
+            if not folder.is_dir():
+                continue
+            try:
+                found = extract(folder, claims)
+            except (OSError, KeyError, AttributeError, pd.errors.ParserError) as exc:
+                raise ValueError(f"cannot read the results in {folder} ({type(exc).__name__}: {exc}); rerun "
+                                 f"`reslab reproduce --only {name} --profile {profile}` or delete the folder.") from exc
+            rows += [row | {"results": f"{profile}/{name}"} for row in found]
+    frame = pd.DataFrame(rows, columns=list(_measure("", 0, kind="", data_source="", profile="", comparable=False,
+                                                     basis="")) + ["results"])
+    # A parameter count is the same in every profile: keep one.
+    params = frame["kind"] == "params"
+    return pd.concat([frame[~params], frame[params].drop_duplicates("claim_id")], ignore_index=True)
+
+
+# --------------------------------------------------------------------------------------------
+# Verdicts
+
+
+def paper_value_in_our_terms(value: float, unit: str, metric: str) -> float:
+    """A claim's printed value in the terms of our measurement: rates in percent, the rest as printed."""
+    if unit in ("fraction", "percent") and "gain" not in metric:
+        return round(100 * as_fraction(value, unit), 6)
+    return float(value)
+
+
+def verdict(m: pd.Series, paper_value: float) -> tuple[str, str]:
+    """``(verdict, rule)`` of one measurement ``m`` (a row of :func:`measurements`) against a claim."""
+    if m["kind"] == "params":
+        return ("reproduced" if m["match"] else "not reproduced",
+                "parameter count equal within the printed rounding (exact for printed integers)")
+    if "synthetic" in str(m["data_source"]) or m["profile"] == "smoke":
+        return "smoke only", "smoke profile or synthetic data: checks the code, no verdict"
+    if not m["comparable"]:
+        return "budget only", f"profile {m['profile']}: real data but not the paper's budget, no verdict"
+    if m["kind"] == "paired_gain":
+        rule = "paired 95 % t-interval of our gain lies above 0"
+        if not (m["n"] >= 2 and pd.notna(m["ci95_low"])):
+            return "not reproduced", rule + " (needs n >= 2 paired seeds)"
+        return ("reproduced" if m["ci95_low"] > 0 else "not reproduced"), rule
+    if m["kind"] == "loss":
+        ok = abs(m["ours"] - paper_value) <= LOSS_TOLERANCE * abs(paper_value)
+        return ("reproduced" if ok else "not reproduced"), f"|ours - paper| <= {LOSS_TOLERANCE:.0%} of the paper value"
+    ok = abs(m["ours"] - paper_value) <= RATE_TOLERANCE_PP
+    return ("reproduced" if ok else "not reproduced"), f"|ours - paper| <= {RATE_TOLERANCE_PP} percentage point"
+
+
+def rules() -> pd.DataFrame:
+    """The verdict rules as a table (what :func:`verdict` applies, in words)."""
+    return pd.DataFrame([
+        ("any measured number", "smoke profile or synthetic data", "smoke only (never judged)"),
+        ("any measured number", "real data, reduced budget (cpu15, budget=N)", "budget only (never judged)"),
+        ("accuracy / error rate (%)", "paper or strong profile, real data",
+         f"reproduced if |ours - paper| <= {RATE_TOLERANCE_PP} percentage point (ours: mean over seeds)"),
+        ("relative gain (%) printed without an interval", "paper or strong profile, real data",
+         f"reproduced if |ours - paper| <= {RATE_TOLERANCE_PP} point"),
+        ("paired ablation gain (pp)", "paper or strong profile, real data",
+         "reproduced if our paired 95 % t-interval of the gain lies above 0 (n >= 2 seeds)"),
+        ("loss", "paper or strong profile, real data", f"reproduced if |ours - paper| <= {LOSS_TOLERANCE:.0%} of paper"),
+        ("parameter count", "any profile (no training, no data)",
+         "reproduced if equal within the printed rounding (exact for printed integers)"),
+        ("any", "no results folder measures it", "not run"),
+    ], columns=["number", "evidence", "verdict rule"])
+
+
+def _claim_text(c) -> str:
+    label = _ROW.search(str(c.note))
+    who = label.group(1) if label else c.model
+    extra = []
+    if getattr(c, "epochs", "") not in ("", None) and pd.notna(getattr(c, "epochs", math.nan)):
+        extra.append(f"{int(float(c.epochs))} epochs")
+    if getattr(c, "lr_decay", "") == "yes":
+        extra.append("LR decay")
+    metric = c.metric.replace("_", " ")
+    return f"{who}{' (' + ', '.join(extra) + ')' if extra else ''}: {metric}{' on ' + c.dataset if c.dataset else ''}"
+
+
+def _fmt(x: float) -> str:
+    if pd.isna(x):
+        return ""
+    return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def summary_table(root: str | os.PathLike | None = None, claims: pd.DataFrame | None = None) -> pd.DataFrame:
+    """One row per claim and results folder (see the module docstring), ``not run`` where none."""
+    claims = load_claims() if claims is None else claims
+    claims = claims[claims["paper"].isin(PAPERS)]
+    claims = claims.sort_values("paper", key=lambda p: p.map({k: i for i, k in enumerate(PAPERS)}), kind="stable")
+    found = measurements(root, claims)
+    rows = []
+    for c in claims.itertuples():
+        paper_value = paper_value_in_our_terms(c.value, c.unit, c.metric)
+        unit = "percent" if c.unit in ("fraction", "percent") and "gain" not in c.metric else c.unit
+        base = {"paper": c.paper, "table": c.table, "claim": _claim_text(c), "claim_id": c.claim_id,
+                "paper_value": paper_value, "unit": unit}
+        ms = found[found["claim_id"] == c.claim_id]
+        if ms.empty:
+            rows.append(base | {"verdict": "not run", "rule": "no results folder measures this claim", "profile": "",
+                                "data_source": "", "ours_text": ""})
+            continue
+        for _, m in ms.iterrows():
+            v, rule = verdict(m, paper_value)
+            ci = (m["ci95_low"], m["ci95_high"])
+            if pd.isna(ci[0]) and m["kind"] == "rate" and pd.notna(m["ours_std"]) and m["n"] >= 2:
+                half = t_quantile_975(int(m["n"]) - 1) * m["ours_std"] / math.sqrt(m["n"])
+                ci = (m["ours"] - half, m["ours"] + half)
+            text = _fmt(m["ours"])
+            if pd.notna(m["ours_std"]) and m["kind"] != "params":
+                text += f" ± {_fmt(m['ours_std'])}"
+            if m["kind"] != "params":
+                text += f" (n={int(m['n'])})" if pd.notna(m["n"]) else ""
+            rows.append(base | {"ours": m["ours"], "ours_std": m["ours_std"], "n": m["n"], "ours_text": text,
+                                "difference": round(m["ours"] - paper_value, 6), "ci95_low": ci[0], "ci95_high": ci[1],
+                                "data_source": m["data_source"], "profile": m["profile"], "verdict": v, "rule": rule,
+                                "basis": m["basis"], "note": m["note"], "results": m["results"]})
+    out = pd.DataFrame(rows).reindex(columns=COLUMNS)
+    return out.astype({"n": "Int64"})
+
+
+def headline(summary: pd.DataFrame) -> pd.DataFrame:
+    """One row per claim: the row from the strongest evidence (``paper``, ``strong``, ``cpu15``,
+    ``smoke``; a parameter count has one row)."""
+    rank = {p: i for i, p in enumerate(("-",) + EVIDENCE_ORDER)}
+    order = summary.assign(_rank=summary["profile"].map(rank).fillna(len(rank)), _pos=range(len(summary)))
+    best = order.sort_values(["_rank", "_pos"]).drop_duplicates("claim_id")
+    return best.sort_values("_pos").drop(columns=["_rank", "_pos"]).reset_index(drop=True)
+
+
+def verdict_counts(head: pd.DataFrame) -> pd.DataFrame:
+    """Claims per paper and table, by verdict (from :func:`headline`)."""
+    counts = head.groupby(["paper", "table", "verdict"], sort=False).size().unstack(fill_value=0)
+    order = list(dict.fromkeys(zip(head["paper"], head["table"])))  # unstack sorts; keep the claims' order
+    counts = counts.reindex(index=pd.MultiIndex.from_tuples(order, names=["paper", "table"]),
+                            columns=list(VERDICTS), fill_value=0)
+    counts.insert(0, "claims", counts.sum(axis=1))
+    return counts.reset_index()
+
+
+def paper_vs_ours_figure(summary: pd.DataFrame):
+    """Paper value against ours for every measured claim, one panel per kind of number, coloured by
+    verdict, with the line ours = paper."""
+    measured = summary[summary["ours"].notna()].copy()
+    millions = measured["unit"] == "million"  # parameter counts: plot every one as a count
+    measured.loc[millions, ["paper_value", "ours"]] *= 1e6
+    gain = measured["claim_id"].str.contains("gain")
+    kinds = [("accuracy / error (%)", (measured["unit"] == "percent") & ~gain),
+             ("gains (%, pp)", gain),
+             ("losses", measured["unit"] == "cross_entropy"),
+             ("parameters", measured["claim_id"].str.contains("params"))]
+    kinds = [(name, mask) for name, mask in kinds if mask.any()]
+    colours = {"reproduced": "tab:green", "not reproduced": "tab:red", "budget only": "tab:orange",
+               "smoke only": "tab:gray"}
+    fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(4.2 * max(len(kinds), 1), 4.0), dpi=80, squeeze=False)
+    for ax, (name, mask) in zip(axes[0], kinds):
+        sub = measured[mask]
+        for v, grp in sub.groupby("verdict"):
+            ax.scatter(grp["paper_value"], grp["ours"], s=14, alpha=0.75, color=colours.get(v, "k"),
+                       label=f"{v} ({len(grp)})")
+        lo = min(sub["paper_value"].min(), sub["ours"].min())
+        hi = max(sub["paper_value"].max(), sub["ours"].max())
+        ax.plot([lo, hi], [lo, hi], color="k", lw=0.7, ls="--")
+        if name == "parameters":
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel("paper")
+        ax.set_ylabel("ours")
+        ax.legend(fontsize=7)
+    if not kinds:
+        axes[0][0].text(0.5, 0.5, "no claim measured yet", ha="center")
+    fig.tight_layout()
+    return fig
+
+
+def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.PathLike | None = None) -> TableOutput:
+    """Build and write the summary (see the module docstring).
+
+    Args:
+        results: The results root to read; default ``$RESLAB_SOURCE_RESULTS`` (set by ``reslab
+            reproduce``, which stages the summary's own output elsewhere), else ``results/``
+            (``$RESLAB_RESULTS``).
+        out_dir: Where to write; default ``<results root>/summary`` (the root written to, which
+            under ``reslab reproduce`` is its staging folder).
+    """
+    t0 = time.perf_counter()
+    root = Path(results or os.environ.get("RESLAB_SOURCE_RESULTS") or results_root())
+    out = TableOutput(out_dir=Path(out_dir) if out_dir else results_root() / TABLE)
+    out.out_dir.mkdir(parents=True, exist_ok=True)
+    summary = summary_table(root)
+    head = headline(summary)
+    out.tables = {"summary": summary, "headline": head, "verdicts": verdict_counts(head)}
+    out.figures["paper_vs_ours"] = paper_vs_ours_figure(summary)
+    counts = head["verdict"].value_counts()
+    out.notes.append(f"{len(head)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
+    out.notes.append(f"{len(summary)} rows (claim x results folder) read from {sorted(set(summary['results'].dropna()))}.")
+    out.save(TABLE, "all", [], time.perf_counter() - t0, parameters={"results": str(results) if results else None})
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The README's Results section
+
+README_START = "<!-- results:start (generated by `reslab readme` from results/summary; do not edit) -->"
+README_END = "<!-- results:end -->"
+
+
+def _md_table(frame: pd.DataFrame) -> str:
+    cells = frame.astype(object).where(frame.notna(), "").astype(str)
+    lines = ["| " + " | ".join(frame.columns) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(v.replace("|", "\\|") for v in row) + " |" for row in cells.values.tolist()]
+    return "\n".join(lines)
+
+
+def readme_section(summary_dir: str | os.PathLike) -> str:
+    """The README's Results section, rendered from ``headline.csv`` and ``verdicts.csv``."""
+    folder = Path(summary_dir)
+    head = pd.read_csv(folder / "headline.csv", keep_default_na=False, na_values=[""])
+    counts = pd.read_csv(folder / "verdicts.csv")
+    total = counts[list(VERDICTS)].sum()
+    lines = [README_START, "", "## Results", "",
+             f"Every printed number of the four papers ({len(head)} claims), judged from the strongest results "
+             "committed under `results/` (`paper`, then `strong`, `cpu15`, `smoke`). Verdict rules: "
+             "`reslab.tables.summary` and `notebooks/summary.ipynb`; the full table, one row per claim and "
+             "profile: `results/summary/summary.csv`.", "",
+             "Totals: " + ", ".join(f"{int(total[v])} {v}" for v in VERDICTS) + ".", "",
+             _md_table(counts), ""]
+    for paper in PAPERS:
+        sub = head[head["paper"] == paper]
+        if sub.empty:
+            continue
+        show = sub[["table", "claim", "unit", "paper_value", "ours_text", "profile", "data_source", "verdict"]].rename(
+            columns={"paper_value": "paper", "ours_text": "ours (mean ± std, n)", "data_source": "data"})
+        show["paper"] = show["paper"].map(_fmt)
+        lines += ["<details>", f"<summary>{PAPER_TITLES[paper]}: {len(sub)} claims</summary>", "",
+                  _md_table(show), "", "</details>", ""]
+    lines.append(README_END)
+    return "\n".join(lines)
+
+
+def update_readme(readme: str | os.PathLike, summary_dir: str | os.PathLike, check: bool = False) -> bool:
+    """Replace the README's Results section (between the markers) with :func:`readme_section`.
+
+    Args:
+        check: Only compare; return whether the README is up to date, write nothing.
+
+    Returns:
+        Whether the README already matched.
+
+    Raises:
+        ValueError: if the README lacks the markers.
+    """
+    path = Path(readme)
+    text = path.read_text(encoding="utf-8")
+    if README_START not in text or README_END not in text:
+        raise ValueError(f"{path} has no Results markers; put the lines\n{README_START}\n{README_END}\n"
+                         "where the Results section belongs.")
+    head, rest = text.split(README_START, 1)
+    _, tail = rest.split(README_END, 1)
+    new = head + readme_section(summary_dir) + tail
+    if check or new == text:
+        return new == text
+    path.write_text(new, encoding="utf-8")
+    return False

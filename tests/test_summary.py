@@ -1,0 +1,177 @@
+"""The claims summary: claim ids, verdict rules, the table from a results tree, the README
+section, and ``reslab reproduce --check`` (stale code or data)."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reslab.claims import claim_ids, load_claims
+from reslab.results import check_results, code_fingerprints
+from reslab.tables import summary as S
+from reslab.tables._common import TableOutput
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_every_claim_has_a_unique_id() -> None:
+    claims = load_claims()
+    assert claims["claim_id"].is_unique
+    ids = set(claims["claim_id"])
+    # Rows with the same key are told apart by their extra columns or their printed row label.
+    assert "selu/Table 2/selu_resnet34_baseline/fashion_mnist/test_acc[epochs=20,lr_decay=yes]" in ids
+    assert "cbam/results table/resnet50/cifar10/test_acc[row=ResNet50 Scratch]" in ids
+    assert "drstn/Table 4/drstn_v5/cifar10/test_acc" in ids
+
+
+def test_duplicate_claims_without_a_label_are_an_error() -> None:
+    row = {"paper": "p", "table": "T1", "model": "m", "dataset": "cifar10", "metric": "test_acc", "value": 1.0,
+           "unit": "percent", "source": "s", "note": "no label"}
+    with pytest.raises(ValueError, match="row label"):
+        claim_ids(pd.DataFrame([row, row]))
+    labelled = [row | {"note": "row label 'A'"}, row | {"note": "row label 'B'"}]
+    assert claim_ids(pd.DataFrame(labelled)) == ["p/T1/m/cifar10/test_acc[row=A]", "p/T1/m/cifar10/test_acc[row=B]"]
+
+
+def _m(**kw) -> pd.Series:
+    base = {"kind": "rate", "ours": 90.0, "ours_std": math.nan, "n": 3, "data_source": "official",
+            "profile": "paper", "comparable": True, "ci95_low": math.nan, "ci95_high": math.nan, "match": None}
+    return pd.Series(base | kw)
+
+
+@pytest.mark.parametrize("measurement, paper, expected", [
+    (_m(profile="smoke", comparable=False), 90.0, "smoke only"),
+    (_m(data_source="synthetic", comparable=False), 90.0, "smoke only"),
+    (_m(profile="cpu15", comparable=False), 90.0, "budget only"),
+    (_m(ours=90.9), 90.0, "reproduced"),
+    (_m(ours=88.9), 90.0, "not reproduced"),
+    (_m(kind="loss", ours=0.105), 0.1, "reproduced"),
+    (_m(kind="loss", ours=0.12), 0.1, "not reproduced"),
+    (_m(kind="paired_gain", ours=0.5, ci95_low=0.1, ci95_high=0.9), 1.76, "reproduced"),
+    (_m(kind="paired_gain", ours=0.5, ci95_low=-0.1, ci95_high=1.1), 0.5, "not reproduced"),
+    (_m(kind="paired_gain", ours=0.5, n=1), 0.5, "not reproduced"),
+    (_m(kind="params", match=True, profile="-", data_source="none"), 1.7, "reproduced"),
+    (_m(kind="params", match=False, profile="-", data_source="none"), 1.7, "not reproduced"),
+])
+def test_verdict_rules(measurement, paper, expected) -> None:
+    verdict, rule = S.verdict(measurement, paper)
+    assert verdict == expected and rule
+
+
+def _table4(folder: Path, profile: str, offset_pp: float, comparable: bool, n: int = 3) -> dict[str, float]:
+    """A table4.csv whose DRSTN_V5 row is ``offset_pp`` from the claim, and the claims it used."""
+    claims = load_claims("drstn")
+    t4 = claims[claims["table"] == "Table 4"]
+    paper = dict(zip(t4["model"], t4["value"]))  # fractions
+    rows = [{"label": m, "model": m, "dataset": "cifar10", "best_acc_mean": v + offset_pp / 100, "best_acc_std": 0.002,
+             "n": n, "data_source": "cifar10-jpeg", "profile": profile, "comparable": comparable} for m, v in paper.items()]
+    folder.mkdir(parents=True)
+    pd.DataFrame(rows).to_csv(folder / "table4.csv", index=False)
+    gains = [{"model": "drstn_v5", "baseline": "resnet18", "measured_pct": 3.0, "profile": profile,
+              "data_source": "cifar10-jpeg", "comparable": comparable}]
+    pd.DataFrame(gains).to_csv(folder / "table4_gains.csv", index=False)
+    return paper
+
+
+def test_summary_from_a_results_tree(tmp_path) -> None:
+    _table4(tmp_path / "paper" / "drstn_table4_cifar10", "paper", offset_pp=0.5, comparable=True)
+    _table4(tmp_path / "smoke" / "drstn_table4_cifar10", "smoke", offset_pp=-70, comparable=False, n=1)
+    table = S.summary_table(tmp_path)
+    assert set(table.columns) >= {"paper", "table", "claim", "paper_value", "ours_text", "data_source", "profile",
+                                  "verdict", "rule"}
+    v5 = table[table["claim_id"] == "drstn/Table 4/drstn_v5/cifar10/test_acc"].set_index("profile")
+    assert v5.loc["paper", "verdict"] == "reproduced" and v5.loc["smoke", "verdict"] == "smoke only"
+    assert v5.loc["paper", "difference"] == pytest.approx(0.5)
+    assert v5.loc["paper", "ours_text"].endswith("(n=3)") and "±" in v5.loc["paper", "ours_text"]
+    assert v5.loc["paper", "ci95_low"] < v5.loc["paper", "ours"] < v5.loc["paper", "ci95_high"]
+    gain = table[table["claim_id"] == "drstn/abstract/drstn_v5/cifar10/test_acc_gain_vs_resnet18"].set_index("profile")
+    assert gain.loc["paper", "verdict"] == "not reproduced"  # 3.0 % measured against the printed 8.8 %
+    not_run = table[table["paper"] == "selu"]
+    assert (not_run["verdict"] == "not run").all()
+    head = S.headline(table)
+    assert head["claim_id"].is_unique and len(head) == len(load_claims().query("paper in @S.PAPERS"))
+    assert head.set_index("claim_id").loc["drstn/Table 4/drstn_v5/cifar10/test_acc", "profile"] == "paper"
+    counts = S.verdict_counts(head)
+    assert counts["claims"].sum() == len(head)
+    assert (counts[list(S.VERDICTS)].sum(axis=1) == counts["claims"]).all()
+
+
+def test_unreadable_results_name_the_folder(tmp_path) -> None:
+    folder = tmp_path / "smoke" / "drstn_table4_cifar10"
+    folder.mkdir(parents=True)
+    (folder / "table4.csv").write_text("label,model\nx,y\n")
+    with pytest.raises(ValueError, match="drstn_table4_cifar10"):
+        S.summary_table(tmp_path)
+
+
+def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> None:
+    _table4(tmp_path / "results" / "paper" / "drstn_table4_cifar10", "paper", offset_pp=2.0, comparable=True)
+    monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path / "results"))
+    monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
+    out = S.run_summary()
+    folder = tmp_path / "results" / "summary"
+    assert {"summary.csv", "headline.csv", "verdicts.csv", "paper_vs_ours.png", "manifest.json"} <= {
+        p.name for p in folder.iterdir()}
+    assert (out.tables["headline"]["verdict"] == "not reproduced").sum() >= 8  # every Table 4 row is 2 pp off
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{S.README_START}\nstale text\n{S.README_END}\n\n## After\n")
+    assert S.update_readme(readme, folder, check=True) is False
+    assert S.update_readme(readme, folder) is False
+    text = readme.read_text()
+    assert "stale text" not in text and "## After" in text and "| drstn | Table 4 | 8 |" in text
+    assert S.update_readme(readme, folder, check=True) is True
+    readme.write_text("# no markers\n")
+    with pytest.raises(ValueError, match="no Results markers"):
+        S.update_readme(readme, folder)
+
+
+def test_committed_readme_matches_committed_summary() -> None:
+    """The README's Results section is what `reslab readme` renders from results/summary/."""
+    summary = REPO / "results" / "summary"
+    assert (summary / "headline.csv").is_file(), "results/summary is not committed; run make reproduce"
+    assert S.update_readme(REPO / "README.md", summary, check=True), "README Results are stale: run `reslab readme`"
+
+
+def test_committed_results_have_complete_manifests() -> None:
+    """Every committed results folder names its commit, profile, data, versions, devices, wall time and code."""
+    folders = [p.parent for p in (REPO / "results").glob("*/*/manifest.json")] + [REPO / "results" / "summary"]
+    assert len(folders) >= 8
+    for folder in folders:
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for key in ("git_commit", "profile", "data", "torch_version", "reslab_version", "devices", "wall_s", "code"):
+            assert key in manifest, f"{folder.name}: manifest lacks {key}"
+        for split in manifest["data"]:
+            assert split["fingerprint"] and split["data_source"], folder.name
+
+
+def test_check_reports_changed_code_and_data(no_data_root, tmp_path) -> None:
+    from reslab.data import load_dataset
+
+    root = tmp_path / "results"
+    data = load_dataset("mnist", "test", subset=32, allow_synthetic=True).describe()
+    out = TableOutput(out_dir=root / "smoke" / "datasets")
+    out.out_dir.mkdir(parents=True)
+    out.save("datasets", "smoke", [data], 1.0)
+    (root / "smoke" / "orphan").mkdir()
+    report = check_results(root).set_index("folder")
+    assert report.loc["smoke/datasets", "status"] == "up to date"
+    assert report.loc["smoke/orphan", "status"] == "no manifest"
+
+    path = root / "smoke" / "datasets" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    manifest["code"]["reslab/train.py"] = "0" * 16
+    manifest["data"][0]["fingerprint"] = "feedfeedfeedfeed"
+    path.write_text(json.dumps(manifest))
+    row = check_results(root).set_index("folder").loc["smoke/datasets"]
+    assert row["status"] == "stale" and row["code_changed"] == "reslab/train.py"
+    assert "mnist/test" in row["data_changed"] and "feedfeedfeedfeed" in row["data_changed"]
+
+
+def test_code_fingerprints_cover_package_and_notebook() -> None:
+    hashes = code_fingerprints("survey_error_rates")
+    assert "reslab/train.py" in hashes and "reslab/claims/survey.csv" in hashes
+    assert "notebooks/survey_error_rates.ipynb" in hashes
