@@ -159,17 +159,23 @@ def notebook_code_hash(path: str | os.PathLike) -> str:
     return _sha(code.encode())
 
 
+# The command line starts notebooks and moves folders; it computes no number of a result.
+NOT_RESULT_CODE = ("reslab/cli.py",)
+
+
 def code_fingerprints(table: str | None = None) -> dict[str, str]:
-    """Hashes of the code a result depends on: every ``reslab/**/*.py`` and claims file, and the
-    code cells of ``notebooks/<table>.ipynb`` when that notebook exists in the checkout.
+    """Hashes of the code a result depends on: every ``reslab/**/*.py`` and claims file (except
+    :data:`NOT_RESULT_CODE`), and the code cells of ``notebooks/<table>.ipynb`` when that notebook
+    exists in the checkout.
 
     Keys are paths relative to the checkout (``reslab/train.py``, ``notebooks/<table>.ipynb``).
     """
     package = Path(__file__).resolve().parent
     out = {}
     for path in sorted(package.rglob("*")):
-        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts:
-            out[f"reslab/{path.relative_to(package).as_posix()}"] = _sha(path.read_bytes())
+        name = f"reslab/{path.relative_to(package).as_posix()}"
+        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts and name not in NOT_RESULT_CODE:
+            out[name] = _sha(path.read_bytes())
     notebook = package.parent / "notebooks" / f"{table}.ipynb"
     if table and notebook.is_file():
         out[f"notebooks/{table}.ipynb"] = notebook_code_hash(notebook)
