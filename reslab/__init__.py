@@ -8,7 +8,7 @@ Public API (see README.md):
 - tables: ``reslab.tables.run_<table>()``, the one call each notebook makes
 """
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from . import models, tables  # noqa: E402  (importing models registers every model)
 from .claims import load_claims  # noqa: E402

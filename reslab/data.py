@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 
 from ._env import download_allowed
+from ._io import atomic_torch_save
 
 SPLITS = ("train", "test")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -665,13 +666,6 @@ def _cache_key(spec: DatasetSpec, split: str, found: _Found) -> str:
     return h.hexdigest()[:20]
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _load_split(spec: DatasetSpec, split: str, found: _Found) -> dict:
     key = _cache_key(spec, split, found)
     path = cache_dir() / "tensors" / f"{spec.name}-{split}-{key}.pt"
@@ -690,7 +684,7 @@ def _load_split(spec: DatasetSpec, split: str, found: _Found) -> dict:
         "fingerprint": _fingerprint(images, labels),
         "path": str(where),
     }
-    _atomic_torch_save(entry, path)
+    atomic_torch_save(entry, path)
     return entry
 
 
@@ -996,6 +990,14 @@ class BatchLoader:
         self.device = torch.device(self.device)
         self.images = self.data.images.to(self.device)
         self.labels = self.data.labels.to(self.device)
+
+    @classmethod
+    def for_split(cls, data: Dataset, batch_size: int, augment: Augment, train: bool,
+                  device: str | torch.device = "cpu", seed: int = 0, channels_last: bool = False) -> "BatchLoader":
+        """The loader of a training (``train=True``: shuffled, last incomplete batch dropped unless
+        the split is smaller than one batch) or an evaluation split (in order, every image)."""
+        return cls(data, batch_size, augment=augment, shuffle=train, drop_last=train and len(data) > batch_size,
+                   device=device, seed=seed, channels_last=channels_last)
 
     def __len__(self) -> int:
         n = len(self.data)

@@ -172,11 +172,10 @@ def run_one(
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
     device = resolve_device(cfg.device)
-    train_loader = BatchLoader(train_data, cfg.batch_size, augment=train_aug, shuffle=True,
-                               drop_last=len(train_data) > cfg.batch_size, device=device, seed=seed,
-                               channels_last=cfg.channels_last)
-    test_loader = BatchLoader(test_data, cfg.eval_batch_size, augment=test_aug, device=device,
-                              channels_last=cfg.channels_last)
+    train_loader = BatchLoader.for_split(train_data, cfg.batch_size, train_aug, train=True, device=device, seed=seed,
+                                         channels_last=cfg.channels_last)
+    test_loader = BatchLoader.for_split(test_data, cfg.eval_batch_size, test_aug, train=False, device=device,
+                                        channels_last=cfg.channels_last)
     t0 = time.perf_counter()
     history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.checkpoint else None)
     summary = history.summary()

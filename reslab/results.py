@@ -8,22 +8,21 @@ name and renamed, so a failed or interrupted run never leaves half a file nor re
 
 from __future__ import annotations
 
-import contextlib
 import datetime as _dt
 import hashlib
 import json
 import os
 import platform
 import subprocess
-import tempfile
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pandas as pd
 import torch
 
-from . import __version__
+from ._io import atomic_path
+from ._version import __version__
 
 # The columns every measured row carries, in this order; extra columns follow.
 PROVENANCE_COLUMNS = [
@@ -83,22 +82,6 @@ def make_row(**fields: Any) -> dict[str, Any]:
     ordered = {c: row[c] for c in PROVENANCE_COLUMNS}
     ordered.update({k: v for k, v in row.items() if k not in ordered})
     return ordered
-
-
-@contextlib.contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
-    try:
-        yield tmp_path
-        os.chmod(tmp_path, 0o644)  # mkstemp makes files private; results are meant to be read
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
 
 
 def write_csv(frame: pd.DataFrame, path: str | os.PathLike) -> Path:

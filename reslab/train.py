@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
@@ -250,17 +251,9 @@ def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.de
         return data
     if not isinstance(data, Dataset):
         raise TypeError(f"expected a reslab Dataset or BatchLoader, got {type(data).__name__}.")
-    aug = Augment.standard(data.name, train=train)
-    return BatchLoader(
-        data,
-        batch_size=cfg.batch_size if train else cfg.eval_batch_size,
-        augment=aug,
-        shuffle=train,
-        drop_last=train and len(data) > cfg.batch_size,
-        device=device,
-        seed=cfg.seed,
-        channels_last=cfg.channels_last,
-    )
+    return BatchLoader.for_split(data, cfg.batch_size if train else cfg.eval_batch_size,
+                                 Augment.standard(data.name, train=train), train=train, device=device,
+                                 seed=cfg.seed, channels_last=cfg.channels_last)
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -309,13 +302,6 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
     random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
     if device.type == "cuda" and "cuda" in state:
         torch.cuda.set_rng_state(state["cuda"], device)
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _config_key(cfg: TrainConfig) -> dict[str, Any]:
@@ -453,7 +439,7 @@ def train(
             "images_per_s": seen / train_seconds if train_seconds > 0 else float("nan"),
         })
         if ckpt_path is not None:
-            _atomic_save({
+            atomic_torch_save({
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),
