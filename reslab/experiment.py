@@ -1,12 +1,18 @@
 """Training runs of a table: one model, one recipe, one seed -> one result row with provenance.
 
 Every paper table is a list of :class:`RunSpec` (a row label, a registered model, a data set, a
-:class:`~reslab.train.TrainConfig`) run over some seeds. :func:`run_specs` trains what is missing
-and reuses what is finished: a run lives in ``runs_root()/<profile>/<table>/<label>-s<seed>-<key>/``
-where ``key`` hashes everything that changes its numbers (model and its arguments, recipe,
-augmentation, initial weights, data fingerprints), so rerunning a notebook with the same profile
-and seeds reuses its runs, an interrupted run resumes from its last epoch, and a changed recipe
-trains anew. ``force=True`` retrains.
+:class:`Recipe`) run over some seeds. :func:`run_specs` trains what is missing and reuses what is
+finished: a run lives in :func:`run_dir` (``runs_root()/<profile>/<table>/<label>-s<seed>-<key>/``)
+where ``key`` hashes everything that changes its numbers (model and its arguments, training
+config, augmentation, initial weights, data fingerprints), so rerunning a notebook with the same
+profile and seeds reuses its runs, an interrupted run resumes from its last epoch, and a changed
+recipe trains anew. ``force=True`` retrains.
+
+**One comparability rule** (:func:`evidence_of`): a run is judged against a paper only when it
+ran a protocol profile (``paper``, ``strong``), on real and complete data, with the profile's
+recipe unchanged in anything that changes numbers. Every result row carries the decision in
+``evidence`` (``smoke`` / ``budget`` / ``protocol``) and the reason in ``evidence_note``; tables
+combine rows with :func:`weakest_evidence` and the claims summary reads the decision as it is.
 
 The run store is outside the results folders on purpose: ``reslab reproduce`` executes notebooks
 into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``results/_runs``).
@@ -14,6 +20,7 @@ into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``re
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -22,19 +29,200 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterable, Sequence
 
 import pandas as pd
 import torch
 
 from .data import Augment, BatchLoader, Dataset, load_dataset
 from .models import count_params, create_model
-from .profiles import get_profile
+from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import make_row, results_root, write_csv, write_json
 from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device, train
 
 RESULT_NAME = "result.json"
 HISTORY_NAME = "history.csv"
+
+#: TrainConfig fields that change how fast a run goes, not its numbers: never an override.
+SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile")
+#: Recipe fields (besides the TrainConfig's) a notebook may override.
+RECIPE_OVERRIDES = ("input_size", "test_subset")
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a profile trains a table: the one recipe shape of every table.
+
+    A table keeps one :class:`Recipe` per profile it supports (``RECIPES[profile.name]``), derives
+    per-row variants with :meth:`replace` (part of the protocol), and applies a notebook's
+    parameters with :meth:`with_overrides` (recorded in ``overrides``: they make a run
+    ``budget``).
+
+    Attributes:
+        cfg: The training config (its ``seed`` is replaced by each run's seed).
+        train_augment: Batch transform of training batches; ``None`` = :meth:`Augment.standard`
+            of the data set (pad-crop and flip for CIFAR, none for (Fashion-)MNIST).
+        test_augment: Batch transform of test batches; ``None`` = the training one's ``eval()``.
+        input_size: Side length images are resized to (``None``: as stored).
+        to_rgb: Repeat grey images to three channels.
+        seeds: Default seeds (one run per row and seed); also the protocol's number of runs.
+        rows: Default row labels (``None``: every row of the table).
+        test_subset: A smaller stratified test subset than the profile's (``None``: the profile's).
+        checkpoint: Write ``last.pt`` after every epoch (resume, transfer). ``False`` only for
+            throwaway smoke runs of large networks, where a checkpoint costs more than the step.
+        row_changes: Named changes some rows of the table make by design, e.g. ``{"lr_decay":
+            {"schedule": "cosine"}}`` or ``{"cifar100": {"lr": 0.5}}`` (:meth:`for_row`).
+        overrides: What a notebook changed from the profile's recipe, one ``name=value (recipe:
+            value)`` each; any entry makes the run ``budget``.
+    """
+
+    cfg: TrainConfig
+    train_augment: Augment | None = None
+    test_augment: Augment | None = None
+    input_size: int | None = None
+    to_rgb: bool = False
+    seeds: tuple[int, ...] = (0,)
+    rows: tuple[str, ...] | None = None
+    test_subset: int | None = None
+    checkpoint: bool = True
+    row_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
+    overrides: tuple[str, ...] = ()
+
+    def for_row(self, *features: str) -> "Recipe":
+        """The recipe of a row that has ``features`` (keys of :attr:`row_changes`, e.g.
+        ``lr_decay``; an absent key changes nothing): part of the protocol, not an override."""
+        changes: dict[str, Any] = {}
+        for feature in features:
+            changes |= self.row_changes.get(feature, {})
+        return self.replace(**changes) if changes else self
+
+    def augments(self, dataset: str) -> tuple[Augment, Augment]:
+        """The ``(train, test)`` batch transforms on ``dataset``, at :attr:`input_size`."""
+        if self.train_augment is None:
+            train_aug = Augment.standard(dataset, train=True, resize=self.input_size, to_rgb=self.to_rgb)
+        else:
+            train_aug = self._sized(self.train_augment)
+        test_aug = self._sized(self.test_augment) if self.test_augment is not None else train_aug.eval()
+        return train_aug, test_aug
+
+    def _sized(self, aug: Augment) -> Augment:
+        if self.input_size is None or aug.resize == self.input_size:
+            return aug
+        return dataclasses.replace(aug, resize=self.input_size)
+
+    def replace(self, **changes: Any) -> "Recipe":
+        """A copy with recipe fields or :class:`TrainConfig` fields changed, as part of the
+        protocol (not recorded as overrides): the rows of one table that differ by design."""
+        cfg_changes = {k: v for k, v in changes.items() if k not in _RECIPE_FIELDS}
+        own = {k: v for k, v in changes.items() if k in _RECIPE_FIELDS}
+        return dataclasses.replace(self, cfg=self.cfg.replace(**cfg_changes) if cfg_changes else self.cfg, **own)
+
+    def with_overrides(self, **overrides: Any) -> "Recipe":
+        """Apply a notebook's parameters: :class:`TrainConfig` fields and :data:`RECIPE_OVERRIDES`.
+
+        ``None`` keeps the recipe's value; a value equal to the recipe's is no override. Every
+        other change is recorded in :attr:`overrides` (speed-only fields, :data:`SPEED_FIELDS`,
+        are applied but not recorded).
+
+        Raises:
+            ValueError: for an unknown name or an invalid value.
+        """
+        known = {f.name for f in dataclasses.fields(TrainConfig)} | set(RECIPE_OVERRIDES)
+        unknown = sorted(set(overrides) - known)
+        if unknown:
+            raise ValueError(f"unknown override(s) {unknown}; valid: TrainConfig fields and {list(RECIPE_OVERRIDES)}.")
+        recipe, notes = self, list(self.overrides)
+        for name, value in overrides.items():
+            if value is None:
+                continue
+            old = getattr(recipe if name in RECIPE_OVERRIDES else recipe.cfg, name)
+            recipe = recipe.replace(**{name: value})
+            new = getattr(recipe if name in RECIPE_OVERRIDES else recipe.cfg, name)
+            if new != old and name not in SPEED_FIELDS:
+                notes.append(f"{name}={new} (recipe: {old})")
+        return dataclasses.replace(recipe, overrides=tuple(notes))
+
+    def note_override(self, text: str) -> "Recipe":
+        """Record a change made outside the recipe's fields (e.g. ``weights=random``)."""
+        return dataclasses.replace(self, overrides=(*self.overrides, text))
+
+
+#: The one modern recipe of the ``strong`` profile; a table changes it only where it must (its
+#: epochs, a fine-tuning learning rate), and says why in its module docstring.
+STRONG_CFG = TrainConfig(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
+                         weight_decay=5e-4, schedule="cosine", warmup_epochs=5, label_smoothing=0.1, amp=True,
+                         progress=False)
+
+_RECIPE_FIELDS = {f.name for f in dataclasses.fields(Recipe)} - {"cfg"}
+
+
+def get_recipe(recipes: dict[str, Recipe], profile: Profile, what: str) -> Recipe:
+    """``recipes[profile.name]``, or a clear error naming the profiles ``what`` supports.
+
+    Raises:
+        ValueError: when the table has no recipe for the profile.
+    """
+    if profile.name not in recipes:
+        raise ValueError(f"{what} has no {profile.name!r} recipe; use one of {', '.join(recipes)}.")
+    return recipes[profile.name]
+
+
+# --------------------------------------------------------------------------------------------
+# Evidence: the one comparability rule
+
+
+def evidence_of(profile: Profile, overrides: Sequence[str] = (), data_sources: Iterable[str] = (),
+                complete: bool = True) -> tuple[str, str]:
+    """What a run (or a table row made of runs) may be used for: ``(evidence, note)``.
+
+    ``smoke`` for the smoke profile or synthetic data; ``budget`` for a reduced-budget profile,
+    incomplete data (subsets) or any override of the recipe; ``protocol`` (judged against the
+    paper) otherwise. The note says what made it so.
+    """
+    sources = sorted({str(s) for s in data_sources})
+    if profile.evidence == SMOKE:
+        return SMOKE, f"profile {profile.name}: checks the code"
+    if any("synthetic" in s for s in sources):
+        return SMOKE, "synthetic data"
+    reasons = []
+    if profile.evidence == BUDGET:
+        reasons.append(f"profile {profile.name} (reduced budget)")
+    if not complete:
+        reasons.append("data subsets")
+    reasons += list(overrides)
+    return (BUDGET, "; ".join(reasons)) if reasons else (PROTOCOL, "")
+
+
+def weakest_evidence(evidence: Iterable[str], notes: Iterable[str] = ()) -> tuple[str, str]:
+    """The evidence of a row made of several (a mean over seeds, a gain of one row over another):
+    the weakest of them, with every distinct note.
+
+    Raises:
+        ValueError: when ``evidence`` is empty or holds an unknown kind.
+    """
+    kinds = [str(e) for e in evidence]
+    if not kinds or any(k not in EVIDENCE for k in kinds):
+        raise ValueError(f"evidence must be a non-empty list of {EVIDENCE}, got {kinds}.")
+    weakest = min(kinds, key=EVIDENCE.index)
+    seen = [n for n in dict.fromkeys(str(n) for n in notes if isinstance(n, str) and n)]
+    return weakest, "; ".join(seen)
+
+
+def evidence_columns(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """``evidence`` and ``evidence_note`` per group of ``frame`` (weakest of the group)."""
+    rows = []
+    for key, grp in frame.groupby(list(by), sort=False):
+        kind, note = weakest_evidence(grp["evidence"], grp["evidence_note"])
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {"evidence": kind, "evidence_note": note})
+    return pd.DataFrame(rows, columns=[*by, "evidence", "evidence_note"])
+
+
+# --------------------------------------------------------------------------------------------
+# Runs
 
 
 @dataclass
@@ -45,32 +233,31 @@ class RunSpec:
         table: The table (notebook) name, e.g. ``drstn_table4_cifar10``.
         label: The row label (the paper's name of the row where it has one).
         model: A registered model name.
-        dataset: ``cifar10``, ``mnist``, ``fashion_mnist``.
-        cfg: The training recipe (its ``seed`` is replaced by each run's seed).
+        dataset: ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist``.
+        recipe: How it trains (config, augmentation, input size, overrides).
         model_kwargs: Passed to :func:`reslab.models.create_model` (``pretrained``, ``freeze_backbone``...).
-        train_augment: Batch transform of training batches; default :meth:`Augment.standard`.
-        test_augment: Batch transform of test batches; default ``train_augment.eval()``.
         init_from: A checkpoint (``last.pt`` of another run) whose model weights start this run;
             entries whose shapes differ (a new head) keep their fresh initialisation.
-        checkpoint: Write ``last.pt`` after every epoch (resume, ``init_from``). ``False`` only for
-            throwaway smoke runs of large networks, where the checkpoint (model and momentum, up
-            to 200 MB) costs more than the one step it saves. Not part of the run's key.
+        tags: Facts about the row that its result row and history carry as columns (the printed
+            row it measures, its initialisation, whether pretrained weights were missing...).
+            Not part of the run's key: they describe, ``model_kwargs`` and ``recipe`` decide.
     """
 
     table: str
     label: str
     model: str
     dataset: str
-    cfg: TrainConfig
+    recipe: Recipe
     model_kwargs: dict[str, Any] = field(default_factory=dict)
-    train_augment: Augment | None = None
-    test_augment: Augment | None = None
     init_from: str | os.PathLike | None = None
-    checkpoint: bool = True
+    tags: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def cfg(self) -> TrainConfig:
+        return self.recipe.cfg
 
     def augments(self) -> tuple[Augment, Augment]:
-        train_aug = self.train_augment or Augment.standard(self.dataset, train=True)
-        return train_aug, self.test_augment or train_aug.eval()
+        return self.recipe.augments(self.dataset)
 
 
 def runs_root() -> Path:
@@ -84,7 +271,15 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
-def load_splits(dataset: str, profile: str, data_root: str | os.PathLike | None = None,
+def relative_to_runs(path: str | os.PathLike) -> str:
+    """A run-store path as ``<runs>/...`` (no machine paths in committed CSVs)."""
+    try:
+        return str(Path("<runs>") / Path(path).relative_to(runs_root()))
+    except ValueError:
+        return str(path)
+
+
+def load_splits(dataset: str, profile: str | Profile, data_root: str | os.PathLike | None = None,
                 test_subset: int | None = None) -> tuple[Dataset, Dataset]:
     """The train and test splits a profile uses (its subsets; the subset seed is fixed at 0 so
     every model and seed of a table sees the same images).
@@ -93,11 +288,10 @@ def load_splits(dataset: str, profile: str, data_root: str | os.PathLike | None 
         test_subset: A smaller stratified test subset than the profile's (a table whose smoke
             run evaluates large networks); ``None`` = the profile's.
     """
-    prof = get_profile(profile)
-    kwargs = {split: prof.data_kwargs(split) for split in ("train", "test")}
-    if test_subset is not None:
-        kwargs["test"]["subset"] = int(test_subset)
-    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **kwargs[split]) for split in ("train", "test"))
+    prof = resolve_profile(profile)
+    subsets = {"train": None, "test": test_subset}
+    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **prof.data_kwargs(split, subsets[split]))
+                 for split in ("train", "test"))
 
 
 def _file_digest(path: Path) -> str:
@@ -129,6 +323,17 @@ def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
+def run_dir(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
+    """The folder of one run in the run store (its checkpoint, history and result row)."""
+    key = run_key(spec, seed, train_data, test_data)
+    return runs_root() / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+
+
+def checkpoint_path(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
+    """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
+    return run_dir(spec, profile, seed, train_data, test_data) / CHECKPOINT_NAME
+
+
 def _init_weights(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
     """Load matching weights from a checkpoint; return the names left at their fresh values."""
     ckpt = load_checkpoint(path)
@@ -141,7 +346,7 @@ def _init_weights(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
 
 def run_one(
     spec: RunSpec,
-    profile: str,
+    profile: str | Profile,
     seed: int,
     train_data: Dataset,
     test_data: Dataset,
@@ -152,19 +357,30 @@ def run_one(
     Returns:
         ``(row, history)``: the row carries every provenance column of
         :data:`reslab.results.PROVENANCE_COLUMNS` plus ``label``, ``trainable_params``,
-        ``train_acc``, ``run_key``, ``reused`` and the data fingerprints; the history has one row
-        per epoch with ``label``, ``model`` and ``seed`` columns.
+        ``train_acc``, ``run_key``, ``reused``, the data fingerprints, ``run_dir``, the spec's
+        tags, and ``evidence`` / ``evidence_note`` (:func:`evidence_of`); the history has one row
+        per epoch with ``label``, ``model``, ``seed`` and the tags as columns.
     """
-    key = run_key(spec, seed, train_data, test_data)
-    folder = runs_root() / profile / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+    prof = resolve_profile(profile)
+    folder = run_dir(spec, prof, seed, train_data, test_data)
     result_path = folder / RESULT_NAME
     if result_path.is_file() and not force:
         stored = json.loads(result_path.read_text())
         row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
-        return row, pd.read_csv(folder / HISTORY_NAME)
-    if force:
-        shutil.rmtree(folder, ignore_errors=True)
+        history = pd.read_csv(folder / HISTORY_NAME)
+    else:
+        if force:
+            shutil.rmtree(folder, ignore_errors=True)
+        row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
+    # Decided afresh on every read, so a stored run is judged by today's rule.
+    kind, note = evidence_of(prof, spec.recipe.overrides, [train_data.data_source, test_data.data_source],
+                             complete=train_data.subset is None and test_data.subset is None)
+    row |= {"run_dir": relative_to_runs(folder), **spec.tags, "evidence": kind, "evidence_note": note}
+    return row, history.assign(**spec.tags)
 
+
+def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
+               folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
     model = create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
                          **spec.model_kwargs)
@@ -177,24 +393,24 @@ def run_one(
     test_loader = BatchLoader.for_split(test_data, cfg.eval_batch_size, test_aug, train=False, device=device,
                                         channels_last=cfg.channels_last)
     t0 = time.perf_counter()
-    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.checkpoint else None)
+    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None)
     summary = history.summary()
     row = make_row(
         table=spec.table, model=spec.model, dataset=spec.dataset, data_source=train_data.data_source,
-        profile=profile, seed=seed, epochs=summary["epochs"], params=count_params(model),
+        profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),
         train_fingerprint=train_data.fingerprint, test_fingerprint=test_data.fingerprint,
-        init_from=str(spec.init_from) if spec.init_from else "", fresh_from_init=len(fresh),
-        resumed_from_epoch=history.resumed_from_epoch, run_key=key, reused=False,
+        init_from=relative_to_runs(spec.init_from) if spec.init_from else "", fresh_from_init=len(fresh),
+        resumed_from_epoch=history.resumed_from_epoch, run_key=folder.name.rsplit("-", 1)[-1], reused=False,
     )
     frame = history.to_frame().assign(label=spec.label, model=spec.model, seed=seed)
     write_csv(frame, folder / HISTORY_NAME)
     write_json({"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs},
-               result_path)
+               folder / RESULT_NAME)
     return row, frame
 
 
@@ -203,27 +419,38 @@ def _in_chans(spec: RunSpec, data: Dataset) -> int:
     return 3 if train_aug.to_rgb else data.images.shape[1]
 
 
-def checkpoint_path(spec: RunSpec, profile: str, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
-    """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
-    key = run_key(spec, seed, train_data, test_data)
-    return runs_root() / profile / spec.table / f"{slug(spec.label)}-s{seed}-{key}" / CHECKPOINT_NAME
+@dataclass
+class Runs:
+    """What :func:`run_specs` returns: one row per run, the histories, and the splits it loaded
+    (``{dataset: (train, test)}``, for the manifest; never reloaded)."""
+
+    rows: pd.DataFrame
+    histories: pd.DataFrame
+    splits: dict[str, tuple[Dataset, Dataset]]
+
+    def __iter__(self):  # ``rows, histories = run_specs(...)``
+        return iter((self.rows, self.histories))
+
+    def described(self) -> list[dict]:
+        return [d.describe() for pair in self.splits.values() for d in pair]
 
 
 def run_specs(
     specs: Sequence[RunSpec],
-    profile: str,
+    profile: str | Profile,
     seeds: Sequence[int],
     data_root: str | os.PathLike | None = None,
     force: bool = False,
-    test_subset: int | None = None,
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+    splits: dict[str, tuple[Dataset, Dataset]] | None = None,
+) -> Runs:
     """Run every spec for every seed (data loaded once per data set).
 
     Args:
-        test_subset: Passed to :func:`load_splits` (``None`` = the profile's test subset).
+        splits: Splits already loaded, ``{dataset: (train, test)}``; missing ones are loaded with
+            the profile's subsets (and the recipe's ``test_subset``) and added to it.
 
     Returns:
-        ``(rows, histories)`` as DataFrames.
+        A :class:`Runs` (unpacks as ``rows, histories``).
 
     Raises:
         ValueError: on an empty ``seeds`` or ``specs``.
@@ -233,23 +460,25 @@ def run_specs(
     seeds = [int(s) for s in seeds]
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. [0].")
-    splits: dict[str, tuple[Dataset, Dataset]] = {}
+    prof = resolve_profile(profile)
+    splits = {} if splits is None else splits
     rows, histories = [], []
     for spec in specs:
         if spec.dataset not in splits:
-            splits[spec.dataset] = load_splits(spec.dataset, profile, data_root, test_subset)
+            splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
         for seed in seeds:
-            row, hist = run_one(spec, profile, seed, *splits[spec.dataset], force=force)
+            row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force)
             rows.append(row)
             histories.append(hist)
-    return pd.DataFrame(rows), pd.concat(histories, ignore_index=True)
+    return Runs(pd.DataFrame(rows), pd.concat(histories, ignore_index=True), splits)
 
 
 def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:
     """Mean, standard deviation and n over seeds of final- and best-epoch accuracy.
 
     The data sources, profile, epochs and parameter counts are carried along (they must agree
-    within a group; if not, the group lists them all).
+    within a group; if not, the group lists them all), and the group's evidence is the weakest of
+    its runs (:func:`weakest_evidence`).
     """
     def join(values: pd.Series) -> str:
         return ",".join(sorted({str(v) for v in values}))
@@ -263,7 +492,7 @@ def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "datase
         epochs=("epochs", join), data_source=("data_source", join), profile=("profile", join),
         seeds=("seed", join), device=("device", join),
     ).reset_index()
-    return out
+    return out.merge(evidence_columns(rows, by), on=list(by))
 
 
 # --------------------------------------------------------------------------------------------

@@ -1,8 +1,11 @@
-"""Seaborn / matplotlib figures. Functions return a Figure and never call ``plt.show()``."""
+"""Seaborn / matplotlib figures. Functions return a Figure and never call ``plt.show()``.
+
+pyplot is imported inside each function, so that ``import reslab`` does not import it (it picks
+a backend and costs most of a second).
+"""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import torch
 
 from .data import Dataset
@@ -17,6 +20,8 @@ def sample_grid(data: Dataset, per_class: int = 8, seed: int = 0, title: str | N
         seed: Seed of the draw.
         title: Figure title; default names the data set, split and data source.
     """
+    import matplotlib.pyplot as plt
+
     g = torch.Generator().manual_seed(seed)
     k = data.num_classes
     fig, axes = plt.subplots(k, per_class, figsize=(per_class * 0.9, k * 0.95), squeeze=False, dpi=60)
@@ -41,6 +46,8 @@ def sample_grid(data: Dataset, per_class: int = 8, seed: int = 0, title: str | N
 
 def close(fig) -> None:
     """Release a figure's memory once it is saved and shown."""
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
 
 
@@ -54,6 +61,7 @@ def curves(histories, y: str = "test_acc", hue: str = "label", title: str | None
         y: The column to plot (``test_acc``, ``test_loss``, ``train_loss``...).
         hue: The column naming the lines.
     """
+    import matplotlib.pyplot as plt
     import seaborn as sns
 
     fig, ax = plt.subplots(figsize=(6.4, 4.0), dpi=80)

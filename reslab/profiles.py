@@ -1,14 +1,22 @@
-"""Named budgets: ``smoke`` / ``paper`` / ``strong``.
+"""Profiles: how much of a paper's protocol a run follows, and so what evidence it gives.
 
-- ``smoke``: CPU, seconds per model, a stratified subset, 1 epoch or a step cap. What CI and nbval
-  run. Real data when it is found under the data root, else synthetic data (never downloads).
+A profile is resolved once, at the entry of each ``run_<table>()`` (:func:`resolve_profile`), and
+the :class:`Profile` object is passed down; code below the entry asks the object what it allows
+(``allow_synthetic``, ``allow_random_weights``, ``evidence``) instead of comparing names.
+
+- ``smoke``: CPU seconds per model, stratified subsets, a step cap; real data when found under the
+  data root, else synthetic data (never downloads). Checks the code; never judged.
+- ``cpu15``: real data, a reduced budget that fits about 15 minutes per table on 2 CPU cores
+  (stratified subsets, a few epochs); never judged. Tables without such a budget reject it.
 - ``paper``: the paper's protocol as written; where the paper is silent, a stated choice. Needs
-  real data (downloads when allowed); meant for a GPU.
-- ``strong``: one modern recipe applied to every model of a table, to test whether a claimed gain
-  survives a fair baseline. Needs real data.
+  real and complete data (downloads when allowed); meant for a GPU.
+- ``strong``: one modern recipe for every model of a table, to test whether a claimed gain
+  survives a fair baseline. Real and complete data.
 
-Per-table recipes (a :class:`reslab.train.TrainConfig` for each profile) live beside the table
-code; this module holds what every table shares: how data is found and how much of it is used.
+Per-table recipes (:class:`reslab.experiment.Recipe`, one per profile) live beside the table code;
+this module holds what every table shares: which evidence a profile gives, how data is found and
+how much of it is used. Whether one *run* is judged is decided by
+:func:`reslab.experiment.evidence_of`, from its profile and everything that was changed.
 """
 
 from __future__ import annotations
@@ -16,14 +24,24 @@ from __future__ import annotations
 import difflib
 from dataclasses import dataclass
 
+#: The kinds of evidence, weakest first.
+SMOKE, BUDGET, PROTOCOL = "smoke", "budget", "protocol"
+EVIDENCE = (SMOKE, BUDGET, PROTOCOL)
+
 
 @dataclass(frozen=True)
 class Profile:
-    """What a profile means for data loading.
+    """A named budget and what it means for data loading and for verdicts.
 
     Attributes:
-        name: ``smoke``, ``paper`` or ``strong``.
+        name: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
+        evidence: What a run of this profile can show at best: ``smoke`` (the code runs),
+            ``budget`` (real numbers under a reduced budget, never judged) or ``protocol`` (judged
+            against the paper when nothing that changes numbers was overridden).
+        rank: Order of strength for the summary's headline (0 = strongest).
         allow_synthetic: Fall back to synthetic data when no real data is found.
+        allow_random_weights: Run a row that needs pretrained weights from random weights when the
+            file is missing (the row says so) instead of stopping.
         download: Passed to :func:`reslab.data.load_dataset` (``None`` = allowed unless
             ``RESLAB_DOWNLOAD=0``).
         train_subset: Stratified training subset size; ``None`` = the whole split.
@@ -32,48 +50,74 @@ class Profile:
     """
 
     name: str
+    evidence: str
+    rank: int
     allow_synthetic: bool
+    allow_random_weights: bool
     download: bool | None
     train_subset: int | None
     test_subset: int | None
     description: str
 
-    def data_kwargs(self, split: str) -> dict:
-        """Keyword arguments of :func:`reslab.data.load_dataset` for ``split``."""
-        return {
-            "download": self.download,
-            "allow_synthetic": self.allow_synthetic,
-            "subset": self.train_subset if split == "train" else self.test_subset,
-        }
+    def __post_init__(self) -> None:
+        if self.evidence not in EVIDENCE:
+            raise ValueError(f"profile {self.name!r}: evidence must be one of {EVIDENCE}, got {self.evidence!r}.")
+
+    @property
+    def full_data(self) -> bool:
+        """Whether the profile uses whole splits (no subsets)."""
+        return self.train_subset is None and self.test_subset is None
+
+    def data_kwargs(self, split: str, subset: int | None = None) -> dict:
+        """Keyword arguments of :func:`reslab.data.load_dataset` for ``split``.
+
+        Args:
+            subset: A smaller stratified subset than the profile's for this split (``None`` = the
+                profile's).
+        """
+        own = self.train_subset if split == "train" else self.test_subset
+        return {"download": self.download, "allow_synthetic": self.allow_synthetic,
+                "subset": own if subset is None else int(subset)}
+
+    def __str__(self) -> str:
+        return self.name
 
 
 PROFILES: dict[str, Profile] = {
-    "smoke": Profile("smoke", allow_synthetic=True, download=False, train_subset=512, test_subset=256,
-                     description="CPU check: stratified subsets, a step cap, real data if present else synthetic"),
-    "paper": Profile("paper", allow_synthetic=False, download=None, train_subset=None, test_subset=None,
-                     description="the paper's protocol as written (stated choices where it is silent); real data"),
-    "strong": Profile("strong", allow_synthetic=False, download=None, train_subset=None, test_subset=None,
-                      description="one modern recipe for every model of a table; real data"),
+    "smoke": Profile(
+        "smoke", SMOKE, rank=3, allow_synthetic=True, allow_random_weights=True, download=False,
+        train_subset=512, test_subset=256,
+        description="CPU check: stratified subsets, a step cap, real data if present else synthetic"),
+    "cpu15": Profile(
+        "cpu15", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
+        train_subset=800, test_subset=500,
+        description="about 15 CPU minutes per table: stratified subsets (800 train / 500 test), a few epochs, "
+                    "real data"),
+    "paper": Profile(
+        "paper", PROTOCOL, rank=0, allow_synthetic=False, allow_random_weights=False, download=None,
+        train_subset=None, test_subset=None,
+        description="the paper's protocol as written (stated choices where it is silent); real data"),
+    "strong": Profile(
+        "strong", PROTOCOL, rank=1, allow_synthetic=False, allow_random_weights=False, download=None,
+        train_subset=None, test_subset=None,
+        description="one modern recipe for every model of a table; real data"),
 }
 
 
-def get_profile(name: str) -> Profile:
-    """Return the :class:`Profile` called ``name``.
+def resolve_profile(profile: str | Profile) -> Profile:
+    """The :class:`Profile` named ``profile`` (a :class:`Profile` is returned as it is).
 
     Raises:
         ValueError: for an unknown name, listing the known ones.
     """
-    if name not in PROFILES:
-        close = difflib.get_close_matches(str(name), list(PROFILES), n=1)
+    if isinstance(profile, Profile):
+        return profile
+    if profile not in PROFILES:
+        close = difflib.get_close_matches(str(profile), list(PROFILES), n=1)
         hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"unknown profile {name!r}.{hint} Use one of: {', '.join(PROFILES)}.")
-    return PROFILES[name]
+        raise ValueError(f"unknown profile {profile!r}.{hint} Use one of: {', '.join(PROFILES)}.")
+    return PROFILES[profile]
 
 
-# A CPU budget for machines without a GPU (added with the SELU ablation): real data only, subsets
-# small enough that a table's whole variant list fits about 15 minutes on 2 CPU cores. A table
-# that supports it defines its own ``cpu15`` recipe; the others reject the name.
-PROFILES["cpu15"] = Profile(
-    "cpu15", allow_synthetic=False, download=None, train_subset=800, test_subset=500,
-    description="about 15 CPU minutes per table: stratified subsets (800 train / 500 test), a few epochs, real data",
-)
+#: The older name of :func:`resolve_profile`.
+get_profile = resolve_profile

@@ -72,11 +72,16 @@ def test_pipeline_is_the_seeds() -> None:
 def test_rows_and_readings() -> None:
     scratch = cbam.select_rows(["ResNet50 Scratch"])
     assert [r.label for r in scratch] == ["ResNet50 Scratch (ImageNet init, all layers)", "ResNet50 Scratch (random init)"]
-    specs = cbam.cbam_specs("paper", 224, cbam.RECIPES["paper"], scratch, imagenet=True)
+    specs = cbam.cbam_specs(cbam.RECIPES["paper"], scratch, imagenet=True)
     assert [s.model_kwargs for s in specs] == [{"pretrained": True}, {"pretrained": False}]
-    frozen = cbam.cbam_specs("paper", 224, cbam.RECIPES["paper"], cbam.select_rows("ResNet50"), imagenet=True)[0]
+    assert [s.tags["paper_row"] for s in specs] == ["ResNet50 Scratch"] * 2
+    frozen = cbam.cbam_specs(cbam.RECIPES["paper"], cbam.select_rows("ResNet50"), imagenet=True)[0]
     assert frozen.model_kwargs == {"pretrained": True, "freeze_backbone": True}
-    assert cbam.RECIPES["paper"].epochs == 10 and cbam.RESIZE["paper"] == 224
+    assert cbam.RECIPES["paper"].cfg.epochs == 10 and cbam.RECIPES["paper"].input_size == 224
+    # Without the file a pretrained row runs from random weights: said in its tags, and never judged.
+    missing = cbam.cbam_specs(cbam.RECIPES["paper"], cbam.select_rows("ResNet50"), imagenet=False)[0]
+    assert missing.model_kwargs["pretrained"] is False and missing.tags["weights_missing"]
+    assert missing.tags["init"].startswith("random init") and missing.recipe.overrides
     with pytest.raises(ValueError, match="unknown row"):
         cbam.select_rows(["ResNet101"])
 
@@ -88,7 +93,7 @@ def test_bad_parameters(tmp_path) -> None:
         run_cbam(weights="imagenet21k", out_dir=tmp_path)
     with pytest.raises(ValueError, match="resize must be at least 32"):
         run_cbam(resize=16, out_dir=tmp_path)
-    with pytest.raises(ValueError, match="seeds must name at least one seed"):
+    with pytest.raises(ValueError, match="seeds must be a non-empty list"):
         run_cbam(seeds=[], rows=["Sample ResNet"], out_dir=tmp_path)
 
 
@@ -102,9 +107,10 @@ def test_smoke_synthetic_without_weights_falls_back_and_reuses(no_weights, no_da
     out_dir = no_data_root / "out"
     out = run_cbam(rows=["Sample ResNet", "ResNet50"], out_dir=out_dir)
     table = pd.read_csv(out_dir / "cbam_table.csv")
-    assert list(table["label"]) == ["Sample ResNet", "ResNet50" + cbam.FALLBACK]
-    assert (table["data_source"] == "synthetic").all() and not table["comparable"].any()
-    assert (table["resize"] == 32).all() and (table["profile"] == "smoke").all()
+    assert list(table["paper_row"]) == ["Sample ResNet", "ResNet50"]
+    assert table["weights_missing"].tolist() == [False, True] and "random weights" in table["label"].iloc[1]
+    assert (table["data_source"] == "synthetic").all() and (table["evidence"] == "smoke").all()
+    assert (table["input_size"] == 32).all() and (table["profile"] == "smoke").all()
     frozen = table.set_index("paper_row").loc["ResNet50"]
     assert frozen["trainable_params"] == frozen["paper_params"] and frozen["init"].startswith("random init")
     assert any("SYNTHETIC" in n for n in out.notes) and any("not found" in n for n in out.notes)
@@ -130,11 +136,16 @@ def test_smoke_with_weights_runs_both_readings(fake_weights, no_data_root, runs)
 
 def test_audit_names_the_closer_reading() -> None:
     rows = cbam.select_rows(["ResNet50 Scratch"])
-    labels = {r.label: r.label for r in rows}
-    hist = pd.DataFrame({"label": [r.label for r in rows], "epoch": [1, 1], "seed": [0, 0],
+    labels = [r.label for r in rows]
+    hist = pd.DataFrame({"label": labels, "paper_row": [r.paper_row for r in rows], "epoch": [1, 1], "seed": [0, 0],
                          "train_acc": [0.80, 0.35], "test_acc": [0.9, 0.4], "train_loss": [0.6, 1.8]})
-    audit, notes = cbam._audit(hist, rows, labels, {r.label: True for r in rows})
+
+    def table(evidence: str) -> pd.DataFrame:
+        return pd.DataFrame({"label": labels, "profile": "paper", "data_source": "official", "evidence": evidence,
+                             "evidence_note": ""})
+
+    audit, notes = cbam._audit(hist, table("protocol"))
     assert "closest reading is 'ResNet50 Scratch (ImageNet init, all layers)'" in notes[0]
     assert audit["train_acc_diff"].round(4).tolist() == [round(0.80 - 0.8297, 4), round(0.35 - 0.8297, 4)]
-    _, smoke_notes = cbam._audit(hist, rows, labels, {r.label: False for r in rows})
+    _, smoke_notes = cbam._audit(hist, table("smoke"))
     assert smoke_notes[0].startswith("audit: no reading is chosen")

@@ -66,24 +66,27 @@ def test_abstract_gains_are_relative_not_absolute():
 
 def test_table4_specs_share_one_recipe_per_profile():
     for profile in ("smoke", "paper", "strong"):
-        specs = drstn.table4_specs(profile)
+        specs = drstn.table4_specs(drstn.TABLE4_RECIPES[profile])
         assert [s.model for s in specs] == [m for _, m in drstn.TABLE4_ROWS]
         assert len({repr(s.cfg) for s in specs}) == 1 and all(s.dataset == "cifar10" for s in specs)
-    strong = drstn.TABLE4_RECIPES["strong"]
+    strong = drstn.TABLE4_RECIPES["strong"].cfg
     assert strong.nesterov and strong.label_smoothing == 0.1 and strong.schedule == "cosine" and strong.warmup_epochs > 0
-    assert drstn.TABLE4_RECIPES["smoke"].max_steps > 0
-    assert drstn.table4_specs("paper", epochs=3)[0].cfg.epochs == 3
+    assert drstn.TABLE4_RECIPES["smoke"].cfg.max_steps > 0
+    over = drstn.TABLE4_RECIPES["paper"].with_overrides(epochs=3)
+    assert drstn.table4_specs(over)[0].cfg.epochs == 3 and over.overrides == ("epochs=3 (recipe: 50)",)
 
 
 def test_bad_inputs_say_what_is_wrong(runs):
     with pytest.raises(ValueError, match="unknown profile"):
-        drstn.table4_specs("fast")
-    with pytest.raises(ValueError, match="subset of Table 4"):
-        drstn.table4_specs("smoke", models=["resnet50"])
+        drstn.run_drstn_table4(profile="fast")
+    with pytest.raises(ValueError, match="has no 'cpu15' recipe"):
+        drstn.run_drstn_table4(profile="cpu15")
+    with pytest.raises(ValueError, match="subset of"):
+        drstn.table4_specs(drstn.TABLE4_RECIPES["smoke"], models=["resnet50"])
     with pytest.raises(ValueError, match="seeds"):
         drstn.run_drstn_table4(seeds=[])
-    with pytest.raises(ValueError, match="unknown TrainConfig|epochs"):
-        drstn.table4_specs("smoke", epochs=0)
+    with pytest.raises(ValueError, match="epochs"):
+        drstn.run_drstn_table4(epochs=0)
     with pytest.raises(ValueError, match="subset of"):
         drstn.run_drstn_table5(datasets=["cifar10"])
     with pytest.raises(FileNotFoundError, match="source_checkpoint"):
@@ -95,9 +98,10 @@ def test_bad_inputs_say_what_is_wrong(runs):
 
 
 def test_transfer_specs_pair_transfer_with_random_init():
-    specs = drstn.table5_specs("paper", "ckpt.pt")
+    specs = drstn.table5_specs(drstn.TABLE5_RECIPES["paper"], "ckpt.pt")
     assert [(s.dataset, s.init_from) for s in specs] == [
         ("mnist", "ckpt.pt"), ("mnist", None), ("fashion_mnist", "ckpt.pt"), ("fashion_mnist", None)]
+    assert [s.tags["init"] for s in specs] == ["transfer", "random"] * 2
     aug = specs[0].augments()[0]
     assert aug.to_rgb and aug.resize == drstn.TRANSFER_SIZE and len(aug.mean) == 3
     assert len({repr(s.cfg) for s in specs}) == 1
@@ -111,13 +115,15 @@ def test_table4_writes_its_table_and_reuses_finished_runs(runs, tiny_models, tmp
     t = out.tables["table4"]
     assert list(t["model"]) == ["resnet18", "drstn_v5"] and (t["n"] == 2).all()
     assert {"best_acc_mean", "best_acc_std", "final_acc_mean", "claimed_best_acc", "difference"} <= set(t.columns)
-    assert not t["comparable"].any() and (t["data_source"] == "synthetic").all()
+    assert (t["evidence"] == "smoke").all() and (t["data_source"] == "synthetic").all()
     assert np.allclose(t["difference"], t["best_acc_mean"] - t["claimed_best_acc"], atol=1e-4)
     for name in ("table4.csv", "table4_runs.csv", "table4_gains.csv", "fig3_test_acc.png", "manifest.json"):
         assert (tmp_path / "t4" / name).is_file()
     assert any("SYNTHETIC" in n for n in out.notes)
     gains = out.tables["table4_gains"].set_index("baseline")["measured_pct"]
     assert np.isfinite(gains["resnet18"]) and gains.drop("resnet18").isna().all()  # two baselines not run
+    missing = out.tables["table4_gains"].set_index("baseline")["missing"]
+    assert missing["resnet18"] == "" and set(missing.drop("resnet18")) == {"skresnet18", "convnext_tiny"}
 
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
@@ -142,7 +148,8 @@ def test_table5_trains_the_missing_source_then_transfers(runs, tiny_models, tmp_
     assert len(t) == 2 * 2 * 4
     transfer, scratch = t[t["init"] == "transfer"], t[t["init"] == "random"]
     assert transfer["claimed"].notna().all() and scratch["claimed"].isna().all()
-    assert transfer["transfer_minus_random"].notna().all() and not t["comparable"].any()
+    assert transfer["transfer_minus_random"].notna().all() and (t["evidence"] == "smoke").all()
+    assert set(out.tables["table5_history"]["init"]) == {"transfer", "random"}
     again = drstn.run_drstn_table5(seeds=[0], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
     assert again.tables["table5_runs"]["reused"].all() and not any("missing" in n for n in again.notes)
 
@@ -168,6 +175,7 @@ def test_table1_random_weights_in_smoke_and_an_error_when_not_allowed(runs, tmp_
     out = drstn.run_drstn_table1(n_images=1, image_size=64, weights="auto", device="cpu", out_dir=tmp_path / "t1")
     w = out.tables["table1_weights"]
     assert list(w["model"]) == [m for _, m, _ in drstn.CAM_MODELS] and (w["weights"] == "random").all()
+    assert (w["evidence"] == "smoke").all()
     s = out.tables["table1_cam_stats"]
     assert len(s) == len(drstn.CAM_MODELS) and s["frac_above_half"].between(0, 1).all()
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file() and any("RANDOM" in n for n in out.notes)

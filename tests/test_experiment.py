@@ -19,9 +19,10 @@ def runs(no_data_root, monkeypatch):
     return no_data_root / "runs"
 
 
-def spec(label="tiny", cfg=CFG, **kw):
-    return E.RunSpec(table="t", label=label, model="resnet18_cifar", dataset="mnist", cfg=cfg,
-                     train_augment=E.Augment.standard("mnist", train=True, to_rgb=True), **kw)
+def spec(label="tiny", cfg=CFG, checkpoint=True, test_subset=None, **kw):
+    recipe = E.Recipe(cfg, train_augment=E.Augment.standard("mnist", train=True, to_rgb=True), checkpoint=checkpoint,
+                      test_subset=test_subset)
+    return E.RunSpec(table="t", label=label, model="resnet18_cifar", dataset="mnist", recipe=recipe, **kw)
 
 
 @pytest.fixture(autouse=True)
@@ -62,19 +63,20 @@ def test_init_from_loads_matching_weights(runs):
     ckpt = E.checkpoint_path(spec("source"), "smoke", 0, train_data, test_data)
     assert ckpt.is_file()
     row, _ = E.run_one(spec("target", init_from=ckpt, cfg=CFG.replace(epochs=1)), "smoke", 5, train_data, test_data)
-    assert row["fresh_from_init"] == 0 and row["init_from"] == str(ckpt)
+    assert row["fresh_from_init"] == 0 and row["init_from"] == E.relative_to_runs(ckpt)
+    assert row["init_from"].startswith("<runs>")  # no machine path in a result row
     with pytest.raises(FileNotFoundError, match="train the run it comes from first"):
         E.run_one(spec("x", init_from=runs / "missing.pt"), "smoke", 0, train_data, test_data)
 
 
 def test_without_checkpoint_and_smaller_test_subset(runs):
-    rows, _ = E.run_specs([spec("nock", checkpoint=False)], "smoke", seeds=[0], test_subset=16)
+    rows, _ = E.run_specs([spec("nock", checkpoint=False, test_subset=16)], "smoke", seeds=[0])
     assert rows.loc[0, "test_images"] == 16 and rows.loc[0, "train_images"] == 512
     train_data, test_data = E.load_splits("mnist", "smoke", test_subset=16)
     assert len(test_data) == 16 and len(E.load_splits("mnist", "smoke")[1]) > 16  # the profile's subset
     ckpt = E.checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
     assert not ckpt.exists() and (ckpt.parent / E.RESULT_NAME).is_file()
-    again, _ = E.run_specs([spec("nock")], "smoke", seeds=[0], test_subset=16)  # same key: reused
+    again, _ = E.run_specs([spec("nock", test_subset=16)], "smoke", seeds=[0])  # same key: reused
     assert again["reused"].all()
 
 
@@ -84,8 +86,12 @@ def test_summarise_mean_std_n():
         "best_acc": [0.5, 0.7, 0.9], "final_acc": [0.4, 0.6, 0.8], "train_acc": [1, 1, 1],
         "params": [10, 10, 20], "trainable_params": [10, 10, 20], "epochs": [2, 2, 2],
         "data_source": ["synthetic"] * 3, "profile": ["smoke"] * 3, "device": ["cpu"] * 3,
+        "evidence": ["protocol", "budget", "protocol"], "evidence_note": ["", "epochs=1 (recipe: 50)", ""],
     })
     s = E.summarise(rows).set_index("label")
+    # A mean over seeds is as strong as its weakest run.
+    assert s.loc["a", "evidence"] == "budget" and s.loc["a", "evidence_note"] == "epochs=1 (recipe: 50)"
+    assert s.loc["b", "evidence"] == "protocol"
     assert s.loc["a", "best_acc_mean"] == pytest.approx(0.6) and s.loc["a", "n"] == 2
     assert s.loc["a", "best_acc_std"] == pytest.approx(torch.tensor([0.5, 0.7]).std().item())
     assert s.loc["b", "n"] == 1 and pd.isna(s.loc["b", "best_acc_std"])
@@ -96,3 +102,55 @@ def test_empty_inputs_are_errors():
         E.run_specs([], "smoke", seeds=[0])
     with pytest.raises(ValueError, match="at least one seed"):
         E.run_specs([spec()], "smoke", seeds=[])
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes and the one comparability rule
+
+
+def test_overrides_are_recorded_only_when_they_change_numbers():
+    base = E.Recipe(CFG.replace(epochs=50), input_size=224)
+    same = base.with_overrides(epochs=50, max_steps=None, device="cuda", progress=True, eval_batch_size=64)
+    assert same.overrides == () and same.cfg.device == "cuda"  # speed-only fields are never overrides
+    changed = base.with_overrides(epochs=2, input_size=64, batch_size=None)
+    assert changed.overrides == ("epochs=2 (recipe: 50)", "input_size=64 (recipe: 224)")
+    assert changed.augments("cifar10")[0].resize == 64 and changed.cfg.epochs == 2
+    # Rows that differ by design are not overrides.
+    decay = E.Recipe(CFG, row_changes={"lr_decay": {"schedule": "cosine"}})
+    assert decay.for_row("lr_decay").cfg.schedule == "cosine" and decay.for_row("lr_decay").overrides == ()
+    assert decay.for_row("other") is decay
+    with pytest.raises(ValueError, match="unknown override"):
+        base.with_overrides(epoch=3)
+    with pytest.raises(ValueError, match="epochs must be a positive integer"):
+        base.with_overrides(epochs=0)
+
+
+@pytest.mark.parametrize("profile, overrides, sources, complete, expected, note", [
+    ("smoke", (), ["official"], True, "smoke", "profile smoke"),
+    ("paper", (), ["synthetic"], True, "smoke", "synthetic data"),
+    ("cpu15", (), ["official"], False, "budget", "profile cpu15"),
+    ("paper", (), ["official"], False, "budget", "data subsets"),
+    ("paper", ("epochs=1 (recipe: 50)",), ["cifar10-jpeg"], True, "budget", "epochs=1 (recipe: 50)"),
+    ("strong", ("weights=random",), ["official"], True, "budget", "weights=random"),
+    ("paper", (), ["official", "cifar10-jpeg"], True, "protocol", ""),
+    ("strong", (), ["official"], True, "protocol", ""),
+])
+def test_evidence_of_is_the_one_rule(profile, overrides, sources, complete, expected, note):
+    kind, why = E.evidence_of(E.resolve_profile(profile), overrides, sources, complete)
+    assert kind == expected and note in why
+
+
+def test_weakest_evidence():
+    assert E.weakest_evidence(["protocol", "budget"], ["", "epochs=1"]) == ("budget", "epochs=1")
+    assert E.weakest_evidence(["protocol", "smoke", "budget"], ["", "a", "a"]) == ("smoke", "a")
+    with pytest.raises(ValueError, match="non-empty"):
+        E.weakest_evidence([])
+
+
+def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
+    rows, _ = E.run_specs([spec()], "smoke", seeds=[0])
+    assert rows.loc[0, "evidence"] == "smoke" and rows.loc[0, "run_dir"].startswith("<runs>/smoke/t/tiny-s0-")
+    over = spec(cfg=CFG).recipe.with_overrides(epochs=1)
+    rows, _ = E.run_specs([E.RunSpec("t", "tiny", "resnet18_cifar", "mnist", over, tags={"init": "x"})], "smoke",
+                          seeds=[0])
+    assert rows.loc[0, "init"] == "x" and "epochs=1" not in rows.loc[0, "evidence_note"]  # smoke says smoke

@@ -34,9 +34,9 @@ def test_smoke_on_synthetic_data_writes_every_output_and_reuses_runs(runs, tiny_
     out_dir = runs.parent / "out"
     out = run_selu_ablation(profile="smoke", seeds=[0, 1], device="cpu", out_dir=out_dir)
     table = pd.read_csv(out_dir / "selu_ablation.csv")
-    assert list(table["label"]) == list(S.RECIPES["smoke"].variants)
+    assert list(table["label"]) == list(S.RECIPES["smoke"].rows)
     assert (table["n"] == 2).all() and (table["data_source"] == "synthetic").all()
-    assert not table["comparable"].any() and any("SYNTHETIC" in n for n in out.notes)
+    assert (table["evidence"] == "smoke").all() and any("SYNTHETIC" in n for n in out.notes)
     # The paper's numbers come from the claims file, the differences from the runs.
     claims = load_claims("selu")
     base = table.set_index("label").loc["ResNet34"]
@@ -76,18 +76,19 @@ def test_missing_baselines_are_added_and_long_rows_double_the_budget(runs, tiny_
 
 
 def test_paper_and_strong_recipes_follow_their_definitions():
-    specs = {s.label: s for s in S.make_specs("paper", device="cpu")}
+    specs = {s.label: s for s in S.make_specs(S.RECIPES["paper"], S.VARIANTS)}
     assert len(specs) == len(S.VARIANTS)
     for v in S.VARIANTS:
         cfg = specs[v.label].cfg
         assert cfg.optimizer == "adam" and cfg.max_steps == 0 and specs[v.label].model == v.model
         assert cfg.epochs == v.paper_epochs  # 10, and 20 for Table 2's second row
         assert cfg.schedule == ("exponential" if v.lr_decay else "none")
-    strong = {s.label: s.cfg for s in S.make_specs("strong", epochs=5)}
-    assert strong["All improvements"].schedule == "cosine" and strong["ResNet34+SELU"].schedule == "none"
-    assert strong["ResNet34 (2x epochs)"].epochs == 10 and strong["ResNet34"].nesterov
-    assert S.comparable("paper", ["official"]) and not S.comparable("cpu15", ["official"])
-    assert not S.comparable("smoke", ["official"]) and not S.comparable("paper", ["synthetic"])
+    strong = {s.label: s for s in S.make_specs(S.RECIPES["strong"].with_overrides(epochs=5), S.VARIANTS)}
+    assert strong["All improvements"].cfg.schedule == "cosine" and strong["ResNet34+SELU"].cfg.schedule == "none"
+    assert strong["ResNet34 (2x epochs)"].cfg.epochs == 10 and strong["ResNet34"].cfg.nesterov
+    # The 2x rows double an override; the override is recorded on every row, the 2x included.
+    assert all(s.recipe.overrides == ("epochs=5 (recipe: 30)",) for s in strong.values())
+    assert all(s.recipe.overrides == () for s in specs.values())
 
 
 def test_claims_transcribe_tables_2_to_5():
@@ -110,9 +111,9 @@ def test_claims_transcribe_tables_2_to_5():
 def test_bad_input_says_what_to_do(runs, tiny_models):
     with pytest.raises(ValueError, match="unknown profile 'papr'"):
         run_selu_ablation(profile="papr")
-    with pytest.raises(ValueError, match="unknown or no variant"):
+    with pytest.raises(ValueError, match="variants must be a non-empty subset"):
         run_selu_ablation(variants=["ResNet50"])
-    with pytest.raises(ValueError, match="list of row labels"):
+    with pytest.raises(ValueError, match="variants must be a list"):
         run_selu_ablation(variants="ResNet34")
     with pytest.raises(ValueError, match="seeds must be a non-empty"):
         run_selu_ablation(seeds=[])

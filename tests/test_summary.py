@@ -29,24 +29,27 @@ def test_every_claim_has_a_unique_id() -> None:
 
 
 def test_duplicate_claims_without_a_label_are_an_error() -> None:
-    row = {"paper": "p", "table": "T1", "model": "m", "dataset": "cifar10", "metric": "test_acc", "value": 1.0,
-           "unit": "percent", "source": "s", "note": "no label"}
-    with pytest.raises(ValueError, match="row label"):
+    row = {"paper": "p", "table": "T1", "row": "", "model": "m", "dataset": "cifar10", "metric": "test_acc",
+           "value": 1.0, "unit": "percent", "source": "s", "note": "no label"}
+    with pytest.raises(ValueError, match="no 'row' label"):
         claim_ids(pd.DataFrame([row, row]))
-    labelled = [row | {"note": "row label 'A'"}, row | {"note": "row label 'B'"}]
+    labelled = [row | {"row": "A"}, row | {"row": "B"}]
     assert claim_ids(pd.DataFrame(labelled)) == ["p/T1/m/cifar10/test_acc[row=A]", "p/T1/m/cifar10/test_acc[row=B]"]
 
 
 def _m(**kw) -> pd.Series:
     base = {"kind": "rate", "ours": 90.0, "ours_std": math.nan, "n": 3, "data_source": "official",
-            "profile": "paper", "comparable": True, "ci95_low": math.nan, "ci95_high": math.nan, "match": None}
+            "profile": "paper", "evidence": "protocol", "evidence_note": "", "ci95_low": math.nan,
+            "ci95_high": math.nan, "match": None}
     return pd.Series(base | kw)
 
 
 @pytest.mark.parametrize("measurement, paper, expected", [
-    (_m(profile="smoke", comparable=False), 90.0, "smoke only"),
-    (_m(data_source="synthetic", comparable=False), 90.0, "smoke only"),
-    (_m(profile="cpu15", comparable=False), 90.0, "budget only"),
+    (_m(profile="smoke", evidence="smoke"), 90.0, "smoke only"),
+    (_m(data_source="synthetic", evidence="smoke"), 90.0, "smoke only"),
+    (_m(profile="cpu15", evidence="budget"), 90.0, "budget only"),
+    (_m(evidence="budget", evidence_note="epochs=2 (recipe: 50)"), 90.0, "budget only"),
+    (_m(ours=math.nan, evidence_note="not run: resnet18"), 8.8, "not run"),  # a gain without its baseline
     (_m(ours=90.9), 90.0, "reproduced"),
     (_m(ours=88.9), 90.0, "not reproduced"),
     (_m(kind="loss", ours=0.105), 0.1, "reproduced"),
@@ -60,26 +63,29 @@ def _m(**kw) -> pd.Series:
 def test_verdict_rules(measurement, paper, expected) -> None:
     verdict, rule = S.verdict(measurement, paper)
     assert verdict == expected and rule
+    if measurement["evidence_note"]:  # the rule names what made it so
+        assert measurement["evidence_note"] in rule
 
 
-def _table4(folder: Path, profile: str, offset_pp: float, comparable: bool, n: int = 3) -> dict[str, float]:
+def _table4(folder: Path, profile: str, offset_pp: float, evidence: str, n: int = 3) -> dict[str, float]:
     """A table4.csv whose DRSTN_V5 row is ``offset_pp`` from the claim, and the claims it used."""
     claims = load_claims("drstn")
     t4 = claims[claims["table"] == "Table 4"]
     paper = dict(zip(t4["model"], t4["value"]))  # fractions
     rows = [{"label": m, "model": m, "dataset": "cifar10", "best_acc_mean": v + offset_pp / 100, "best_acc_std": 0.002,
-             "n": n, "data_source": "cifar10-jpeg", "profile": profile, "comparable": comparable} for m, v in paper.items()]
+             "n": n, "data_source": "cifar10-jpeg", "profile": profile, "evidence": evidence, "evidence_note": ""}
+            for m, v in paper.items()]
     folder.mkdir(parents=True)
     pd.DataFrame(rows).to_csv(folder / "table4.csv", index=False)
     gains = [{"model": "drstn_v5", "baseline": "resnet18", "measured_pct": 3.0, "profile": profile,
-              "data_source": "cifar10-jpeg", "comparable": comparable}]
+              "data_source": "cifar10-jpeg", "evidence": evidence, "evidence_note": ""}]
     pd.DataFrame(gains).to_csv(folder / "table4_gains.csv", index=False)
     return paper
 
 
 def test_summary_from_a_results_tree(tmp_path) -> None:
-    _table4(tmp_path / "paper" / "drstn_table4_cifar10", "paper", offset_pp=0.5, comparable=True)
-    _table4(tmp_path / "smoke" / "drstn_table4_cifar10", "smoke", offset_pp=-70, comparable=False, n=1)
+    _table4(tmp_path / "paper" / "drstn_table4_cifar10", "paper", offset_pp=0.5, evidence="protocol")
+    _table4(tmp_path / "smoke" / "drstn_table4_cifar10", "smoke", offset_pp=-70, evidence="smoke", n=1)
     table = S.summary_table(tmp_path)
     assert set(table.columns) >= {"paper", "table", "claim", "paper_value", "ours_text", "data_source", "profile",
                                   "verdict", "rule"}
@@ -109,7 +115,7 @@ def test_unreadable_results_name_the_folder(tmp_path) -> None:
 
 
 def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> None:
-    _table4(tmp_path / "results" / "paper" / "drstn_table4_cifar10", "paper", offset_pp=2.0, comparable=True)
+    _table4(tmp_path / "results" / "paper" / "drstn_table4_cifar10", "paper", offset_pp=2.0, evidence="protocol")
     monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path / "results"))
     monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
     out = S.run_summary()

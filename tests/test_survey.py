@@ -105,21 +105,25 @@ def test_consistency_compares_accuracy_as_error() -> None:
 
 
 def test_recipes() -> None:
-    assert S.recipe("paper", "pyramidnet110_a48", "cifar100").lr == 0.5
-    assert S.recipe("paper", "pyramidnet110_a48", "cifar10").lr == 0.1
+    pyramid = S.recipe("paper", "pyramidnet110_a48", "cifar100")
+    assert pyramid.cfg.lr == 0.5 and pyramid.overrides == ()  # the original's CIFAR-100 rate is the protocol
+    assert S.recipe("paper", "pyramidnet110_a48", "cifar10").cfg.lr == 0.1
     wrn = S.recipe("paper", "wrn28_10", "cifar10", budget=20)
-    assert wrn.epochs == 20 and wrn.milestones == (6, 12, 16)
-    assert S.recipe("smoke", "densenet_bc100_k12", "cifar10", max_steps=1).max_steps == 1
+    assert wrn.cfg.epochs == 20 and wrn.cfg.milestones == (6, 12, 16)
+    assert "epochs=20 (recipe: 200)" in wrn.overrides  # budget=N is never the protocol
+    assert S.recipe("smoke", "densenet_bc100_k12", "cifar10", max_steps=1).cfg.max_steps == 1
     assert set(S.MODEL_FAMILY) == set(S.cifar_models())
-    for profile in ("smoke", "paper", "strong"):
-        assert set(S.RECIPES[profile]) == set(S.MODEL_FAMILY.values())
+    assert set(S.RECIPES["paper"]) == set(S.MODEL_FAMILY.values())
+    for profile in ("smoke", "strong"):  # EfficientNet-B7 fine-tunes ImageNet weights: paper only
+        assert set(S.RECIPES[profile]) == set(S.MODEL_FAMILY.values()) - {"efficientnet"}
 
 
 @pytest.mark.parametrize("kwargs, match", [
     ({"profile": "smok"}, "unknown profile"),
-    ({"models": ["resnet18"]}, "unknown survey model"),
+    ({"models": ["resnet18"]}, "models must be a non-empty subset"),
+    ({"profile": "cpu15"}, "has no 'cpu15' recipe"),
     ({"models": ["efficientnet_b7"]}, "only trained under profile='paper'"),
-    ({"datasets": ["mnist"]}, "the survey tables report"),
+    ({"datasets": ["mnist"]}, "datasets must be a non-empty subset"),
     ({"budget": 0}, "budget must be a positive"),
 ])
 def test_bad_input(kwargs, match, tmp_path) -> None:
@@ -156,14 +160,16 @@ def test_default_models_train_every_cifar_model(profile, expected, monkeypatch, 
         seen["specs"], seen["kw"] = specs, kw
         raise _Stop
 
-    monkeypatch.setattr(S, "run_specs", capture)
+    from reslab.tables import _common
+
+    monkeypatch.setattr(_common, "run_specs", capture)
     with pytest.raises(_Stop):
         S.run_survey(profile=profile, out_dir=tmp_path)
     specs = seen["specs"]
     assert len(expected) == (15 if profile != "paper" else 16)
     for dataset in S.DATASETS:
         assert [s.model for s in specs if s.dataset == dataset] == expected
-    assert seen["kw"]["test_subset"] == (S.SMOKE_TEST_IMAGES if profile == "smoke" else None)
+    assert {s.recipe.test_subset for s in specs} == {S.SMOKE_TEST_IMAGES if profile == "smoke" else None}
     if profile == "smoke":
         assert {(s.cfg.max_steps, s.cfg.batch_size) for s in specs} == {(1, 4)}
 
@@ -180,7 +186,7 @@ def test_run_survey_smoke_synthetic_and_reuse(no_data_root, monkeypatch, tmp_pat
     assert runs["test_images"].tolist() == [S.SMOKE_TEST_IMAGES]
     err = out.tables["error_rates"]
     ours = err[err["trained"]]
-    assert set(ours["model"]) == {"resnet110_sd"} and not ours["comparable"].any()
+    assert set(ours["model"]) == {"resnet110_sd"} and (ours["evidence"] == "smoke").all()
     assert (ours["diff_pp"] == (ours["best_error"] - ours["cited_error"]).round(2)).all()
     assert any("SYNTHETIC" in n for n in out.notes) and any("Table 8" in n for n in out.notes)
     again = S.run_survey(**kw)

@@ -4,6 +4,7 @@ Every file has the same columns (``CLAIM_COLUMNS``); one row is one printed numb
 
 - ``paper``: short key of the paper (``drstn``, ``selu``, ``cbam``, ``survey``).
 - ``table``: where it is printed, e.g. ``Table 4`` or ``abstract``.
+- ``row``: the row label as printed (empty where the table has none, e.g. the abstract).
 - ``model``: the row label as printed, normalised to a registered model name where one exists.
 - ``dataset``: ``cifar10``, ``cifar100``, ``mnist``, ``fashion_mnist`` or empty.
 - ``metric``: ``test_acc``, ``train_acc``, ``error_rate``, ``params``, ``train_loss``, ...
@@ -15,7 +16,7 @@ Every file has the same columns (``CLAIM_COLUMNS``); one row is one printed numb
 A file may add columns that tell apart rows with the same key (``selu.csv``: ``epochs`` and
 ``lr_decay``). :func:`load_claims` adds ``claim_id``, a stable name of each printed number:
 ``paper/table/model/dataset/metric``, then ``[column=value,...]`` for those extra columns, and,
-where that is still not unique, the printed row label from the note (``row label '...'``).
+where that is still not unique, the printed row label (``row=...``).
 
 Claims are never typed into a notebook or a test as an expected result of a run: code reads
 them from here.
@@ -23,12 +24,11 @@ them from here.
 
 from __future__ import annotations
 
-import re
 from importlib import resources
 
 import pandas as pd
 
-CLAIM_COLUMNS = ["paper", "table", "model", "dataset", "metric", "value", "unit", "source", "note"]
+CLAIM_COLUMNS = ["paper", "table", "row", "model", "dataset", "metric", "value", "unit", "source", "note"]
 
 
 def claim_files() -> list[str]:
@@ -68,9 +68,6 @@ def load_claims(paper: str | None = None) -> pd.DataFrame:
     return out
 
 
-_ROW_LABEL = re.compile(r"row label '([^']+)'")
-
-
 def _text(value) -> str:
     """A cell as text: integral floats without '.0', missing values empty."""
     if value is None or (isinstance(value, float) and value != value):
@@ -98,14 +95,13 @@ def claim_ids(claims: pd.DataFrame) -> list[str]:
     keys = [claim_id(r.paper, r.table, r.model, r.dataset, r.metric, q) for r, q in zip(claims.itertuples(), quals)]
     counts = pd.Series(keys).value_counts()
     ids = []
-    for key, q, note in zip(keys, quals, claims["note"]):
+    for key, q, row in zip(keys, quals, claims["row"]):
         if counts[key] > 1:
-            label = _ROW_LABEL.search(str(note))
-            if label is None:
-                raise ValueError(f"claims {key} are printed more than once and their notes name no "
-                                 "\"row label '...'\"; add one, or a column that tells them apart.")
+            if not _text(row):
+                raise ValueError(f"claims {key} are printed more than once and have no 'row' label; fill the "
+                                 "row column, or add a column that tells them apart.")
             key = key[: -len(f"[{q}]")] if q else key
-            key = claim_id(*key.split("/", 4), qualifier=",".join(filter(None, [q, f"row={label.group(1)}"])))
+            key = claim_id(*key.split("/", 4), qualifier=",".join(filter(None, [q, f"row={_text(row)}"])))
         ids.append(key)
     dup = pd.Series(ids)[pd.Series(ids).duplicated()].tolist()
     if dup:

@@ -7,8 +7,9 @@ wrappers: ResNet-18/50, SKNet-18, ConvNeXt-T, SqueezeNet 1.1, AlexNet, VGG-16, E
 """
 
 from . import cbam, densenet, drstn, pyramidnet, resattention, resnet, selu_resnet, tv, wrn
-from ._pretrained import PretrainedWeightsError, checkpoint_dir, weights_filename
+from ._pretrained import PretrainedWeightsError, checkpoint_dir, load_weights_state_dict, weights_filename
 from ._registry import count_params, create_model, is_model, list_models, model_info, register_model
+from .tv import tv_weights
 
 __all__ = [
     "PretrainedWeightsError",
@@ -20,6 +21,7 @@ __all__ = [
     "drstn",
     "is_model",
     "list_models",
+    "load_weights_state_dict",
     "model_info",
     "pyramidnet",
     "register_model",
@@ -27,6 +29,7 @@ __all__ = [
     "resnet",
     "selu_resnet",
     "tv",
+    "tv_weights",
     "weights_filename",
     "wrn",
 ]

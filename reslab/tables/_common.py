@@ -1,15 +1,27 @@
-"""What every table shares: the :class:`TableOutput` a ``run_<table>()`` call returns."""
+"""What every table shares: :class:`TableRun`, the scaffolding of a ``run_<table>()`` call, and
+the :class:`TableOutput` it returns.
+
+A table module holds its recipes (one :class:`~reslab.experiment.Recipe` per profile), builds its
+:class:`~reslab.experiment.RunSpec` list and turns the runs into the paper's table; everything else
+(profile resolution, seed and choice checks, timing, the output folder, the standard notes,
+the data description for the manifest, saving) happens here, once.
+"""
 
 from __future__ import annotations
 
+import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import pandas as pd
 
 from .. import plots
-from ..results import save_figure, write_csv, write_manifest
+from ..data import Dataset
+from ..experiment import Recipe, Runs, RunSpec, run_specs
+from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
+from ..results import output_dir, save_figure, write_csv, write_manifest
 
 
 @dataclass
@@ -43,3 +55,113 @@ class TableOutput:
                    for d in frame["device"].dropna()}
         write_manifest(self.out_dir, table, profile, data, wall_s, files=files + ["manifest.json"],
                        devices=sorted(devices), notes=self.notes, **extra)
+
+
+def check_seeds(seeds: Sequence[int] | None, default: Sequence[int] = (0,)) -> list[int]:
+    """Distinct non-negative integer seeds, at least one (``None``: ``default``).
+
+    Raises:
+        ValueError: naming what was wrong.
+    """
+    values = list(default if seeds is None else seeds)
+    if isinstance(seeds, (str, bytes)) or not values or any(
+            isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
+        raise ValueError(f"seeds must be a non-empty list of non-negative integers such as [0, 1, 2], got {seeds!r}.")
+    if len(set(values)) != len(values):
+        raise ValueError(f"seeds must not repeat (a repeated seed is the same run), got {values}.")
+    return values
+
+
+def check_choice(names: Sequence[str] | str | None, known: Sequence[str], what: str,
+                 default: Sequence[str] | None = None) -> list[str]:
+    """The chosen names in ``known``'s order (``None``: ``default``, else all of ``known``).
+
+    Raises:
+        ValueError: for a bare string, an empty list or an unknown name, listing the known ones.
+    """
+    if isinstance(names, str):
+        raise ValueError(f"{what} must be a list, e.g. [{names!r}], got the string {names!r}.")
+    chosen = list((default if default is not None else known) if names is None else names)
+    unknown = [n for n in chosen if n not in known]
+    if unknown or not chosen:
+        raise ValueError(f"{what} must be a non-empty subset of {list(known)}; got {chosen}"
+                         + (f" (unknown: {unknown})." if unknown else "."))
+    return [n for n in known if n in set(chosen)]
+
+
+class TableRun:
+    """The scaffolding of one ``run_<table>()`` call: resolve the profile once, time the call,
+    train through the run store, add the standard notes and save.
+
+    Usage::
+
+        run = TableRun(TABLE, profile, out_dir)
+        seeds, recipe = run.seeds(seeds, recipe)
+        runs = run.train(specs, seeds, data_root, force)
+        run.out.tables["..."] = ...
+        return run.finish(parameters={...})
+
+    Attributes:
+        table: The table (notebook) name.
+        profile: The resolved :class:`~reslab.profiles.Profile`.
+        out: The :class:`TableOutput` being filled.
+        splits: Every split loaded so far, ``{dataset: (train, test)}`` (described in the manifest).
+    """
+
+    def __init__(self, table: str, profile: str | Profile, out_dir: str | os.PathLike | None = None):
+        self.table = table
+        self.profile = resolve_profile(profile)
+        self.t0 = time.perf_counter()
+        self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir))
+        self.splits: dict[str, tuple[Dataset, Dataset]] = {}
+        self._extra_data: list[Dataset] = []
+        self._rows: list[pd.DataFrame] = []
+
+    def seeds(self, seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int], Recipe]:
+        """Checked seeds (``None``: the recipe's) and the recipe, which records an override when
+        fewer runs are made than the protocol's number (the paper's mean of n runs)."""
+        values = check_seeds(seeds, recipe.seeds)
+        if len(values) < len(recipe.seeds):
+            recipe = recipe.note_override(f"runs={len(values)} (recipe: {len(recipe.seeds)})")
+        return values, recipe
+
+    def train(self, specs: Sequence[RunSpec], seeds: Sequence[int], data_root: str | os.PathLike | None = None,
+              force: bool = False) -> Runs:
+        """Train or reuse every spec for every seed (:func:`reslab.experiment.run_specs`)."""
+        runs = run_specs(specs, self.profile, seeds, data_root=data_root, force=force, splits=self.splits)
+        self._rows.append(runs.rows)
+        return runs
+
+    def describe(self, *datasets: Dataset) -> None:
+        """Record splits the table loaded itself (not through :meth:`train`) for the manifest."""
+        self._extra_data += datasets
+
+    def standard_notes(self) -> list[str]:
+        """Synthetic data, smoke profile, budget overrides and reused runs, from the rows trained."""
+        data = [d for pair in self.splits.values() for d in pair] + self._extra_data
+        rows = pd.concat(self._rows, ignore_index=True) if self._rows else pd.DataFrame()
+        notes = []
+        synthetic = sorted({f"{d.name} {d.split}" for d in data if d.data_source == "synthetic"})
+        if synthetic:
+            notes.append(f"No real data found for {', '.join(synthetic)}: SYNTHETIC data used; these numbers test "
+                         "the code and say nothing about the paper.")
+        if self.profile.evidence == SMOKE:
+            notes.append(f"profile {self.profile.name}: {self.profile.description}. A check that the code runs, "
+                         "not a result: no verdicts.")
+        if len(rows):
+            budget = rows.loc[rows["evidence"] == BUDGET, "evidence_note"]
+            if len(budget):
+                notes.append("budget only, no verdicts: " + "; ".join(dict.fromkeys(budget)) + ".")
+            reused = int(rows["reused"].sum())
+            if reused:
+                notes.append(f"{reused} of {len(rows)} runs reused from the run store (force=True retrains).")
+        return notes
+
+    def finish(self, parameters: dict[str, Any], **extra: Any) -> TableOutput:
+        """Add the standard notes after the table's own and write everything into ``out.out_dir``."""
+        self.out.notes += self.standard_notes()
+        data = [d.describe() for pair in self.splits.values() for d in pair]
+        data += [d.describe() for d in self._extra_data]
+        self.out.save(self.table, self.profile.name, data, time.perf_counter() - self.t0,
+                      parameters=parameters, **extra)
+        return self.out

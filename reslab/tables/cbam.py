@@ -45,46 +45,49 @@ runs every row from random weights on purpose (labelled likewise).
 from __future__ import annotations
 
 import os
-import re
-import time
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Sequence
 
 import pandas as pd
 
 from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment
-from ..experiment import RunSpec, load_splits, run_specs, summarise
-from ..models import checkpoint_dir, weights_filename
-from ..models._pretrained import load_weights_state_dict
-from ..models.tv import tv_weights
+from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
+from ..models import checkpoint_dir, load_weights_state_dict, tv_weights, weights_filename
 from ..params import param_table, paper_models
-from ..profiles import get_profile
-from ..results import output_dir
+from ..profiles import Profile
 from ..train import TrainConfig
-from ._common import TableOutput
+from ._common import TableOutput, TableRun
 
 TABLE = "cbam_resnet50_cifar10"
 PAPER = "cbam"
 DATASET = "cifar10"
 PAPER_EVAL_EVERY = 5  # the seed's log prints validation after epochs 5 and 10
 WEIGHTS = ("imagenet", "random")
-FALLBACK = " [random weights: ImageNet file missing]"
-RANDOM_ON_PURPOSE = " [random weights: weights='random']"
+PAPER_SIZE = 224
 
-#: Per-profile training recipes (the module docstring gives the reasons).
-RECIPES: dict[str, TrainConfig] = {
-    "smoke": TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
-                         max_steps=1, eval_batch_size=256, progress=False),
-    "paper": TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
-                         schedule="step", step_size=5, gamma=0.1, amp=True, eval_batch_size=500, progress=False),
-    "strong": TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4, schedule="cosine", warmup_epochs=1.0, label_smoothing=0.1, amp=True,
-                          eval_batch_size=500, progress=False),
+
+def seed_augment(resize: int) -> Augment:
+    """The seed's training pipeline at side ``resize`` (flip, random-resized-crop, ImageNet normalisation)."""
+    mean, std = IMAGENET_MEAN_STD
+    return Augment(flip=True, resize=resize, rrc_scale=(0.8, 1.0), rrc_ratio=(1.0, 1.0), mean=mean, std=std)
+
+
+def _recipe(cfg: TrainConfig, size: int) -> Recipe:
+    return Recipe(cfg, train_augment=seed_augment(size), input_size=size)
+
+
+#: Per-profile recipes (the module docstring gives the reasons); smoke runs at 32x32.
+RECIPES: dict[str, Recipe] = {
+    "smoke": _recipe(TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
+                                 max_steps=1, eval_batch_size=256, progress=False), 32),
+    "paper": _recipe(TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
+                                 schedule="step", step_size=5, gamma=0.1, amp=True, eval_batch_size=500,
+                                 progress=False), PAPER_SIZE),
+    "strong": _recipe(STRONG_CFG.replace(epochs=10, batch_size=64, lr=0.01, warmup_epochs=1.0, eval_batch_size=500),
+                      PAPER_SIZE),
 }
-#: Input side length per profile: the seed's 224, 32 in smoke (stated in every row).
-RESIZE: dict[str, int] = {"smoke": 32, "paper": 224, "strong": 224}
 
 
 @dataclass(frozen=True)
@@ -127,24 +130,11 @@ ROWS: tuple[CbamRow, ...] = (
 )
 AUDITED_ROW = "ResNet50 Scratch"  # the printed row whose log is shown
 
-_ROW_LABEL = re.compile(r"row label '([^']+)'")
-
 
 def paper_claims() -> pd.DataFrame:
-    """The seed's printed numbers, one row per number, with ``paper_row`` parsed from the note.
-
-    The claims' ``model`` column holds registered names, and ResNet50 / ResNet50 Scratch share
-    one; the printed row label is in each note (``row label '...'``).
-
-    Raises:
-        ValueError: if a claim's note names no row label.
-    """
-    claims = load_claims(PAPER)
-    labels = claims["note"].str.extract(_ROW_LABEL, expand=False)
-    if labels.isna().any():
-        bad = claims.loc[labels.isna(), "metric"].tolist()
-        raise ValueError(f"cbam claims {bad} have no \"row label '...'\" in their note; fix reslab/claims/cbam.csv")
-    return claims.assign(paper_row=labels)
+    """The seed's printed numbers, one row per number; ``row`` is the printed row label (the
+    claims' ``model`` column holds registered names, and ResNet50 / ResNet50 Scratch share one)."""
+    return load_claims(PAPER)
 
 
 def cbam_claims() -> pd.DataFrame:
@@ -152,7 +142,7 @@ def cbam_claims() -> pd.DataFrame:
     claims = paper_claims()
     table = claims[claims["table"] == "results table"]
     rows = []
-    for paper_row, grp in table.groupby("paper_row", sort=False):
+    for paper_row, grp in table.groupby("row", sort=False):
         by_metric = grp.set_index("metric")
         count = by_metric.loc[by_metric.index.isin(["params", "trainable_params"])].iloc[0]
         rows.append({
@@ -181,26 +171,20 @@ def cbam_params() -> pd.DataFrame:
     return param_table([s for s in paper_models() if s.paper == PAPER])[cols].rename(columns={"label": "paper_row"})
 
 
-def imagenet_weights_found(profile: str) -> bool:
-    """Whether ResNet-50's ImageNet weights are on disk (downloading them outside ``smoke``).
+def imagenet_weights_found(profile: Profile) -> bool:
+    """Whether ResNet-50's ImageNet weights are on disk (downloading them if the profile may).
 
     Raises:
-        PretrainedWeightsError: outside ``smoke``, when the file is missing and cannot be
-            downloaded; the message names the file and the folder to put it in.
+        PretrainedWeightsError: when the file is missing, cannot be downloaded and the profile
+            does not allow random weights in its place; the message names the file and the folder.
     """
     weights = tv_weights("resnet50")  # cbam_resnet50_attention loads the same file
     if os.path.isfile(os.path.join(checkpoint_dir(), weights_filename(weights))):
         return True
-    if profile == "smoke":  # smoke never downloads
+    if profile.allow_random_weights:  # never downloads: the rows run from random weights, labelled so
         return False
     load_weights_state_dict(weights)
     return True
-
-
-def seed_augment(resize: int) -> Augment:
-    """The seed's training pipeline at side ``resize`` (flip, random-resized-crop, ImageNet normalisation)."""
-    mean, std = IMAGENET_MEAN_STD
-    return Augment(flip=True, resize=resize, rrc_scale=(0.8, 1.0), rrc_ratio=(1.0, 1.0), mean=mean, std=std)
 
 
 def select_rows(rows: Sequence[str] | None) -> list[CbamRow]:
@@ -220,19 +204,24 @@ def select_rows(rows: Sequence[str] | None) -> list[CbamRow]:
     return [r for r in ROWS if r.paper_row in rows or r.label in rows]
 
 
-def cbam_specs(profile: str, resize: int, cfg: TrainConfig, rows: Sequence[CbamRow], imagenet: bool) -> list[RunSpec]:
-    """One :class:`RunSpec` per row; ``imagenet=False`` runs the pretrained rows from random weights."""
-    aug = seed_augment(resize)
+def cbam_specs(recipe: Recipe, rows: Sequence[CbamRow], imagenet: bool, weights: str = "imagenet") -> list[RunSpec]:
+    """One :class:`RunSpec` per row. Without ImageNet weights (``imagenet=False``) a pretrained
+    row runs from random weights: its ``init`` tag says so, ``weights_missing`` is set when the
+    file was missing (rather than ``weights='random'``), and its label carries a marker."""
     specs = []
     for row in rows:
-        label, pretrained = row.label, row.pretrained
-        if pretrained and not imagenet:
-            label += FALLBACK if profile == "smoke" else RANDOM_ON_PURPOSE
-            pretrained = False
-        specs.append(RunSpec(table=TABLE, label=label, model=row.model, dataset=DATASET, cfg=cfg,
-                             # freeze_backbone only where set: Sample ResNet has no backbone to freeze
-                             model_kwargs={"pretrained": pretrained} | ({"freeze_backbone": True} if row.freeze_backbone else {}),
-                             train_augment=aug, test_augment=aug.eval()))
+        pretrained = row.pretrained and imagenet
+        init, label, missing = row.init, row.label, False
+        if row.pretrained and not imagenet:
+            missing = weights == "imagenet"
+            why = "ImageNet file missing" if missing else "weights='random'"
+            init, label = f"random init [{why}]", f"{row.label} [random weights: {why}]"
+        specs.append(RunSpec(
+            table=TABLE, label=label, model=row.model, dataset=DATASET,
+            recipe=recipe.note_override("ImageNet weights missing: random init") if missing else recipe,
+            # freeze_backbone only where set: Sample ResNet has no backbone to freeze
+            model_kwargs={"pretrained": pretrained} | ({"freeze_backbone": True} if row.freeze_backbone else {}),
+            tags={"paper_row": row.paper_row, "init": init, "weights_missing": missing}))
     return specs
 
 
@@ -246,34 +235,78 @@ def _best_at_paper_evals(histories: pd.DataFrame) -> pd.DataFrame:
         "best_acc_paper_evals").reset_index()
 
 
-def _audit(histories: pd.DataFrame, rows: Sequence[CbamRow], labels: dict[str, str], comparable: dict[str, bool]
-           ) -> tuple[pd.DataFrame, list[str]]:
-    """Per epoch: the audited row's readings beside the seed's log."""
+def _audit(histories: pd.DataFrame, table: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """Per epoch: the audited row's readings beside the seed's log (with each reading's evidence)."""
     log = paper_log().drop(columns=["label", "seed"]).add_prefix("paper_").rename(columns={"paper_epoch": "epoch"})
-    ours = [labels[r.label] for r in rows if r.paper_row == AUDITED_ROW]
-    if not ours:
+    h = histories[histories["paper_row"] == AUDITED_ROW]
+    if h.empty:
         return pd.DataFrame(), []
-    h = histories[histories["label"].isin(ours)]
+    ours = list(dict.fromkeys(h["label"]))
     mean = h.groupby(["label", "epoch"], sort=False)[["train_acc", "test_acc", "train_loss"]].mean().reset_index()
     audit = mean.merge(log, on="epoch", how="left")
     audit["train_acc_diff"] = audit["train_acc"] - audit["paper_train_acc"]
     audit["test_acc_diff"] = audit["test_acc"] - audit["paper_test_acc"]
-    audit["comparable"] = audit["label"].map(comparable)
-    first = audit[(audit["epoch"] == 1) & audit["comparable"]]
+    audit = audit.merge(table[["label", "profile", "data_source", "evidence", "evidence_note"]], on="label", how="left")
+    first = audit[(audit["epoch"] == 1) & (audit["evidence"] == "protocol")]
     if len(first) == len(ours) and len(ours) > 1:
         closer = first.loc[first["train_acc_diff"].abs().idxmin()]
         notes = [f"audit: after epoch 1 the paper's log shows train accuracy {closer['paper_train_acc']:.4f}; the "
                  f"closest reading is {closer['label']!r} ({closer['train_acc']:.4f}); see cbam_audit.csv."]
     else:
-        notes = ["audit: no reading is chosen (smoke, synthetic or fallback rows, or only one reading run); "
-                 "see cbam_audit.csv for the numbers."]
+        notes = ["audit: no reading is chosen (not every reading of the audited row is a protocol run, or only one "
+                 "ran); see cbam_audit.csv for the numbers."]
     return audit, notes
 
 
+_TABLE_COLUMNS = [
+    "label", "paper_row", "init", "weights_missing", "model", "dataset", "data_source", "profile", "input_size",
+    "epochs", "n", "seeds", "params", "trainable_params", "paper_params", "paper_params_metric", "params_diff",
+    "params_match", "params_note", "train_acc_mean", "paper_train_acc", "train_acc_diff", "final_acc_mean",
+    "final_acc_std", "best_acc_mean", "best_acc_std", "best_acc_paper_evals_mean", "paper_test_acc", "test_acc_diff",
+    "evidence", "evidence_note", "device"]
+
+
+def _cbam_table(runs: pd.DataFrame, histories: pd.DataFrame, input_size: int) -> pd.DataFrame:
+    """One row per measured row: accuracies over seeds beside the printed row and its parameter count."""
+    runs = runs.merge(_best_at_paper_evals(histories), on=["label", "seed"])
+    tags = runs.groupby("label", sort=False)[["paper_row", "init", "weights_missing"]].first().reset_index()
+    summary = summarise(runs).merge(
+        runs.groupby("label", sort=False)["best_acc_paper_evals"].agg(best_acc_paper_evals_mean="mean").reset_index(),
+        on="label").merge(tags, on="label")
+    claimed = cbam_claims().rename(columns={"train_acc": "paper_train_acc", "test_acc": "paper_test_acc",
+                                            "parameters": "paper_params", "parameters_counted": "paper_params_metric"})
+    params = cbam_params()[["paper_row", "diff", "match", "note"]].rename(
+        columns={"diff": "params_diff", "match": "params_match", "note": "params_note"})
+    table = summary.merge(claimed.drop(columns="model"), on="paper_row", how="left").merge(params, on="paper_row",
+                                                                                          how="left")
+    table["train_acc_diff"] = table["train_acc_mean"] - table["paper_train_acc"]
+    table["test_acc_diff"] = table["best_acc_paper_evals_mean"] - table["paper_test_acc"]
+    table["input_size"] = input_size
+    return table[_TABLE_COLUMNS]
+
+
+def _curves(histories: pd.DataFrame, size: int, profile: Profile) -> dict:
+    log = paper_log()
+    return {"train_acc_per_epoch": plots.curves(
+                pd.concat([histories, log], ignore_index=True), y="train_acc", ylabel="train accuracy",
+                title=f"CIFAR-10 at {size}x{size}, {profile}: train accuracy per epoch"),
+            "test_acc_per_epoch": plots.curves(
+                pd.concat([histories, log.dropna(subset=["test_acc"])], ignore_index=True), y="test_acc",
+                ylabel="test accuracy", title=f"CIFAR-10 at {size}x{size}, {profile}: test accuracy per epoch")}
+
+
+def _without_twins(chosen: list[CbamRow]) -> tuple[list[CbamRow], list[str]]:
+    """Without ImageNet weights an "ImageNet init, all layers" reading is its random-init twin: keep one."""
+    twins = {(r.paper_row, r.model) for r in chosen if not r.pretrained}
+    skipped = [r.label for r in chosen if r.pretrained and not r.freeze_backbone and (r.paper_row, r.model) in twins]
+    notes = [f"not run without ImageNet weights (identical to their random-init reading): {skipped}."] if skipped else []
+    return [r for r in chosen if r.label not in skipped], notes
+
+
 def run_cbam(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     epochs: int | None = None,
     max_steps: int | None = None,
     resize: int | None = None,
@@ -285,10 +318,10 @@ def run_cbam(
 ) -> TableOutput:
     """Train the table's rows and compare them with the seed's table and log.
 
-    Writes ``cbam_table.csv`` (one row per measured row: init, resize, data source, trainable and
-    total parameters with the printed count, its difference and the model-zoo note; final-epoch
+    Writes ``cbam_table.csv`` (one row per measured row: init, input size, data source, trainable
+    and total parameters with the printed count, its difference and the model-zoo note; final-epoch
     train accuracy, final / best / best-at-the-paper's-evaluations test accuracy, the printed
-    values and the differences; ``comparable``), ``cbam_runs.csv`` (one row per seed, full
+    values and the differences; ``evidence``), ``cbam_runs.csv`` (one row per seed, full
     provenance), ``cbam_history.csv`` (per epoch), ``cbam_audit.csv`` (the ResNet50 Scratch
     readings per epoch beside the seed's log), ``cbam_params.csv``, ``train_acc_per_epoch.png``,
     ``test_acc_per_epoch.png`` and ``manifest.json``.
@@ -296,107 +329,57 @@ def run_cbam(
     Args:
         profile: ``smoke``, ``paper`` or ``strong`` (:data:`RECIPES`).
         data_root: Folder with CIFAR-10; default ``$RESLAB_DATA``.
-        seeds: One run per seed and row.
+        seeds: One run per seed and row (default ``[0]``).
         epochs: Override the recipe's epochs (``None``: the profile's).
         max_steps: Override the recipe's step cap (``None``: the profile's; 0: no cap).
-        resize: Input side length (``None``: 224, 32 in smoke).
+        resize: Input side length (``None``: the recipe's, 224; 32 in smoke).
         device: ``auto``, ``cpu``, ``cuda``...
         weights: ``imagenet`` (the seed's pretrained rows use torchvision's ImageNet weights, found
-            in ``$TORCH_HOME/hub/checkpoints``) or ``random`` (every row from random weights).
+            in ``$TORCH_HOME/hub/checkpoints``) or ``random`` (every row from random weights: an
+            override, so ``budget``).
         rows: Printed row labels (all their readings) or full labels; ``None``: every row.
         force: Retrain finished runs.
         out_dir: Where to write; default ``results/<profile>/cbam_resnet50_cifar10``.
 
     Raises:
         ValueError: unknown profile, weights or row, bad budgets or resize.
-        PretrainedWeightsError: outside ``smoke``, ImageNet weights missing with ``weights='imagenet'``.
+        PretrainedWeightsError: ImageNet weights missing with ``weights='imagenet'`` in a profile
+            that does not allow random weights in their place.
     """
-    get_profile(profile)
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
-    resize = RESIZE[profile] if resize is None else int(resize)
-    if resize < 32:
+    if resize is not None and int(resize) < 32:
         raise ValueError(f"resize must be at least 32 (ResNet-50 downsamples 32x), got {resize}.")
-    chosen = select_rows(rows)
-    overrides: dict[str, Any] = {"device": device}
-    if epochs is not None:
-        overrides["epochs"] = int(epochs)
-    if max_steps is not None:
-        overrides["max_steps"] = int(max_steps)
-    cfg = RECIPES[profile].replace(**overrides)
-    t0 = time.perf_counter()
-    out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
-
-    needs_imagenet = weights == "imagenet" and any(r.pretrained for r in chosen)
-    imagenet = needs_imagenet and imagenet_weights_found(profile)  # raises outside smoke when missing
-    if needs_imagenet and not imagenet:
-        # Without the weights an "ImageNet init, all layers" reading is its random-init twin: run that once.
-        twins = {(r.paper_row, r.model) for r in chosen if not r.pretrained}
-        skipped = [r.label for r in chosen if r.pretrained and not r.freeze_backbone and (r.paper_row, r.model) in twins]
-        chosen = [r for r in chosen if r.label not in skipped]
-        if skipped:
-            out.notes.append(f"not run without the ImageNet weights (identical to their random-init reading): {skipped}.")
-    specs = cbam_specs(profile, resize, cfg, chosen, imagenet)
-    labels = {row.label: spec.label for row, spec in zip(chosen, specs)}
-    runs, histories = run_specs(specs, profile, seeds, data_root=data_root, force=force)
-
-    # A pretrained row that ran from random weights says so in its label and its init.
-    info = pd.DataFrame([{
-        "label": spec.label, "paper_row": row.paper_row, "resize": resize,
-        "init": row.init if spec.label == row.label else f"random init{spec.label[len(row.label):]}",
-    } for row, spec in zip(chosen, specs)])
-    runs = runs.merge(info, on="label").merge(_best_at_paper_evals(histories), on=["label", "seed"])
-    summary = summarise(runs).merge(
-        runs.groupby("label", sort=False)["best_acc_paper_evals"].agg(best_acc_paper_evals_mean="mean").reset_index(),
-        on="label").merge(info, on="label")
-    claimed = cbam_claims().rename(columns={"train_acc": "paper_train_acc", "test_acc": "paper_test_acc",
-                                            "parameters": "paper_params", "parameters_counted": "paper_params_metric"})
-    params = cbam_params()
-    table = summary.merge(claimed.drop(columns="model"), on="paper_row", how="left").merge(
-        params[["paper_row", "diff", "match", "note"]].rename(
-            columns={"diff": "params_diff", "match": "params_match", "note": "params_note"}),
-        on="paper_row", how="left")
-    table["train_acc_diff"] = table["train_acc_mean"] - table["paper_train_acc"]
-    table["test_acc_diff"] = table["best_acc_paper_evals_mean"] - table["paper_test_acc"]
-    # Comparable with the printed row: the paper's data, input size and initialisation.
-    table["comparable"] = ((profile != "smoke") & (resize == 224) & ~table["data_source"].str.contains("synthetic")
-                           & ~table["init"].str.contains("[", regex=False))
-    order = ["label", "paper_row", "init", "model", "dataset", "data_source", "profile", "resize", "epochs", "n",
-             "seeds", "params", "trainable_params", "paper_params", "paper_params_metric", "params_diff",
-             "params_match", "params_note", "train_acc_mean", "paper_train_acc", "train_acc_diff", "final_acc_mean",
-             "final_acc_std", "best_acc_mean", "best_acc_std", "best_acc_paper_evals_mean", "paper_test_acc",
-             "test_acc_diff", "comparable", "device"]
-    table = table[order]
-    comparable = dict(zip(table["label"], table["comparable"]))
-    audit, audit_notes = _audit(histories, chosen, labels, comparable)
-
-    out.tables.update({"cbam_table": table, "cbam_runs": runs, "cbam_history": histories, "cbam_audit": audit,
-                       "cbam_params": params})
-    log = paper_log()
-    out.figures["train_acc_per_epoch"] = plots.curves(
-        pd.concat([histories, log], ignore_index=True), y="train_acc", ylabel="train accuracy",
-        title=f"CIFAR-10 at {resize}x{resize}, {profile}: train accuracy per epoch")
-    out.figures["test_acc_per_epoch"] = plots.curves(
-        pd.concat([histories, log.dropna(subset=["test_acc"])], ignore_index=True), y="test_acc",
-        ylabel="test accuracy", title=f"CIFAR-10 at {resize}x{resize}, {profile}: test accuracy per epoch")
-
-    sources = ", ".join(sorted(set(runs["data_source"])))
-    out.notes.append(f"data: {sources}; inputs resized to {resize}x{resize}; profile {profile}; "
-                     f"{cfg.epochs} epoch(s), max_steps {cfg.max_steps or 'none'}.")
-    if "synthetic" in sources:
-        out.notes.append("SYNTHETIC data: no CIFAR-10 found under the data root; these numbers say nothing about the paper.")
-    if needs_imagenet and not imagenet:
-        out.notes.append(f"ImageNet weights {weights_filename(tv_weights('resnet50'))} not found in {checkpoint_dir()}: "
-                         f"rows labelled '{FALLBACK.strip()}' ran from random weights (smoke only).")
+    run = TableRun(TABLE, profile, out_dir)
+    recipe = get_recipe(RECIPES, run.profile, "the CBAM table").with_overrides(
+        device=device, epochs=epochs, max_steps=max_steps, input_size=None if resize is None else int(resize))
+    seeds, recipe = run.seeds(seeds, recipe)
     if weights == "random":
-        out.notes.append("weights='random': every row ran from random weights, labelled so.")
-    out.notes.append("test_acc_diff = best_acc_paper_evals_mean (best of the epochs the seed evaluates: every 5th "
-                     "and the last) - the printed test accuracy; train_acc_diff uses the final epoch.")
-    out.notes += audit_notes
-    train_data, test_data = load_splits(DATASET, profile, data_root)
-    out.save(TABLE, profile, [train_data.describe(), test_data.describe()], time.perf_counter() - t0,
-             parameters={"seeds": [int(s) for s in seeds], "epochs": cfg.epochs, "max_steps": cfg.max_steps,
-                         "resize": resize, "device": device, "weights": weights,
-                         "rows": [r.label for r in chosen], "data_root": str(data_root) if data_root else None},
-             recipe=cfg.to_dict())
-    return out
+        recipe = recipe.note_override("weights=random")
+    chosen = select_rows(rows)
+    needs_imagenet = weights == "imagenet" and any(r.pretrained for r in chosen)
+    imagenet = needs_imagenet and imagenet_weights_found(run.profile)  # raises when missing and not allowed
+    if not imagenet:
+        chosen, skipped = _without_twins(chosen)
+        run.out.notes += skipped
+    runs, histories = run.train(cbam_specs(recipe, chosen, imagenet, weights), seeds, data_root, force)
+
+    table = _cbam_table(runs, histories, recipe.input_size)
+    audit, audit_notes = _audit(histories, table)
+    run.out.tables.update({"cbam_table": table, "cbam_runs": runs, "cbam_history": histories, "cbam_audit": audit,
+                           "cbam_params": cbam_params()})
+    run.out.figures.update(_curves(histories, recipe.input_size, run.profile))
+    run.out.notes.append(f"data: {', '.join(sorted(set(runs['data_source'])))}; inputs resized to "
+                         f"{recipe.input_size}x{recipe.input_size}; profile {run.profile}; {recipe.cfg.epochs} "
+                         f"epoch(s), max_steps {recipe.cfg.max_steps or 'none'}.")
+    if runs["weights_missing"].any():
+        run.out.notes.append(f"ImageNet weights {weights_filename(tv_weights('resnet50'))} not found in "
+                             "$TORCH_HOME/hub/checkpoints: rows marked 'random weights' ran from random weights.")
+    run.out.notes.append("test_acc_diff = best_acc_paper_evals_mean (best of the epochs the seed evaluates: every 5th "
+                         "and the last) - the printed test accuracy; train_acc_diff uses the final epoch.")
+    run.out.notes += audit_notes
+    return run.finish(parameters={"seeds": seeds, "epochs": recipe.cfg.epochs, "max_steps": recipe.cfg.max_steps,
+                                  "resize": recipe.input_size, "device": device, "weights": weights,
+                                  "rows": [r.label for r in chosen], "overrides": list(recipe.overrides),
+                                  "data_root": str(data_root) if data_root else None},
+                      recipe=recipe.cfg.to_dict())

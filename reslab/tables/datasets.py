@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import os
-import time
 from typing import Sequence
 
 import pandas as pd
 
 from .. import plots
 from ..data import DATASETS, SPLITS, get_spec, load_dataset
-from ..profiles import get_profile
-from ..results import output_dir
-from ._common import TableOutput
+from ..experiment import evidence_of
+from ..profiles import Profile
+from ._common import TableOutput, TableRun
 
 
 def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:
@@ -32,7 +31,7 @@ def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:
 
 
 def run_datasets(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     datasets: Sequence[str] = tuple(DATASETS),
     samples_per_class: int = 8,
@@ -41,7 +40,8 @@ def run_datasets(
     """Load every split of every data set and describe it.
 
     Writes ``datasets.csv`` (one row per data set and split: source, fingerprint, size, pixel
-    mean and std, smallest and largest class), ``class_counts.csv`` (one row per class) and a
+    mean and std, smallest and largest class, ``evidence``: ``smoke`` for synthetic data or the
+    smoke profile), ``class_counts.csv`` (one row per class) and a
     ``samples_<dataset>.png`` grid per data set (training split).
 
     Args:
@@ -52,20 +52,19 @@ def run_datasets(
         samples_per_class: Images per class in the sample grids.
         out_dir: Where to write; default ``results/<profile>/datasets``.
     """
-    prof = get_profile(profile)
     for name in datasets:
         get_spec(name)
     if samples_per_class <= 0:
         raise ValueError(f"samples_per_class must be positive, got {samples_per_class}.")
-    t0 = time.perf_counter()
-    out = TableOutput(out_dir=output_dir("datasets", profile, out_dir))
-    rows, counts, described = [], [], []
+    run = TableRun("datasets", profile, out_dir)
+    rows, counts = [], []
     for name in datasets:
         for split in SPLITS:
             # The whole split: this notebook reports the data as it is, whatever the profile.
-            d = load_dataset(name, split, root=data_root, download=prof.download,
-                             allow_synthetic=prof.allow_synthetic)
-            described.append(d.describe())
+            d = load_dataset(name, split, root=data_root, download=run.profile.download,
+                             allow_synthetic=run.profile.allow_synthetic)
+            run.describe(d)
+            evidence, note = evidence_of(run.profile, data_sources=[d.data_source])
             per_class = d.class_counts()
             pixels = d.images.float().div_(255)
             rows.append({
@@ -73,7 +72,7 @@ def run_datasets(
                 "split": split,
                 "source": d.source,
                 "data_source": d.data_source,
-                "profile": profile,
+                "profile": run.profile.name,
                 "fingerprint": d.fingerprint,
                 "images": len(d),
                 "shape": "x".join(str(s) for s in d.images.shape[1:]),
@@ -81,15 +80,13 @@ def run_datasets(
                 "pixel_std": round(pixels.std().item(), 4),
                 "min_class_count": min(per_class),
                 "max_class_count": max(per_class),
+                "evidence": evidence,
+                "evidence_note": note,
             })
             counts += [{"dataset": name, "split": split, "data_source": d.data_source, "label": i,
                         "class": c, "count": n} for i, (c, n) in enumerate(zip(d.classes, per_class))]
             if split == "train":
-                out.figures[f"samples_{name}"] = plots.sample_grid(d, per_class=samples_per_class)
-            if d.source == "synthetic":
-                out.notes.append(f"{name} {split}: no real data found, SYNTHETIC data used.")
-    out.tables["datasets"] = pd.DataFrame(rows)
-    out.tables["class_counts"] = pd.DataFrame(counts)
-    out.save("datasets", profile, described, time.perf_counter() - t0,
-             parameters={"data_root": str(data_root) if data_root else None, "datasets": list(datasets)})
-    return out
+                run.out.figures[f"samples_{name}"] = plots.sample_grid(d, per_class=samples_per_class)
+    run.out.tables["datasets"] = pd.DataFrame(rows)
+    run.out.tables["class_counts"] = pd.DataFrame(counts)
+    return run.finish(parameters={"data_root": str(data_root) if data_root else None, "datasets": list(datasets)})

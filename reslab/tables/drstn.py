@@ -48,9 +48,8 @@ Table 1 (Grad-CAM): see :func:`run_drstn_table1`.
 from __future__ import annotations
 
 import os
-import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
@@ -59,13 +58,13 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..experiment import RunSpec, checkpoint_path, load_splits, run_specs, runs_root, summarise
-from ..models import count_params, create_model
-from ..models._pretrained import PretrainedWeightsError
-from ..profiles import get_profile
-from ..results import output_dir
-from ..train import TrainConfig, load_checkpoint, resolve_device
-from ._common import TableOutput
+from ..experiment import (STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, get_recipe, load_splits,
+                          relative_to_runs, run_specs, summarise, weakest_evidence)
+from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights,
+                      weights_filename)
+from ..profiles import Profile, resolve_profile
+from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
+from ._common import TableOutput, TableRun, check_choice
 
 PAPER = "drstn"
 TABLE4 = "drstn_table4_cifar10"
@@ -88,21 +87,22 @@ TRANSFER_MODEL = "drstn_v5"
 TRANSFER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
 TRANSFER_SIZE = 32  # 28x28 -> the CIFAR-10 size DRSTN V5 was trained at
 
-#: Per-profile recipes (module docstring says why each value).
-TABLE4_RECIPES: dict[str, TrainConfig] = {
-    "smoke": TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-                         schedule="none", max_steps=1, eval_batch_size=256, channels_last=False, progress=False),
-    "paper": TrainConfig(epochs=50, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-                         schedule="cosine", amp=True),
-    "strong": TrainConfig(epochs=100, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4, schedule="cosine", warmup_epochs=5, label_smoothing=0.1, amp=True),
+_PAPER4 = TrainConfig(epochs=50, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
+                      schedule="cosine", amp=True)
+_SMOKE = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
+                     schedule="none", max_steps=1, eval_batch_size=256, channels_last=False, progress=False)
+#: Per-profile recipes of Table 4 (module docstring says why each value).
+TABLE4_RECIPES: dict[str, Recipe] = {
+    "smoke": Recipe(_SMOKE),
+    "paper": Recipe(_PAPER4),
+    "strong": Recipe(STRONG_CFG.replace(progress=True)),
 }
-TABLE5_RECIPES: dict[str, TrainConfig] = {
-    "smoke": TABLE4_RECIPES["smoke"],
-    "paper": TrainConfig(epochs=10, batch_size=128, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=5e-4,
-                         schedule="cosine", amp=True),
-    "strong": TrainConfig(epochs=20, batch_size=128, optimizer="sgd", lr=0.05, momentum=0.9, nesterov=True,
-                          weight_decay=5e-4, schedule="cosine", warmup_epochs=1, label_smoothing=0.1, amp=True),
+#: Per-profile recipes of Table 5: grey images repeated to RGB and resized to 32x32.
+TABLE5_RECIPES: dict[str, Recipe] = {
+    "smoke": Recipe(_SMOKE, input_size=TRANSFER_SIZE, to_rgb=True),
+    "paper": Recipe(_PAPER4.replace(epochs=10), input_size=TRANSFER_SIZE, to_rgb=True),
+    "strong": Recipe(STRONG_CFG.replace(epochs=20, lr=0.05, warmup_epochs=1, progress=True),
+                     input_size=TRANSFER_SIZE, to_rgb=True),
 }
 
 #: Table 1's networks: (label as printed, registered model, Grad-CAM target layer). The target
@@ -121,27 +121,6 @@ CAM_WEIGHTS = ("auto", "imagenet", "cifar10", "random")
 # Shared helpers
 
 
-def _check_seeds(seeds: Sequence[int]) -> list[int]:
-    try:
-        out = [int(s) for s in seeds]
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"seeds must be a list of integers such as [0, 1, 2], got {seeds!r}.") from exc
-    if not out or len(set(out)) != len(out) or min(out) < 0:
-        raise ValueError(f"seeds must be distinct non-negative integers, at least one, got {seeds!r}.")
-    return out
-
-
-def recipe(recipes: dict[str, TrainConfig], profile: str, device: str = "auto", **overrides: Any) -> TrainConfig:
-    """A profile's recipe with the notebook's overrides (``None`` keeps the profile's value).
-
-    Raises:
-        ValueError: for an unknown profile or an invalid override.
-    """
-    get_profile(profile)
-    changes = {k: v for k, v in overrides.items() if v is not None}
-    return recipes[profile].replace(device=device, **changes)
-
-
 def _claims(table: str) -> pd.DataFrame:
     claims = load_claims(PAPER)
     return claims[claims["table"] == table]
@@ -156,20 +135,11 @@ def claims_table(tables: Sequence[str] | None = None) -> pd.DataFrame:
     claims = load_claims(PAPER)
     if tables is not None:
         claims = claims[claims["table"].isin(list(tables))]
-    return claims[["table", "model", "dataset", "metric", "value", "unit"]].reset_index(drop=True)
+    return claims[["table", "row", "model", "dataset", "metric", "value", "unit"]].reset_index(drop=True)
 
 
-def _comparable(profile: str, data_source: str) -> bool:
-    # Smoke and synthetic rows never get a verdict (DESIGN honesty rules).
-    return profile != "smoke" and "synthetic" not in str(data_source)
-
-
-def _rel(path: Path) -> str:
-    """A run-store path relative to the run store (no machine paths in committed CSVs)."""
-    try:
-        return str(Path("<runs>") / Path(path).relative_to(runs_root()))
-    except ValueError:
-        return str(path)
+def _recipe(recipes: dict[str, Recipe], profile: Profile, device: str, **overrides) -> Recipe:
+    return get_recipe(recipes, profile, "this DRSTN table").with_overrides(device=device, **overrides)
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,66 +155,63 @@ def table4_param_counts() -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def table4_specs(
-    profile: str,
-    models: Sequence[str] | None = None,
-    device: str = "auto",
-    **overrides: Any,
-) -> list[RunSpec]:
-    """The Table 4 runs of a profile (Table 5 uses this to find DRSTN V5's checkpoint).
+def table4_specs(recipe: Recipe, models: Sequence[str] | None = None) -> list[RunSpec]:
+    """The Table 4 runs of a recipe (Table 5 uses this to find DRSTN V5's checkpoint).
 
     Args:
-        profile: ``smoke``, ``paper`` or ``strong``.
+        recipe: A Table 4 recipe (:data:`TABLE4_RECIPES`, possibly with overrides).
         models: A subset of Table 4's registered models; default all eight, in the paper's order.
-        device: Training device.
-        **overrides: ``TrainConfig`` fields replacing the profile's (``None`` keeps them).
 
     Raises:
-        ValueError: for an unknown profile, a model that is not in Table 4, or a bad override.
+        ValueError: for a model that is not in Table 4.
     """
-    cfg = recipe(TABLE4_RECIPES, profile, device, **overrides)
-    known = [m for _, m in TABLE4_ROWS]
-    if models is not None:
-        unknown = [m for m in models if m not in known]
-        if unknown or not models:
-            raise ValueError(f"models must be a non-empty subset of Table 4's {known}; got {list(models)}.")
-    chosen = set(models) if models is not None else set(known)
-    return [RunSpec(table=TABLE4, label=label, model=model, dataset="cifar10", cfg=cfg)
+    chosen = check_choice(models, [m for _, m in TABLE4_ROWS], "models")
+    return [RunSpec(table=TABLE4, label=label, model=model, dataset="cifar10", recipe=recipe)
             for label, model in TABLE4_ROWS if model in chosen]
 
 
-def table4_checkpoint(profile: str, seed: int, data_root: str | os.PathLike | None = None,
-                      model: str = TRANSFER_MODEL, device: str = "auto") -> tuple[RunSpec, Path]:
-    """The Table 4 run of ``model`` at the profile's recipe, and where its ``last.pt`` is."""
-    spec = table4_specs(profile, models=[model], device=device)[0]
-    return spec, checkpoint_path(spec, profile, seed, *load_splits("cifar10", profile, data_root))
+def table4_checkpoint(profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
+                      model: str = TRANSFER_MODEL) -> tuple[RunSpec, Path]:
+    """The Table 4 run of ``model`` at the profile's unchanged recipe, and where its ``last.pt`` is."""
+    prof = resolve_profile(profile)
+    spec = table4_specs(get_recipe(TABLE4_RECIPES, prof, "DRSTN Table 4"), models=[model])[0]
+    return spec, checkpoint_path(spec, prof, seed, *load_splits("cifar10", prof, data_root))
 
 
-def _gain_table(summary: pd.DataFrame, profile: str) -> pd.DataFrame:
-    """The abstract's relative gains of DRSTN V5 over three baselines, measured and claimed."""
-    best = dict(zip(summary["model"], summary["best_acc_mean"]))
+def _gain_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """The abstract's relative gains of DRSTN V5 over three baselines, measured and claimed.
+
+    A gain whose model or baseline has not run is NaN, and its note says which side is missing.
+    """
     rows = []
+    by_model = summary.set_index("model")
     for _, claim in _claims("abstract").iterrows():
         if not claim["metric"].startswith("test_acc_gain_vs_"):
             continue
         base = claim["metric"].removeprefix("test_acc_gain_vs_")
-        measured = (best[claim["model"]] / best[base] - 1) * 100 if claim["model"] in best and base in best else np.nan
-        source = ",".join(summary.loc[summary["model"].isin([claim["model"], base]), "data_source"].unique())
+        sides = [m for m in (claim["model"], base) if m in by_model.index]
+        missing = [m for m in (claim["model"], base) if m not in by_model.index]
+        measured = (by_model.loc[claim["model"], "best_acc_mean"] / by_model.loc[base, "best_acc_mean"] - 1) * 100 \
+            if not missing else np.nan
+        evidence, note = weakest_evidence(by_model.loc[sides, "evidence"], by_model.loc[sides, "evidence_note"]) \
+            if sides else ("smoke", "")
         rows.append({
             "model": claim["model"], "baseline": base, "metric": "relative gain of best test accuracy",
-            "measured_pct": round(measured, 2) if np.isfinite(measured) else np.nan,
-            "claimed_pct": claim["value"], "difference_pct": round(measured - claim["value"], 2)
-            if np.isfinite(measured) else np.nan,
-            "profile": profile, "data_source": source, "comparable": _comparable(profile, source),
+            "measured_pct": round(measured, 2) if np.isfinite(measured) else np.nan, "claimed_pct": claim["value"],
+            "difference_pct": round(measured - claim["value"], 2) if np.isfinite(measured) else np.nan,
+            "profile": ",".join(sorted(set(by_model.loc[sides, "profile"]))) if sides else "",
+            "data_source": ",".join(sorted(set(by_model.loc[sides, "data_source"]))) if sides else "",
+            "missing": ",".join(missing), "evidence": evidence,
+            "evidence_note": "; ".join(filter(None, [note, f"not run: {', '.join(missing)}" if missing else ""])),
         })
     return pd.DataFrame(rows)
 
 
 def run_drstn_table4(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     models: Sequence[str] | None = None,
     epochs: int | None = None,
     max_steps: int | None = None,
@@ -256,9 +223,9 @@ def run_drstn_table4(
 
     Writes into ``results/<profile>/drstn_table4_cifar10/`` (or ``out_dir``): ``table4.csv``
     (one row per model: parameters, best- and final-epoch test accuracy as mean/std/n over
-    seeds, the paper's value and the difference, a ``comparable`` flag, the checkpoint of each
-    seed in the run store), ``table4_runs.csv`` (one row per run with full provenance),
-    ``table4_gains.csv`` (the abstract's relative gains, measured and claimed),
+    seeds, the paper's value and the difference, ``evidence`` and ``evidence_note``, the
+    checkpoint of each seed in the run store), ``table4_runs.csv`` (one row per run with full
+    provenance), ``table4_gains.csv`` (the abstract's relative gains, measured and claimed),
     ``table4_history.csv``, and the Fig. 3 equivalent ``fig3_test_loss.png`` /
     ``fig3_test_acc.png``. Finished runs are reused; ``force`` retrains.
 
@@ -266,113 +233,107 @@ def run_drstn_table4(
         profile: ``smoke`` | ``paper`` | ``strong`` (recipes in :data:`TABLE4_RECIPES`).
         data_root: Folder with the data; default ``$RESLAB_DATA``.
         device: ``auto``, ``cpu``, ``cuda``...
-        seeds: One run per model and seed.
+        seeds: One run per model and seed (default the recipe's: ``[0]``).
         models: A subset of Table 4's models (default all eight).
-        epochs, max_steps, batch_size: Override the profile's recipe (``None`` keeps it).
+        epochs, max_steps, batch_size: Override the profile's recipe (``None`` keeps it; any
+            other value makes the rows ``budget``).
         force: Retrain finished runs.
         out_dir: Where to write.
     """
-    seeds = _check_seeds(seeds)
-    specs = table4_specs(profile, models, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
-    t0 = time.perf_counter()
-    rows, hist = run_specs(specs, profile, seeds, data_root=data_root, force=force)
-    train_data, test_data = load_splits("cifar10", profile, data_root)
-    rows["checkpoint"] = [_rel(checkpoint_path(next(s for s in specs if s.label == r.label), profile, r.seed,
-                                               train_data, test_data)) for r in rows.itertuples()]
+    run = TableRun(TABLE4, profile, out_dir)
+    recipe = _recipe(TABLE4_RECIPES, run.profile, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seeds, recipe = run.seeds(seeds, recipe)
+    specs = table4_specs(recipe, models)
+    rows, hist = run.train(specs, seeds, data_root, force)
+    rows["checkpoint"] = rows["run_dir"] + "/" + CHECKPOINT_NAME
 
     summary = summarise(rows)
     claims = _claims("Table 4").set_index("model")
     summary["claimed_best_acc"] = [as_fraction(claims.loc[m, "value"], claims.loc[m, "unit"]) for m in summary["model"]]
     summary["difference"] = (summary["best_acc_mean"] - summary["claimed_best_acc"]).round(4)
-    summary["comparable"] = [_comparable(profile, s) for s in summary["data_source"]]
     summary["checkpoints"] = [";".join(rows.loc[rows["label"] == label, "checkpoint"]) for label in summary["label"]]
 
-    out = TableOutput(out_dir=output_dir(TABLE4, profile, out_dir))
-    out.tables["table4"] = summary
-    out.tables["table4_runs"] = rows
-    out.tables["table4_gains"] = _gain_table(summary, profile)
-    out.tables["table4_history"] = hist
+    run.out.tables.update({"table4": summary, "table4_runs": rows, "table4_gains": _gain_table(summary),
+                           "table4_history": hist})
     source = ",".join(sorted(rows["data_source"].unique()))
     for y, name in (("test_loss", "loss"), ("test_acc", "accuracy")):
-        out.figures[f"fig3_{y}"] = plots.curves(
-            hist, y=y, title=f"Fig. 3 equivalent: CIFAR-10 test {name} ({profile}, {source}, seeds {seeds})")
-    out.notes += _data_notes(rows, profile)
-    reused = int(rows["reused"].sum())
-    if reused:
-        out.notes.append(f"{reused} of {len(rows)} runs reused from the run store (force=True retrains).")
-    out.save(TABLE4, profile, [train_data.describe(), test_data.describe()], time.perf_counter() - t0,
-             parameters={"seeds": seeds, "models": [s.model for s in specs], "recipe": specs[0].cfg.to_dict()})
-    return out
-
-
-def _data_notes(rows: pd.DataFrame, profile: str) -> list[str]:
-    notes = []
-    if (rows["data_source"] == "synthetic").any():
-        notes.append("No real data found: SYNTHETIC data used; these numbers say nothing about the paper.")
-    if profile == "smoke":
-        notes.append("smoke profile: a few optimiser steps on subsets, a check that the code runs, not a result.")
-    return notes
+        run.out.figures[f"fig3_{y}"] = plots.curves(
+            hist, y=y, title=f"Fig. 3 equivalent: CIFAR-10 test {name} ({run.profile}, {source}, seeds {seeds})")
+    return run.finish(parameters={"seeds": seeds, "models": [s.model for s in specs], "recipe": recipe.cfg.to_dict(),
+                                  "overrides": list(recipe.overrides)})
 
 
 # --------------------------------------------------------------------------------------------
 # Table 5: transfer to MNIST and Fashion-MNIST
 
 
-def table5_specs(
-    profile: str,
-    init_from: str | os.PathLike | None,
-    datasets: Sequence[str] = TRANSFER_DATASETS,
-    device: str = "auto",
-    **overrides: Any,
-) -> list[RunSpec]:
+def table5_specs(recipe: Recipe, init_from: str | os.PathLike | None,
+                 datasets: Sequence[str] = TRANSFER_DATASETS) -> list[RunSpec]:
     """DRSTN V5 on each target data set, from ``init_from`` (transfer) and from random weights.
 
     Raises:
-        ValueError: for an unknown profile, a data set outside MNIST / Fashion-MNIST, a bad override.
+        ValueError: for a data set outside MNIST / Fashion-MNIST.
     """
-    cfg = recipe(TABLE5_RECIPES, profile, device, **overrides)
-    _check_transfer_datasets(datasets)
     specs = []
-    for name in datasets:
-        train_aug = Augment.standard(name, train=True, resize=TRANSFER_SIZE, to_rgb=True)
+    for name in check_choice(datasets, TRANSFER_DATASETS, "datasets"):
         for init, source in (("transfer", init_from), ("random", None)):
             if init == "transfer" and source is None:
                 continue
             specs.append(RunSpec(table=TABLE5, label=f"{name} {init}", model=TRANSFER_MODEL, dataset=name,
-                                 cfg=cfg, train_augment=train_aug, init_from=source))
+                                 recipe=recipe, init_from=source, tags={"init": init}))
     return specs
 
 
-def _check_transfer_datasets(datasets: Sequence[str]) -> None:
-    bad = [d for d in datasets if d not in TRANSFER_DATASETS]
-    if bad or not datasets:
-        raise ValueError(f"datasets must be a non-empty subset of {list(TRANSFER_DATASETS)}; got {list(datasets)}.")
-
-
-def _source_checkpoint(profile: str, seed: int, data_root, device: str, notes: list[str]) -> Path:
+def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     """DRSTN V5's Table 4 checkpoint for ``seed``; trained first (and said so) when missing."""
-    spec, path = table4_checkpoint(profile, seed, data_root, device=device)
+    spec, path = table4_checkpoint(run.profile, seed, data_root)
     if not path.is_file():
-        notes.append(f"seed {seed}: DRSTN V5's Table 4 checkpoint ({profile}) was missing, so it was trained "
-                     f"first with Table 4's {profile} recipe.")
-        run_specs([spec], profile, [seed], data_root=data_root)
+        run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 checkpoint ({run.profile}) was missing, so it was "
+                             f"trained first with Table 4's {run.profile} recipe.")
+        run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits)
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")
     return path
 
 
-def _best_of_epochs(hist: pd.DataFrame) -> pd.DataFrame:
-    """Table 5's four columns per run: the best value of each over its epochs."""
-    return hist.groupby(["label", "seed"], sort=False).agg(
+def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
+    """Per data set, initialisation and metric: the best value over epochs as mean/std/n over
+    seeds, the paper's value for the transfer rows, and the transfer's gain over random init."""
+    best = hist.groupby(["label", "seed"], sort=False).agg(
         train_loss=("train_loss", "min"), test_loss=("test_loss", "min"),
         train_acc=("train_acc", "max"), test_acc=("test_acc", "max")).reset_index()
+    best = best.merge(rows[["label", "seed", "dataset", "init", "data_source", "profile", "epochs", "evidence",
+                            "evidence_note"]], on=["label", "seed"])
+    claims = _claims("Table 5")
+    table = []
+    for (dataset, init), group in best.groupby(["dataset", "init"], sort=False):
+        evidence, note = weakest_evidence(group["evidence"], group["evidence_note"])
+        for metric in ("train_loss", "test_loss", "train_acc", "test_acc"):
+            claim = claims[(claims["dataset"] == dataset) & (claims["metric"] == metric)]
+            claimed = float(claim["value"].iloc[0]) if init == "transfer" and len(claim) else np.nan
+            mean = group[metric].mean()
+            table.append({
+                "dataset": dataset, "init": init, "metric": f"best_{metric}", "mean": round(mean, 4),
+                "std": round(group[metric].std(), 4), "n": len(group), "claimed": claimed,
+                "difference": round(mean - claimed, 4) if np.isfinite(claimed) else np.nan,
+                "profile": ",".join(sorted(set(group["profile"]))),
+                "data_source": ",".join(sorted(set(group["data_source"]))),
+                "epochs": ",".join(map(str, sorted(group["epochs"].unique()))),
+                "seeds": ",".join(map(str, sorted(group["seed"]))), "evidence": evidence, "evidence_note": note,
+            })
+    table = pd.DataFrame(table)
+    random_mean = table[table["init"] == "random"].set_index(["dataset", "metric"])["mean"]
+    table["transfer_minus_random"] = [
+        round(r["mean"] - random_mean.get((r["dataset"], r["metric"]), np.nan), 4) if r["init"] == "transfer" else np.nan
+        for _, r in table.iterrows()]
+    return table
 
 
 def run_drstn_table5(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     datasets: Sequence[str] = TRANSFER_DATASETS,
     epochs: int | None = None,
     max_steps: int | None = None,
@@ -384,18 +345,19 @@ def run_drstn_table5(
     """Transfer DRSTN V5 from CIFAR-10 to MNIST and Fashion-MNIST, beside training from scratch.
 
     Seed ``s`` starts from seed ``s`` of DRSTN V5's Table 4 run of the same profile (trained
-    first if missing, and the notes say so), unless ``source_checkpoint`` names a ``last.pt``.
+    first if missing, and the notes say so), unless ``source_checkpoint`` names a ``last.pt``
+    (then the rows are ``budget``: not the profile's source run).
     Writes ``table5.csv`` (per data set and initialisation: best train loss, best test loss,
     best train accuracy, best test accuracy over epochs as mean/std/n over seeds, the paper's
     value and difference for the transfer rows, the transfer's gain over random
-    initialisation), ``table5_runs.csv`` (provenance per run), ``table5_history.csv`` and the
-    Fig. 4 equivalent ``fig4_test_acc.png`` / ``fig4_test_loss.png``.
+    initialisation, ``evidence``), ``table5_runs.csv`` (provenance per run), ``table5_history.csv``
+    and the Fig. 4 equivalent ``fig4_test_acc.png`` / ``fig4_test_loss.png``.
 
     Args:
         profile: ``smoke`` | ``paper`` | ``strong`` (recipes in :data:`TABLE5_RECIPES`).
         data_root: Folder with the data; default ``$RESLAB_DATA``.
         device: ``auto``, ``cpu``, ``cuda``...
-        seeds: Seeds of the target runs (and of their source runs).
+        seeds: Seeds of the target runs (and of their source runs); default ``[0]``.
         datasets: Target data sets.
         epochs, max_steps, batch_size: Override the profile's Table 5 recipe.
         source_checkpoint: A DRSTN V5 CIFAR-10 ``last.pt`` to start every seed from.
@@ -405,87 +367,60 @@ def run_drstn_table5(
     Raises:
         FileNotFoundError: if ``source_checkpoint`` does not exist.
     """
-    seeds = _check_seeds(seeds)
-    recipe(TABLE5_RECIPES, profile, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
-    _check_transfer_datasets(datasets)
-    if source_checkpoint is not None and not Path(source_checkpoint).is_file():
-        raise FileNotFoundError(f"source_checkpoint {source_checkpoint} does not exist; leave it None to use "
-                                f"(or train) DRSTN V5's Table 4 run.")
-    t0 = time.perf_counter()
-    out = TableOutput(out_dir=output_dir(TABLE5, profile, out_dir))
-    all_rows, all_hist = [], []
+    run = TableRun(TABLE5, profile, out_dir)
+    recipe = _recipe(TABLE5_RECIPES, run.profile, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seeds, recipe = run.seeds(seeds, recipe)
+    check_choice(datasets, TRANSFER_DATASETS, "datasets")
+    if source_checkpoint is not None:
+        if not Path(source_checkpoint).is_file():
+            raise FileNotFoundError(f"source_checkpoint {source_checkpoint} does not exist; leave it None to use "
+                                    f"(or train) DRSTN V5's Table 4 run.")
+        recipe = recipe.note_override("source_checkpoint given (not the profile's Table 4 run)")
+    parts = []
     for seed in seeds:
-        source = Path(source_checkpoint) if source_checkpoint else _source_checkpoint(
-            profile, seed, data_root, device, out.notes)
-        specs = table5_specs(profile, source, datasets, device, epochs=epochs, max_steps=max_steps,
-                             batch_size=batch_size)
-        rows, hist = run_specs(specs, profile, [seed], data_root=data_root, force=force)
-        rows["init"] = ["transfer" if s else "random" for s in rows["init_from"]]
-        rows["init_from"] = [_rel(Path(p)) if p else "" for p in rows["init_from"]]
-        all_rows.append(rows)
-        all_hist.append(hist)
-    rows = pd.concat(all_rows, ignore_index=True)
-    hist = pd.concat(all_hist, ignore_index=True)
-    hist["init"] = hist["label"].str.split(" ").str[-1]
+        source = Path(source_checkpoint) if source_checkpoint else _source_checkpoint(run, seed, data_root)
+        parts.append(run.train(table5_specs(recipe, source, datasets), [seed], data_root, force))
+    rows = pd.concat([p.rows for p in parts], ignore_index=True)
+    hist = pd.concat([p.histories for p in parts], ignore_index=True)
 
-    best = _best_of_epochs(hist).merge(rows[["label", "seed", "dataset", "init", "data_source", "epochs"]],
-                                       on=["label", "seed"])
-    claims = _claims("Table 5")
-    table = []
-    for (dataset, init), group in best.groupby(["dataset", "init"], sort=False):
-        source = ",".join(sorted(group["data_source"].unique()))
-        for metric in ("train_loss", "test_loss", "train_acc", "test_acc"):
-            claim = claims[(claims["dataset"] == dataset) & (claims["metric"] == metric)]
-            claimed = float(claim["value"].iloc[0]) if init == "transfer" and len(claim) else np.nan
-            mean = group[metric].mean()
-            table.append({
-                "dataset": dataset, "init": init, "metric": f"best_{metric}", "mean": round(mean, 4),
-                "std": round(group[metric].std(), 4), "n": len(group), "claimed": claimed,
-                "difference": round(mean - claimed, 4) if np.isfinite(claimed) else np.nan,
-                "profile": profile, "data_source": source, "epochs": ",".join(map(str, sorted(group["epochs"].unique()))),
-                "seeds": ",".join(map(str, sorted(group["seed"]))), "comparable": _comparable(profile, source),
-            })
-    table = pd.DataFrame(table)
-    random_mean = table[table["init"] == "random"].set_index(["dataset", "metric"])["mean"]
-    table["transfer_minus_random"] = [
-        round(r["mean"] - random_mean.get((r["dataset"], r["metric"]), np.nan), 4) if r["init"] == "transfer" else np.nan
-        for _, r in table.iterrows()]
-
-    out.tables["table5"] = table
-    out.tables["table5_runs"] = rows
-    out.tables["table5_history"] = hist
+    run.out.tables.update({"table5": _table5(rows, hist), "table5_runs": rows, "table5_history": hist})
     data_source = ",".join(sorted(rows["data_source"].unique()))
     for y, name in (("test_acc", "accuracy"), ("test_loss", "loss")):
-        out.figures[f"fig4_{y}"] = plots.curves(
+        run.out.figures[f"fig4_{y}"] = plots.curves(
             hist, y=y, title=f"Fig. 4 equivalent: DRSTN V5 test {name}, transfer vs random init "
-                             f"({profile}, {data_source})")
-    out.notes += _data_notes(rows, profile)
-    described = []
-    for name in datasets:
-        described += [d.describe() for d in load_splits(name, profile, data_root)]
-    out.save(TABLE5, profile, described, time.perf_counter() - t0,
-             parameters={"seeds": seeds, "datasets": list(datasets), "recipe": specs[0].cfg.to_dict(),
-                         "source_checkpoint": str(source_checkpoint) if source_checkpoint else None})
-    return out
+                             f"({run.profile}, {data_source})")
+    return run.finish(parameters={"seeds": seeds, "datasets": list(datasets), "recipe": recipe.cfg.to_dict(),
+                                  "overrides": list(recipe.overrides),
+                                  "source_checkpoint": str(source_checkpoint) if source_checkpoint else None})
 
 
 # --------------------------------------------------------------------------------------------
 # Table 1: Grad-CAM
 
 
-def _cam_model(model: str, weights: str, profile: str, data_root, allow_random: bool) -> tuple[torch.nn.Module, str, str]:
+def _imagenet_net(model: str, profile: Profile) -> torch.nn.Module:
+    """``model`` with torchvision's ImageNet weights; a profile that never downloads
+    (``download=False``) uses the file only when it is already on disk."""
+    if profile.download is False:
+        path = os.path.join(checkpoint_dir(), weights_filename(tv_weights(model)))
+        if not os.path.isfile(path):
+            raise PretrainedWeightsError(f"not on disk ({path}) and profile {profile} never downloads")
+    return create_model(model, num_classes=1000, pretrained=True)
+
+
+def _cam_model(model: str, weights: str, profile: Profile, data_root, allow_random: bool
+               ) -> tuple[torch.nn.Module, str, str]:
     """Build one Table 1 network; return ``(model, weights used, detail)``.
 
-    ``auto`` tries ImageNet weights (not in smoke), then the model's Table 4 CIFAR-10
-    checkpoint (seed 0, same profile), then random weights when allowed.
+    ``auto`` tries ImageNet weights, then the model's Table 4 CIFAR-10 checkpoint (seed 0, same
+    profile), then random weights when allowed.
     """
-    order = {"auto": ["cifar10", "random"] if profile == "smoke" else ["imagenet", "cifar10", "random"],
-             "imagenet": ["imagenet"], "cifar10": ["cifar10"], "random": ["random"]}[weights]
+    order = {"auto": ["imagenet", "cifar10", "random"]}.get(weights, [weights])
     tried = []
     for kind in order:
         if kind == "imagenet":
             try:
-                return create_model(model, num_classes=1000, pretrained=True), "imagenet", "torchvision ImageNet-1k"
+                return _imagenet_net(model, profile), "imagenet", "torchvision ImageNet-1k"
             except (PretrainedWeightsError, ValueError) as exc:
                 tried.append(f"imagenet: {str(exc).splitlines()[0]}")
         elif kind == "cifar10":
@@ -494,21 +429,42 @@ def _cam_model(model: str, weights: str, profile: str, data_root, allow_random: 
                 continue
             _, path = table4_checkpoint(profile, 0, data_root, model=model)
             if not path.is_file():
-                tried.append(f"cifar10: no Table 4 checkpoint yet ({_rel(path)}); run that notebook first")
+                tried.append(f"cifar10: no Table 4 checkpoint yet ({relative_to_runs(path)}); run that notebook first")
                 continue
             net = create_model(model, num_classes=10)
             net.load_state_dict(load_checkpoint(path)["model"])
-            return net, "cifar10", f"Table 4 {profile} checkpoint {_rel(path)}"
+            return net, "cifar10", f"Table 4 {profile} checkpoint {relative_to_runs(path)}"
         elif allow_random:
             torch.manual_seed(0)
             return create_model(model, num_classes=1000), "random", "random initialisation (seed 0)"
         else:
-            tried.append("random: not allowed outside smoke (allow_random=True allows it)")
+            tried.append(f"random: not allowed in profile {profile} (allow_random=True allows it)")
     raise FileNotFoundError(f"no usable weights for {model} (weights={weights!r}): " + "; ".join(tried))
 
 
+def _check_table1(weights: str, n_images: int, image_size: int) -> None:
+    if weights not in CAM_WEIGHTS:
+        raise ValueError(f"weights must be one of {CAM_WEIGHTS}, got {weights!r}.")
+    if not 1 <= int(n_images) <= 10:
+        raise ValueError(f"n_images must be between 1 and 10 (one image per CIFAR-10 class), got {n_images}.")
+    if int(image_size) < 64:
+        raise ValueError(f"image_size must be at least 64 (AlexNet needs 63x63), got {image_size}.")
+
+
+def _explain(label: str, model: str, layer: str, net: torch.nn.Module, kind: str, images: torch.Tensor,
+             image_size: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Grad-CAM maps and class probabilities of one network on ``images`` (its own input pipeline)."""
+    if kind == "cifar10":
+        aug = Augment.standard("cifar10", train=False)
+    else:
+        aug = Augment(resize=image_size, mean=IMAGENET_MEAN_STD[0], std=IMAGENET_MEAN_STD[1])
+    inputs = aug(images.to(dev))
+    cams, probs = gradcam.grad_cam(net.to(dev), inputs, layer)
+    return cams, probs, inputs.shape[-1]
+
+
 def run_drstn_table1(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
     weights: str = "auto",
@@ -522,84 +478,70 @@ def run_drstn_table1(
     The images are the first test image of each of the first ``n_images`` classes (of the
     profile's test subset, subset seed 0). Each network explains its own top-1 class with
     pytorch-grad-cam at the target layer of :data:`CAM_MODELS`. Weights (``weights='auto'``):
-    ImageNet when available (never tried in smoke), else the network's CIFAR-10 checkpoint from
-    the Table 4 notebook (ResNet-18 and DRSTN V5 only; seed 0, same profile), else random
-    weights (smoke, or ``allow_random=True``). The paper used an ImageNet bee photo; it
-    does not say which weights its networks had. Inputs: ImageNet and random weights get the
-    image resized bilinearly to ``image_size`` with ImageNet normalisation; CIFAR-10 weights
-    get the 32x32 image with CIFAR-10 normalisation (their training input).
+    ImageNet when available (a profile that never downloads uses the file only when it is on
+    disk), else the network's CIFAR-10 checkpoint from the Table 4 notebook (ResNet-18 and
+    DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``).
+    The paper used an ImageNet bee photo; it does not say which weights its networks had.
+    Inputs: ImageNet and random weights get the image resized bilinearly to ``image_size`` with
+    ImageNet normalisation; CIFAR-10 weights get the 32x32 image with CIFAR-10 normalisation.
 
     Writes ``table1_cam_stats.csv`` (per model and image: weights used, predicted class and
-    probability, :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` and the grid
-    ``table1_gradcam.png`` (original, then one overlay per model; titles say the weights).
+    probability, :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the
+    weights used and ``evidence``: only ImageNet weights under ``paper``/``strong`` with the
+    default ``weights`` and image size count as the protocol) and the grid ``table1_gradcam.png``.
 
     Raises:
         ValueError: for a bad ``weights``, ``n_images`` or ``image_size``.
         FileNotFoundError: when a network has no usable weights (e.g. ``paper`` without
             ImageNet weights and without ``allow_random``).
     """
-    prof = get_profile(profile)
-    if weights not in CAM_WEIGHTS:
-        raise ValueError(f"weights must be one of {CAM_WEIGHTS}, got {weights!r}.")
-    if not 1 <= int(n_images) <= 10:
-        raise ValueError(f"n_images must be between 1 and 10 (one image per CIFAR-10 class), got {n_images}.")
-    if int(image_size) < 64:
-        raise ValueError(f"image_size must be at least 64 (AlexNet needs 63x63), got {image_size}.")
-    allow_random = profile == "smoke" if allow_random is None else bool(allow_random)
+    _check_table1(weights, n_images, image_size)
+    run = TableRun(TABLE1, profile, out_dir)
+    allow_random = run.profile.allow_random_weights if allow_random is None else bool(allow_random)
     dev = resolve_device(device)
-    t0 = time.perf_counter()
-    test = load_dataset("cifar10", "test", root=data_root, seed=0, **prof.data_kwargs("test"))
+    test = load_dataset("cifar10", "test", root=data_root, seed=0, **run.profile.data_kwargs("test"))
+    run.describe(test)
     idx = [int(torch.nonzero(test.labels == c)[0]) for c in range(int(n_images))]
     images = test.images[idx]  # (N, 3, 32, 32) uint8
     display = Augment(resize=image_size)(images).clamp_(0, 1).mul_(255).round_().to(torch.uint8)
     display = display.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3) for the overlays
+    overrides = [f"{k}={v}" for k, v, d in (("weights", weights, "auto"), ("image_size", image_size, 224)) if v != d]
 
     stats, used, overlays = [], [], {}
     for label, model, layer in CAM_MODELS:
-        net, kind, detail = _cam_model(model, weights, profile, data_root, allow_random)
-        net = net.to(dev)
-        if kind == "cifar10":
-            aug = Augment.standard("cifar10", train=False)
-        else:
-            aug = Augment(resize=image_size, mean=IMAGENET_MEAN_STD[0], std=IMAGENET_MEAN_STD[1])
-        inputs = aug(images.to(dev))
-        cams, probs = gradcam.grad_cam(net, inputs, layer)
-        used.append({"label": label, "model": model, "weights": kind, "detail": detail,
-                     "target_layer": layer, "input_size": inputs.shape[-1]})
+        net, kind, detail = _cam_model(model, weights, run.profile, data_root, allow_random)
+        cams, probs, size = _explain(label, model, layer, net, kind, images, image_size, dev)
+        evidence, note = evidence_of(run.profile, overrides + ([] if kind == "imagenet" else [f"{kind} weights"]),
+                                     [test.data_source], complete=test.subset is None)
+        used.append({"label": label, "model": model, "weights": kind, "detail": detail, "target_layer": layer,
+                     "input_size": size, "evidence": evidence, "evidence_note": note})
         overlays[label] = [gradcam.overlay(display[i], cams[i]) for i in range(len(idx))]
         for i, k in enumerate(idx):
             pred = int(probs[i].argmax())
             stats.append({
                 "label": label, "model": model, "weights": kind, "image": i, "test_index": k,
                 "true_class": test.classes[int(test.labels[k])],
-                "predicted": test.classes[pred] if kind == "cifar10" else f"imagenet_{pred}" if kind == "imagenet"
-                else f"class_{pred}",
-                "probability": round(float(probs[i, pred]), 4), "input_size": inputs.shape[-1],
-                **gradcam.cam_stats(cams[i]), "profile": profile, "data_source": test.data_source,
+                "predicted": test.classes[pred] if kind == "cifar10" else f"{'imagenet' if kind == 'imagenet' else 'class'}_{pred}",
+                "probability": round(float(probs[i, pred]), 4), "input_size": size,
+                **gradcam.cam_stats(cams[i]), "profile": run.profile.name, "data_source": test.data_source,
             })
         del net
 
-    out = TableOutput(out_dir=output_dir(TABLE1, profile, out_dir))
-    out.tables["table1_cam_stats"] = pd.DataFrame(stats)
-    out.tables["table1_weights"] = pd.DataFrame(used)
+    run.out.tables.update({"table1_cam_stats": pd.DataFrame(stats), "table1_weights": pd.DataFrame(used)})
     weights_line = ", ".join(f"{u['label']}: {u['weights']}" for u in used)
-    out.figures["table1_gradcam"] = _cam_grid(display, overlays, used, test,
-                                              f"Table 1 equivalent: Grad-CAM ({profile}, {test.data_source} "
-                                              f"CIFAR-10 test images); weights - {weights_line}")
+    run.out.figures["table1_gradcam"] = _cam_grid(display, overlays, used, test,
+                                                  f"Table 1 equivalent: Grad-CAM ({run.profile}, {test.data_source} "
+                                                  f"CIFAR-10 test images); weights - {weights_line}")
     if any(u["weights"] == "random" for u in used):
-        out.notes.append("Some networks have RANDOM weights (see table1_weights): their maps show architecture, "
-                         "not learned attention.")
-    if test.data_source == "synthetic":
-        out.notes.append("No real CIFAR-10 found: SYNTHETIC images used.")
-    out.save(TABLE1, profile, [test.describe()], time.perf_counter() - t0,
-             parameters={"weights": weights, "n_images": n_images, "image_size": image_size,
-                         "allow_random": allow_random, "weights_used": used})
-    return out
+        run.out.notes.append("Some networks have RANDOM weights (see table1_weights): their maps show architecture, "
+                             "not learned attention.")
+    return run.finish(parameters={"weights": weights, "n_images": n_images, "image_size": image_size,
+                                  "allow_random": allow_random, "weights_used": used})
 
 
 def _cam_grid(display: np.ndarray, overlays: dict[str, list[np.ndarray]], used: list[dict], test, title: str):
     """Rows: images; columns: the original, then one Grad-CAM overlay per network."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # here, not at import: ``import reslab`` stays free of pyplot
 
     n, cols = display.shape[0], 1 + len(overlays)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.6), squeeze=False, dpi=70)

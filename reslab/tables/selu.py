@@ -50,9 +50,8 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
-from dataclasses import dataclass, field
-from typing import Any, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -60,11 +59,10 @@ import torch
 from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import MEAN_STD, Augment
-from ..experiment import RunSpec, load_splits, paired_comparison, run_specs, summarise
-from ..profiles import get_profile
-from ..results import output_dir
+from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, paired_comparison, summarise, weakest_evidence
+from ..profiles import Profile
 from ..train import TrainConfig, resolve_device
-from ._common import TableOutput
+from ._common import TableOutput, TableRun, check_choice
 
 TABLE = "selu_ablation_fashion_mnist"
 DATASET = "fashion_mnist"
@@ -79,7 +77,7 @@ class Variant:
     Attributes:
         label: The row label.
         model: A registered model name.
-        lr_decay: Whether the learning rate decays (the recipe says how).
+        lr_decay: Whether the learning rate decays (the recipe's ``row_changes['lr_decay']`` says how).
         long: Table 2's second row: twice the profile's epochs.
         baseline: The row it is compared with on the same seeds (``None`` for a baseline).
         tables: The paper's tables that print this row.
@@ -96,6 +94,11 @@ class Variant:
     def paper_epochs(self) -> int:
         return 2 * PAPER_EPOCHS if self.long else PAPER_EPOCHS
 
+    def recipe(self, recipe: Recipe) -> Recipe:
+        """This row's recipe: the decay schedule if it decays, twice the epochs (and step cap) if long."""
+        out = recipe.for_row("lr_decay") if self.lr_decay else recipe
+        return out.replace(epochs=2 * out.cfg.epochs, max_steps=2 * out.cfg.max_steps) if self.long else out
+
 
 VARIANTS: tuple[Variant, ...] = (
     Variant("ResNet34", "selu_resnet34_baseline", False, tables="Tables 2-5"),
@@ -110,116 +113,38 @@ VARIANTS: tuple[Variant, ...] = (
 _BY_LABEL = {v.label: v for v in VARIANTS}
 _SHORT = tuple(v.label for v in VARIANTS if not v.long)
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """How one profile trains the ablation.
-
-    Attributes:
-        cfg: The recipe of rows without LR decay.
-        decay: TrainConfig fields that rows with LR decay change.
-        train_augment: Batch transform of training batches.
-        test_augment: Batch transform of test batches.
-        seeds: Default seeds (one run per seed and row).
-        variants: Default row labels.
-    """
-
-    cfg: TrainConfig
-    decay: dict[str, Any]
-    train_augment: Augment
-    test_augment: Augment
-    seeds: tuple[int, ...]
-    variants: tuple[str, ...] = field(default=tuple(v.label for v in VARIANTS))
-
-
 _MEAN, _STD = MEAN_STD[DATASET]
 _NORM = Augment(mean=_MEAN, std=_STD)
 _PAPER_CFG = TrainConfig(epochs=PAPER_EPOCHS, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
                          schedule="none", progress=False)
-_PAPER_DECAY = {"schedule": "exponential", "gamma": 0.8}
+_PAPER_DECAY = {"lr_decay": {"schedule": "exponential", "gamma": 0.8}}
+_SMOKE_NORM = Augment(resize=14, mean=_MEAN, std=_STD)
 
+#: One recipe per profile; ``cfg`` is the recipe of rows without LR decay.
 RECIPES: dict[str, Recipe] = {
-    "paper": Recipe(_PAPER_CFG, _PAPER_DECAY, _NORM, _NORM, seeds=tuple(range(10))),
-    "strong": Recipe(
-        TrainConfig(epochs=30, batch_size=128, optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True,
-                    weight_decay=5e-4, schedule="none", warmup_epochs=1.0, label_smoothing=0.1, progress=False),
-        {"schedule": "cosine"}, Augment(pad_crop=4, flip=True, mean=_MEAN, std=_STD), _NORM, seeds=(0, 1, 2)),
-    "smoke": Recipe(_PAPER_CFG.replace(epochs=1, batch_size=16, max_steps=2), _PAPER_DECAY,
-                    Augment(resize=14, mean=_MEAN, std=_STD), Augment(resize=14, mean=_MEAN, std=_STD),
-                    seeds=(0, 1), variants=_SHORT),
-    "cpu15": Recipe(_PAPER_CFG.replace(epochs=2, batch_size=64), _PAPER_DECAY, _NORM, _NORM, seeds=(0, 1)),
+    "paper": Recipe(_PAPER_CFG, _NORM, _NORM, seeds=tuple(range(10)), row_changes=_PAPER_DECAY),
+    "strong": Recipe(STRONG_CFG.replace(epochs=30, schedule="none", warmup_epochs=1.0, amp=False),
+                     Augment(pad_crop=4, flip=True, mean=_MEAN, std=_STD), _NORM, seeds=(0, 1, 2),
+                     row_changes={"lr_decay": {"schedule": "cosine"}}),
+    "smoke": Recipe(_PAPER_CFG.replace(epochs=1, batch_size=16, max_steps=2), _SMOKE_NORM, _SMOKE_NORM,
+                    seeds=(0, 1), rows=_SHORT, row_changes=_PAPER_DECAY),
+    "cpu15": Recipe(_PAPER_CFG.replace(epochs=2, batch_size=64), _NORM, _NORM, seeds=(0, 1), row_changes=_PAPER_DECAY),
 }
 
 
-def get_recipe(profile: str) -> Recipe:
-    """The ablation's recipe for ``profile``.
-
-    Raises:
-        ValueError: for an unknown profile or one this table has no recipe for.
-    """
-    get_profile(profile)
-    if profile not in RECIPES:
-        raise ValueError(f"the SELU ablation has no {profile!r} recipe; use one of {', '.join(RECIPES)}.")
-    return RECIPES[profile]
-
-
-def _check_variants(variants: Sequence[str] | None, default: Sequence[str]) -> tuple[list[Variant], list[str]]:
+def _check_variants(variants: Sequence[str] | None, default: Sequence[str] | None) -> tuple[list[Variant], list[str]]:
     """The rows to run in table order, with their baselines added; and notes on what was added."""
-    if isinstance(variants, str):
-        raise ValueError(f"variants must be a list of row labels, got the string {variants!r}.")
-    names = list(default if variants is None else variants)
-    unknown = [n for n in names if n not in _BY_LABEL]
-    if unknown or not names:
-        raise ValueError(f"unknown or no variant(s) {unknown}; choose from {list(_BY_LABEL)}.")
-    wanted = set(names)
-    added = sorted({_BY_LABEL[n].baseline for n in names if _BY_LABEL[n].baseline} - wanted)
-    wanted |= set(added)
+    names = check_choice(variants, list(_BY_LABEL), "variants", default)
+    added = sorted({_BY_LABEL[n].baseline for n in names if _BY_LABEL[n].baseline} - set(names))
+    wanted = set(names) | set(added)
     notes = [f"added baseline row {a!r}: the paired comparison needs it." for a in added]
     return [v for v in VARIANTS if v.label in wanted], notes
 
 
-def _check_seeds(seeds: Sequence[int] | None, default: Sequence[int]) -> list[int]:
-    values = list(default if seeds is None else seeds)
-    if not values or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in values):
-        raise ValueError(f"seeds must be a non-empty list of non-negative integers, got {seeds!r}.")
-    if len(set(values)) != len(values):
-        raise ValueError(f"seeds must not repeat (a repeated seed is the same run), got {values}.")
-    return values
-
-
-def make_specs(
-    profile: str,
-    variants: Sequence[str] | None = None,
-    epochs: int | None = None,
-    max_steps: int | None = None,
-    batch_size: int | None = None,
-    device: str = "auto",
-) -> list[RunSpec]:
-    """The :class:`RunSpec` of every row for ``profile``.
-
-    Args:
-        profile: ``smoke``, ``paper``, ``strong`` or ``cpu15``.
-        variants: Row labels (default: the recipe's); missing baselines are added.
-        epochs: Epochs of the 1x rows (the 2x rows run twice as many); default the recipe's.
-        max_steps: Step cap of the 1x rows (doubled for the 2x rows); 0 = none; default the recipe's.
-        batch_size: Training batch size; default the recipe's.
-        device: ``auto``, ``cpu``, ``cuda``...
-    """
-    recipe = get_recipe(profile)
-    rows, _ = _check_variants(variants, recipe.variants)
-    changes: dict[str, Any] = {"device": device}
-    for name, value in (("epochs", epochs), ("max_steps", max_steps), ("batch_size", batch_size)):
-        if value is not None:
-            changes[name] = value
-    base = recipe.cfg.replace(**changes)
-    specs = []
-    for v in rows:
-        cfg = base.replace(**recipe.decay) if v.lr_decay else base
-        if v.long:
-            cfg = cfg.replace(epochs=2 * cfg.epochs, max_steps=2 * cfg.max_steps)
-        specs.append(RunSpec(table=TABLE, label=v.label, model=v.model, dataset=DATASET, cfg=cfg,
-                             train_augment=recipe.train_augment, test_augment=recipe.test_augment))
-    return specs
+def make_specs(recipe: Recipe, variants: Sequence[Variant]) -> list[RunSpec]:
+    """The :class:`RunSpec` of every row (``recipe``: the profile's, with a notebook's overrides)."""
+    return [RunSpec(table=TABLE, label=v.label, model=v.model, dataset=DATASET, recipe=v.recipe(recipe),
+                    tags={"lr_decay": v.lr_decay}) for v in variants]
 
 
 def _paper_numbers(v: Variant, claims: pd.DataFrame, metric: str) -> tuple[float, str]:
@@ -249,20 +174,53 @@ def _flush_denormals(device: str) -> Iterator[None]:
             torch.set_flush_denormal(False)
 
 
-def comparable(profile: str, data_sources: Sequence[str]) -> bool:
-    """Whether a row may be compared with the paper: real data and the profile's full splits."""
-    prof = get_profile(profile)
-    full = prof.train_subset is None and prof.test_subset is None
-    return full and profile != "smoke" and "synthetic" not in set(data_sources)
-
-
 def _loss_figure(histories: pd.DataFrame, labels: Sequence[str], title: str):
     sub = histories[histories["label"].isin(labels)]
     return plots.curves(sub, y="train_loss", title=title, ylabel="training loss (epoch mean)")
 
 
+def _ablation_table(runs: pd.DataFrame, paired: pd.DataFrame, variants: Sequence[Variant],
+                    specs: Sequence[RunSpec]) -> pd.DataFrame:
+    """One row per variant: accuracy over seeds, the paper's numbers, the paired gain and its interval."""
+    claims = load_claims(PAPER)
+    by_label = {v.label: v for v in variants}
+    schedules = {s.label: s.cfg.schedule for s in specs}
+    extra = []
+    for label in dict.fromkeys(runs["label"]):
+        v = by_label[label]
+        paper_acc, printed_in = _paper_numbers(v, claims, "test_acc")
+        gain, _ = _paper_numbers(v, claims, "test_acc_gain")
+        extra.append({"label": label, "lr_decay": v.lr_decay, "schedule": schedules[label],
+                      "paper_tables": printed_in or v.tables, "paper_epochs": v.paper_epochs,
+                      "paper_acc": paper_acc, "baseline": v.baseline or "", "paper_gain": gain})
+    table = summarise(runs).merge(pd.DataFrame(extra), on="label")
+    table["diff_best"] = table["best_acc_mean"] - table["paper_acc"]
+    table["diff_final"] = table["final_acc_mean"] - table["paper_acc"]
+    for metric, short in (("best_acc", "best"), ("final_acc", "final")):
+        p = paired[paired["metric"] == metric].set_index("label")
+        if metric == "best_acc":
+            table["paired_n"] = table["label"].map(p["n"])
+        for col, name in (("mean_diff", f"d_{short}"), ("ci95_low", f"d_{short}_ci95_low"),
+                          ("ci95_high", f"d_{short}_ci95_high")):
+            table[name] = table["label"].map(p[col])
+    return table
+
+
+def _figures(histories: pd.DataFrame, labels: set[str]) -> dict:
+    figures = {}
+    long = [lbl for lbl in ("ResNet34 (2x epochs)", "ResNet34+LR decay (2x epochs)") if lbl in labels]
+    decay_rows = long if len(long) == 2 else [lbl for lbl in ("ResNet34", "ResNet34+LR decay") if lbl in labels]
+    if len(decay_rows) == 2:
+        figures["fig4_5_lr_decay_loss"] = _loss_figure(histories, decay_rows,
+                                                       "Fig. 4-5: training loss without and with LR decay")
+    if "ResNet34+SELU" in labels:
+        figures["fig6_selu_vs_relu_loss"] = _loss_figure(histories, ["ResNet34", "ResNet34+SELU"],
+                                                         "Fig. 6: convergence of SELU and ReLU")
+    return figures
+
+
 def run_selu_ablation(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     seeds: Sequence[int] | None = None,
     epochs: int | None = None,
@@ -278,7 +236,7 @@ def run_selu_ablation(
     Writes into ``out_dir`` (default ``results/<profile>/selu_ablation_fashion_mnist``):
     ``selu_ablation.csv`` (one row per variant: mean, std and n of final- and best-epoch test
     accuracy, the paper's number and the differences, the paired difference with the baseline and
-    its 95 % interval, ``comparable``), ``paired.csv`` (the paired comparison, both metrics),
+    its 95 % interval, ``evidence``), ``paired.csv`` (the paired comparison, both metrics),
     ``runs.csv`` (one row per run, with provenance), ``histories.csv`` (per epoch),
     ``claims.csv`` (the paper's numbers as transcribed), ``fig4_5_lr_decay_loss.png``,
     ``fig6_selu_vs_relu_loss.png`` and ``manifest.json``.
@@ -286,11 +244,12 @@ def run_selu_ablation(
     Args:
         profile: ``smoke`` (default), ``paper``, ``strong`` or ``cpu15`` (see the module docstring).
         data_root: Folder with Fashion-MNIST; default ``$RESLAB_DATA``.
-        seeds: One run per seed and row; default the recipe's (10 in ``paper``).
-        epochs: Epochs of the 1x rows; default the recipe's (10 in ``paper``).
+        seeds: One run per seed and row; default the recipe's (10 in ``paper``; fewer makes the
+            rows ``budget``: the paper prints means of 10 runs).
+        epochs: Epochs of the 1x rows (the 2x rows run twice as many); default the recipe's.
         max_steps: Step cap per 1x run (0 = none); default the recipe's.
         batch_size: Training batch size; default the recipe's.
-        variants: Row labels (:data:`VARIANTS`); default the recipe's.
+        variants: Row labels (:data:`VARIANTS`); default the recipe's; missing baselines are added.
         device: ``auto``, ``cpu``, ``cuda``...
         force: Retrain finished runs.
         out_dir: Where to write.
@@ -299,68 +258,40 @@ def run_selu_ablation(
         ValueError: unknown profile, variant or device; bad seeds or budgets.
         FileNotFoundError: no real data for a profile that needs it.
     """
-    recipe = get_recipe(profile)
-    seed_list = _check_seeds(seeds, recipe.seeds)
-    rows_wanted, notes = _check_variants(variants, recipe.variants)
-    specs = make_specs(profile, [v.label for v in rows_wanted], epochs, max_steps, batch_size, device)
-    t0 = time.perf_counter()
+    run = TableRun(TABLE, profile, out_dir)
+    recipe = get_recipe(RECIPES, run.profile, "the SELU ablation").with_overrides(
+        device=device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seed_list, recipe = run.seeds(seeds, recipe)
+    rows_wanted, notes = _check_variants(variants, recipe.rows)
+    specs = make_specs(recipe, rows_wanted)
     with _flush_denormals(device):
-        runs, histories = run_specs(specs, profile, seed_list, data_root=data_root, force=force)
+        runs, histories = run.train(specs, seed_list, data_root, force)
 
+    paired = paired_comparison(runs, {v.label: v.baseline for v in rows_wanted if v.baseline})
+    table = _ablation_table(runs, paired, rows_wanted, specs)
+    # A gain is as strong as the weaker of its two rows.
+    paired = paired.merge(table[["label", "paper_gain"]], on="label", how="left").merge(
+        _pair_evidence(table, paired), on="label", how="left")
     claims = load_claims(PAPER)
-    summary = summarise(runs)
-    by_label = {v.label: v for v in rows_wanted}
-    cfgs = {s.label: s.cfg for s in specs}
-    pairs = {v.label: v.baseline for v in rows_wanted if v.baseline}
-    paired = paired_comparison(runs, pairs)
-    extra = []
-    for label in summary["label"]:
-        v = by_label[label]
-        paper_acc, printed_in = _paper_numbers(v, claims, "test_acc")
-        gain, _ = _paper_numbers(v, claims, "test_acc_gain")
-        extra.append({"label": label, "lr_decay": v.lr_decay, "schedule": cfgs[label].schedule,
-                      "paper_tables": printed_in or v.tables, "paper_epochs": v.paper_epochs,
-                      "paper_acc": paper_acc, "baseline": v.baseline or "", "paper_gain": gain})
-    table = summary.merge(pd.DataFrame(extra), on="label")
-    table["diff_best"] = table["best_acc_mean"] - table["paper_acc"]
-    table["diff_final"] = table["final_acc_mean"] - table["paper_acc"]
-    for metric, short in (("best_acc", "best"), ("final_acc", "final")):
-        p = paired[paired["metric"] == metric].set_index("label")
-        if metric == "best_acc":
-            table["paired_n"] = table["label"].map(p["n"])
-        for col, name in (("mean_diff", f"d_{short}"), ("ci95_low", f"d_{short}_ci95_low"),
-                          ("ci95_high", f"d_{short}_ci95_high")):
-            table[name] = table["label"].map(p[col])
-    table["comparable"] = [comparable(profile, ds.split(",")) for ds in table["data_source"]]
-    paired = paired.merge(table[["label", "paper_gain", "comparable"]], on="label", how="left")
-
-    out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
-    out.tables = {"selu_ablation": table, "paired": paired, "runs": runs, "histories": histories,
-                  "claims": claims.drop(columns=["file"]).astype({"epochs": int})}
-    long = [lbl for lbl in ("ResNet34 (2x epochs)", "ResNet34+LR decay (2x epochs)") if lbl in by_label]
-    decay_rows = long if len(long) == 2 else [lbl for lbl in ("ResNet34", "ResNet34+LR decay") if lbl in by_label]
-    if len(decay_rows) == 2:
-        out.figures["fig4_5_lr_decay_loss"] = _loss_figure(
-            histories, decay_rows, "Fig. 4-5: training loss without and with LR decay")
-    if "ResNet34+SELU" in by_label:
-        out.figures["fig6_selu_vs_relu_loss"] = _loss_figure(
-            histories, ["ResNet34", "ResNet34+SELU"], "Fig. 6: convergence of SELU and ReLU")
-
-    sources = sorted(set(runs["data_source"]))
-    notes.append(f"profile {profile}: {get_profile(profile).description}; data source(s): {', '.join(sources)}; "
-                 f"{len(seed_list)} run(s) per row (seeds {seed_list}); epochs of the 1x rows: "
-                 f"{sorted(set(runs[~runs['label'].str.contains('2x')]['epochs']))}.")
-    if "synthetic" in sources:
-        notes.append("no real Fashion-MNIST found: SYNTHETIC data used; the numbers test the code, not the paper.")
-    if not table["comparable"].any():
-        notes.append("not comparable with the paper (smoke, synthetic data or data subsets): no verdicts.")
-    if runs["reused"].any():
-        notes.append(f"{int(runs['reused'].sum())} of {len(runs)} run(s) reused from the run store (force=True retrains).")
-    described = [d.describe() for d in load_splits(DATASET, profile, data_root)]
-    out.notes = notes
-    out.save(TABLE, profile, described, time.perf_counter() - t0, parameters={
+    run.out.tables = {"selu_ablation": table, "paired": paired, "runs": runs, "histories": histories,
+                      "claims": claims.drop(columns=["file"]).astype({"epochs": int})}
+    run.out.figures = _figures(histories, set(table["label"]))
+    run.out.notes = notes + [
+        f"profile {run.profile}: {run.profile.description}; {len(seed_list)} run(s) per row (seeds {seed_list}); "
+        f"epochs of the 1x rows: {sorted(set(runs[~runs['label'].str.contains('2x')]['epochs']))}."]
+    return run.finish(parameters={
         "data_root": str(data_root) if data_root else None, "seeds": seed_list, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "variants": [v.label for v in rows_wanted],
         "device": device, "force": force, "recipes": {s.label: s.cfg.to_dict() for s in specs},
-        "train_augment": repr(recipe.train_augment), "test_augment": repr(recipe.test_augment)})
-    return out
+        "overrides": list(recipe.overrides), "train_augment": repr(recipe.train_augment),
+        "test_augment": repr(recipe.test_augment)})
+
+
+def _pair_evidence(table: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
+    """``evidence`` / ``evidence_note`` of each paired gain: the weaker of the row and its baseline."""
+    ev = table.set_index("label")
+    rows = []
+    for label, base in dict(zip(paired["label"], paired["baseline"])).items():
+        kind, note = weakest_evidence(ev.loc[[label, base], "evidence"], ev.loc[[label, base], "evidence_note"])
+        rows.append({"label": label, "evidence": kind, "evidence_note": note})
+    return pd.DataFrame(rows, columns=["label", "evidence", "evidence_note"])

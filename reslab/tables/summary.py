@@ -13,11 +13,19 @@ parameter counts in the printed unit.
 
 Verdicts (:func:`verdict`; the rule applied is written in each row's ``rule`` column):
 
-- ``smoke only``: the run used the ``smoke`` profile or synthetic data. It checks the code, never a
-  claim.
-- ``budget only``: real data, but a reduced budget that is not the paper's protocol (``cpu15``, a
-  ``budget=N`` run): shown, never judged.
-- ``reproduced`` / ``not reproduced``, for comparable runs (``paper`` / ``strong`` on real data):
+The evidence of every measurement is decided once, where the runs are made
+(:func:`reslab.experiment.evidence_of`: the ``evidence`` and ``evidence_note`` columns of the
+tables' CSVs); the summary reads it and never re-derives it:
+
+- ``smoke only``: evidence ``smoke`` (the ``smoke`` profile or synthetic data). It checks the code,
+  never a claim.
+- ``budget only``: evidence ``budget`` (a reduced-budget profile such as ``cpu15``, data subsets,
+  or any override of the recipe: epochs, steps, batch size, input size, weights, ``budget=N``...);
+  the ``rule`` column names what made it so. Shown, never judged.
+- ``not run``: no results folder measures the claim, or the claim is a difference (a gain) whose
+  other side has not run.
+- ``reproduced`` / ``not reproduced``, for evidence ``protocol`` (``paper`` / ``strong`` run as
+  specified on real, complete data):
   - accuracy or error rate: ``|ours - paper| <= 1.0`` percentage point (:data:`RATE_TOLERANCE_PP`),
     ours being the mean over seeds; with n >= 2 the 95 % t-interval of our mean is shown beside it;
   - relative gain printed without an interval (DRSTN's "15.5 % higher"): the same 1.0 point rule;
@@ -27,7 +35,6 @@ Verdicts (:func:`verdict`; the rule applied is written in each row's ``rule`` co
   - parameter count: equal within the printed rounding (half a unit of the last printed digit) or
     exactly for printed integers. A count needs no training and no data, so it gets a verdict in
     every profile (profile ``-``, data source ``none``).
-- ``not run``: no results folder measures the claim.
 
 Outputs go to ``results/summary/`` (not per profile: the summary reads every profile):
 ``summary.csv`` (every row), ``headline.csv`` (one row per claim, from the strongest evidence:
@@ -40,17 +47,15 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import time
 from pathlib import Path
 from typing import Callable
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..claims import as_fraction, load_claims
 from ..experiment import t_quantile_975
-from ..profiles import PROFILES
+from ..profiles import BUDGET, PROFILES, SMOKE
 from ..results import results_root, write_csv
 from ._common import TableOutput
 
@@ -64,7 +69,7 @@ PAPER_TITLES = {
 }
 RATE_TOLERANCE_PP = 1.0
 LOSS_TOLERANCE = 0.10
-EVIDENCE_ORDER = ("paper", "strong", "cpu15", "smoke")  # strongest first
+EVIDENCE_ORDER = tuple(sorted(PROFILES, key=lambda name: PROFILES[name].rank))  # strongest first
 VERDICTS = ("reproduced", "not reproduced", "budget only", "smoke only", "not run")
 COLUMNS = ["paper", "table", "claim", "claim_id", "paper_value", "unit", "ours", "ours_std", "n", "ours_text",
            "difference", "ci95_low", "ci95_high", "data_source", "profile", "verdict", "rule", "basis", "note", "results"]
@@ -74,10 +79,11 @@ COLUMNS = ["paper", "table", "claim", "claim_id", "paper_value", "unit", "ours",
 
 
 def _measure(claim_id: str, ours: float, *, std: float = math.nan, n: float = math.nan, kind: str,
-             data_source: str, profile: str, comparable: bool, basis: str, ci: tuple[float, float] | None = None,
-             match: bool | None = None, note: str = "") -> dict:
+             data_source: str, profile: str, evidence: str, evidence_note: str = "", basis: str,
+             ci: tuple[float, float] | None = None, match: bool | None = None, note: str = "") -> dict:
     return {"claim_id": claim_id, "ours": ours, "ours_std": std, "n": n, "kind": kind, "data_source": data_source,
-            "profile": profile, "comparable": bool(comparable), "basis": basis,
+            "profile": profile, "evidence": evidence,
+            "evidence_note": "" if pd.isna(evidence_note) else str(evidence_note), "basis": basis,
             "ci95_low": ci[0] if ci else math.nan, "ci95_high": ci[1] if ci else math.nan, "match": match,
             "note": "" if pd.isna(note) else str(note)}
 
@@ -103,14 +109,14 @@ def _drstn_table4(folder: Path, claims: pd.DataFrame) -> list[dict]:
         cid = _one(claims, paper="drstn", table="Table 4", model=r.model, dataset=r.dataset, metric="test_acc")
         if cid:
             out.append(_measure(cid, _pct(r.best_acc_mean), std=_pct(r.best_acc_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                 basis="best-epoch test accuracy, mean over seeds"))
     gains = pd.read_csv(folder / "table4_gains.csv")
     for r in gains.itertuples():
         cid = _one(claims, paper="drstn", table="abstract", model=r.model, metric=f"test_acc_gain_vs_{r.baseline}")
         if cid:
             out.append(_measure(cid, float(r.measured_pct), kind="rate", data_source=r.data_source, profile=r.profile,
-                                comparable=r.comparable, basis="relative gain of mean best-epoch accuracy, in %"))
+                                evidence=r.evidence, evidence_note=r.evidence_note, basis="relative gain of mean best-epoch accuracy, in %"))
     return out
 
 
@@ -129,7 +135,7 @@ def _drstn_table5(folder: Path, claims: pd.DataFrame) -> list[dict]:
             if cid:
                 out.append(_measure(cid, float(r.mean) if loss else _pct(r.mean),
                                     std=float(r.std) if loss else _pct(r.std), n=r.n, kind="loss" if loss else "rate",
-                                    data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                    data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                     basis=f"{r.metric.replace('_', ' ')} over epochs after transfer from CIFAR-10, "
                                           "mean over seeds"))
     return out
@@ -144,7 +150,7 @@ def _selu(folder: Path, claims: pd.DataFrame) -> list[dict]:
         for c in sel[(sel["model"] == r.model) & (sel["metric"] == "test_acc") & (sel["lr_decay"] == decay)
                      & (sel["epochs"].astype(float) == float(r.paper_epochs))].itertuples():
             out.append(_measure(c.claim_id, _pct(r.final_acc_mean), std=_pct(r.final_acc_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                 basis=f"final-epoch test accuracy after {r.epochs} epochs (the paper: mean accuracy "
                                       f"after {r.paper_epochs}), mean over seeds"))
     paired = pd.read_csv(folder / "paired.csv")
@@ -155,19 +161,16 @@ def _selu(folder: Path, claims: pd.DataFrame) -> list[dict]:
                    lr_decay="yes" if v.lr_decay else "no", epochs=float(v.paper_epochs))
         if cid:
             out.append(_measure(cid, _pct(r.mean_diff), std=_pct(r.std_diff), n=r.n, kind="paired_gain",
-                                data_source=v.data_source, profile=v.profile, comparable=r.comparable,
+                                data_source=v.data_source, profile=v.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                 ci=(_pct(r.ci95_low), _pct(r.ci95_high)),
                                 basis=f"paired gain over '{r.baseline}' (same seeds), final-epoch accuracy, "
                                       "percentage points"))
     return out
 
 
-_ROW = re.compile(r"row label '([^']+)'")
-
-
 def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
     out = []
-    sel = claims[claims["paper"] == "cbam"].assign(row=lambda c: c["note"].str.extract(_ROW, expand=False))
+    sel = claims[claims["paper"] == "cbam"]
     table = pd.read_csv(folder / "cbam_table.csv")
     for r in table.itertuples():
         for metric, value, basis in (("train_acc", r.train_acc_mean, "final-epoch training accuracy, mean over seeds"),
@@ -176,12 +179,12 @@ def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
             cid = _one(sel, table="results table", row=r.paper_row, metric=metric)
             if cid:
                 out.append(_measure(cid, _pct(value), n=r.n, kind="rate", data_source=r.data_source,
-                                    profile=r.profile, comparable=r.comparable, basis=basis))
+                                    profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note, basis=basis))
         cid = _one(sel, table="results table", row=r.paper_row, metric=r.paper_params_metric)
         if cid:
             count = r.params if r.paper_params_metric == "params" else r.trainable_params
             out.append(_measure(cid, float(count), n=1, kind="params", data_source="none", profile="-",
-                                comparable=True, match=bool(r.params_match), note=r.params_note,
+                                evidence="protocol", match=bool(r.params_match), note=r.params_note,
                                 basis=f"{r.paper_params_metric.replace('_', ' ')} of our implementation"))
     audit_path = folder / "cbam_audit.csv"
     if audit_path.is_file():
@@ -193,8 +196,8 @@ def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
                 if cid and pd.notna(value):
                     loss = what.endswith("loss")
                     out.append(_measure(cid, float(value) if loss else _pct(value), n=1,
-                                        kind="loss" if loss else "rate", data_source=_source(folder),
-                                        profile=_profile(folder), comparable=r.comparable,
+                                        kind="loss" if loss else "rate", data_source=r.data_source,
+                                        profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                         basis=f"{what.replace('_', ' ')} at epoch {int(r.epoch)} of the audited run"))
     return out
 
@@ -207,31 +210,16 @@ def _survey(folder: Path, claims: pd.DataFrame) -> list[dict]:
         cid = _one(sel, table=r.table, model=r.model, dataset="", metric="params")
         if cid:
             out.append(_measure(cid, r.params / 1e6, n=1, kind="params", data_source="none", profile="-",
-                                comparable=True, match=bool(r.match), note=r.note,
+                                evidence="protocol", match=bool(r.match), note=r.note,
                                 basis="parameter count of our implementation, millions (reslab params)"))
     errors = pd.read_csv(folder / "error_rates.csv")
     for r in errors[errors["trained"]].itertuples():
         cid = _one(sel, table=r.table, model=r.model, dataset=r.dataset, metric="error_rate")
         if cid:
             out.append(_measure(cid, float(r.best_error), std=float(r.best_error_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, comparable=r.comparable,
+                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
                                 basis="best-epoch test error, mean over seeds"))
     return out
-
-
-def _manifest(folder: Path) -> dict:
-    import json
-
-    path = folder / "manifest.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def _source(folder: Path) -> str:
-    return ",".join(sorted({d["data_source"] for d in _manifest(folder).get("data", [])})) or "unknown"
-
-
-def _profile(folder: Path) -> str:
-    return _manifest(folder).get("profile", folder.parent.name)
 
 
 # Table notebook -> extractor. Tables with no numeric claims (DRSTN Table 1: Grad-CAM figures;
@@ -265,7 +253,7 @@ def measurements(root: str | os.PathLike | None = None, claims: pd.DataFrame | N
                 raise ValueError(f"cannot read the results in {folder} ({type(exc).__name__}: {exc}); rerun "
                                  f"`reslab reproduce --only {name} --profile {profile}` or delete the folder.") from exc
             rows += [row | {"results": f"{profile}/{name}"} for row in found]
-    frame = pd.DataFrame(rows, columns=list(_measure("", 0, kind="", data_source="", profile="", comparable=False,
+    frame = pd.DataFrame(rows, columns=list(_measure("", 0, kind="", data_source="", profile="", evidence="",
                                                      basis="")) + ["results"])
     # A parameter count is the same in every profile: keep one.
     params = frame["kind"] == "params"
@@ -288,10 +276,12 @@ def verdict(m: pd.Series, paper_value: float) -> tuple[str, str]:
     if m["kind"] == "params":
         return ("reproduced" if m["match"] else "not reproduced",
                 "parameter count equal within the printed rounding (exact for printed integers)")
-    if "synthetic" in str(m["data_source"]) or m["profile"] == "smoke":
-        return "smoke only", "smoke profile or synthetic data: checks the code, no verdict"
-    if not m["comparable"]:
-        return "budget only", f"profile {m['profile']}: real data but not the paper's budget, no verdict"
+    if pd.isna(m["ours"]):
+        return "not run", f"a difference whose other side has not run ({m['evidence_note'] or 'missing'})"
+    if m["evidence"] == SMOKE:
+        return "smoke only", f"smoke evidence ({m['evidence_note'] or 'smoke'}): checks the code, no verdict"
+    if m["evidence"] == BUDGET:
+        return "budget only", f"budget run ({m['evidence_note']}): not the paper's protocol, no verdict"
     if m["kind"] == "paired_gain":
         rule = "paired 95 % t-interval of our gain lies above 0"
         if not (m["n"] >= 2 and pd.notna(m["ci95_low"])):
@@ -308,7 +298,9 @@ def rules() -> pd.DataFrame:
     """The verdict rules as a table (what :func:`verdict` applies, in words)."""
     return pd.DataFrame([
         ("any measured number", "smoke profile or synthetic data", "smoke only (never judged)"),
-        ("any measured number", "real data, reduced budget (cpu15, budget=N)", "budget only (never judged)"),
+        ("any measured number", "real data, reduced budget (cpu15, subsets, any override of the recipe)",
+         "budget only (never judged; the rule names the override)"),
+        ("a difference or gain", "one side has not run", "not run"),
         ("accuracy / error rate (%)", "paper or strong profile, real data",
          f"reproduced if |ours - paper| <= {RATE_TOLERANCE_PP} percentage point (ours: mean over seeds)"),
         ("relative gain (%) printed without an interval", "paper or strong profile, real data",
@@ -323,8 +315,7 @@ def rules() -> pd.DataFrame:
 
 
 def _claim_text(c) -> str:
-    label = _ROW.search(str(c.note))
-    who = label.group(1) if label else c.model
+    who = c.row or c.model
     extra = []
     if getattr(c, "epochs", "") not in ("", None) and pd.notna(getattr(c, "epochs", math.nan)):
         extra.append(f"{int(float(c.epochs))} epochs")
@@ -398,6 +389,8 @@ def verdict_counts(head: pd.DataFrame) -> pd.DataFrame:
 def paper_vs_ours_figure(summary: pd.DataFrame):
     """Paper value against ours for every measured claim, one panel per kind of number, coloured by
     verdict, with the line ours = paper."""
+    import matplotlib.pyplot as plt  # here, not at import: ``import reslab`` stays free of pyplot
+
     measured = summary[summary["ours"].notna()].copy()
     millions = measured["unit"] == "million"  # parameter counts: plot every one as a count
     measured.loc[millions, ["paper_value", "ours"]] *= 1e6

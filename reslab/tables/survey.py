@@ -37,21 +37,17 @@ Recipes (:data:`RECIPES`, one :class:`~reslab.train.TrainConfig` per profile and
 from __future__ import annotations
 
 import os
-import time
-from dataclasses import replace
 from typing import Sequence
 
-import matplotlib.pyplot as plt
 import pandas as pd
 
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, get_spec
-from ..experiment import RunSpec, load_splits, run_specs, summarise
+from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
 from ..params import PaperModel, paper_models, param_table
-from ..profiles import get_profile
-from ..results import output_dir
+from ..profiles import SMOKE, Profile, resolve_profile
 from ..train import TrainConfig
-from ._common import TableOutput
+from ._common import TableOutput, TableRun, check_choice, check_seeds
 
 TABLE = "survey_error_rates"
 SURVEY, ORIGINAL = "survey", "survey_original"
@@ -59,7 +55,7 @@ DATASETS = ("cifar10", "cifar100")
 # Smoke evaluates on a small stratified test subset: a forward pass of DenseNet-BC-190 costs
 # ~0.3 s per 32x32 image on 2 CPU cores (measured), so the profile's 256 images would take minutes.
 SMOKE_TEST_IMAGES = 8
-PRETRAINED_MODELS = ("efficientnet_b7",)  # trained only as fine-tuning under ``paper``
+EFFICIENTNET_SIZE = 600
 
 # Which recipe family each model of the survey trains with.
 MODEL_FAMILY = {
@@ -70,46 +66,51 @@ MODEL_FAMILY = {
     "attention92_cifar": "resattention", "attention236_cifar": "resattention", "attention452_cifar": "resattention",
     "wrn28_10": "wrn", "resnet110_sd": "stochastic_depth", "efficientnet_b7": "efficientnet",
 }
+_CIFAR_FAMILIES = sorted(set(MODEL_FAMILY.values()) - {"efficientnet"})
 
-_SMOKE = TrainConfig(epochs=1, batch_size=4, lr=0.05, weight_decay=5e-4, max_steps=1, eval_batch_size=256,
-                     progress=False)
-_STRONG = TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4, schedule="cosine",
-                      warmup_epochs=5, label_smoothing=0.1, progress=False)
-RECIPES: dict[str, dict[str, TrainConfig]] = {
-    "smoke": {family: _SMOKE for family in set(MODEL_FAMILY.values())},
-    "strong": {family: _STRONG for family in set(MODEL_FAMILY.values())},
+# One step of batch 4, no checkpoint (up to 200 MB of weights and momentum here, more than the run costs).
+_SMOKE = Recipe(TrainConfig(epochs=1, batch_size=4, lr=0.05, weight_decay=5e-4, max_steps=1, eval_batch_size=256,
+                            progress=False), test_subset=SMOKE_TEST_IMAGES, checkpoint=False)
+_STRONG = Recipe(STRONG_CFG.replace(epochs=200, amp=False))
+#: Recipes per profile and model family (:data:`MODEL_FAMILY`); a family missing from a profile is
+#: not trained under it (EfficientNet-B7 only under ``paper``).
+RECIPES: dict[str, dict[str, Recipe]] = {
+    "smoke": {family: _SMOKE for family in _CIFAR_FAMILIES},
+    "strong": {family: _STRONG for family in _CIFAR_FAMILIES},
     "paper": {
         # Han et al. 2017: SGD Nesterov 0.9, batch 128, weight decay 1e-4, 300 epochs, lr 0.1
-        # (CIFAR-10; 0.5 for CIFAR-100, see PAPER_LR) x0.1 at epochs 150 and 225.
-        "pyramidnet": TrainConfig(epochs=300, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
-                                  schedule="multistep", milestones=(150, 225), progress=False),
+        # (CIFAR-10; 0.5 for CIFAR-100) x0.1 at epochs 150 and 225.
+        "pyramidnet": Recipe(TrainConfig(epochs=300, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                         schedule="multistep", milestones=(150, 225), progress=False),
+                             row_changes={"cifar100": {"lr": 0.5}}),
         # Huang et al. 2017: SGD Nesterov 0.9, batch 64, weight decay 1e-4, 300 epochs, lr 0.1 x0.1 at
         # 50% and 75% of training.
-        "densenet": TrainConfig(epochs=300, batch_size=64, lr=0.1, nesterov=True, weight_decay=1e-4,
-                                schedule="multistep", milestones=(150, 225), progress=False),
+        "densenet": Recipe(TrainConfig(epochs=300, batch_size=64, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                       schedule="multistep", milestones=(150, 225), progress=False)),
         # Wang et al. 2017: batch 64, weight decay 1e-4, momentum 0.9, lr 0.1 x0.1 at 64k and 96k of
         # 160k iterations; in epochs of 50,000 images: 82 / 123 of 205 (rounded, our conversion).
         # Nesterov: not stated as we recall; plain momentum is our choice.
-        "resattention": TrainConfig(epochs=205, batch_size=64, lr=0.1, weight_decay=1e-4,
-                                    schedule="multistep", milestones=(82, 123), progress=False),
+        "resattention": Recipe(TrainConfig(epochs=205, batch_size=64, lr=0.1, weight_decay=1e-4,
+                                           schedule="multistep", milestones=(82, 123), progress=False)),
         # Zagoruyko & Komodakis 2016: SGD Nesterov 0.9, batch 128, weight decay 5e-4, 200 epochs,
         # lr 0.1 x0.2 at epochs 60, 120 and 160.
-        "wrn": TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
-                           schedule="multistep", milestones=(60, 120, 160), gamma=0.2, progress=False),
+        "wrn": Recipe(TrainConfig(epochs=200, batch_size=128, lr=0.1, nesterov=True, weight_decay=5e-4,
+                                  schedule="multistep", milestones=(60, 120, 160), gamma=0.2, progress=False)),
         # Huang et al. 2016: SGD Nesterov 0.9, batch 128, weight decay 1e-4, 500 epochs, lr 0.1 x0.1
         # at epochs 250 and 375; survival probability decays linearly to 0.5 (in the model).
-        "stochastic_depth": TrainConfig(epochs=500, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
-                                        schedule="multistep", milestones=(250, 375), progress=False),
+        "stochastic_depth": Recipe(TrainConfig(epochs=500, batch_size=128, lr=0.1, nesterov=True, weight_decay=1e-4,
+                                               schedule="multistep", milestones=(250, 375), progress=False)),
         # Tan & Le 2019 fine-tune ImageNet checkpoints but give no CIFAR recipe in the paper: our
         # choice is SGD Nesterov 0.9, batch 64, lr 0.01 cosine with 1 warm-up epoch, 20 epochs,
         # weight decay 1e-5, at 600x600 (B7's resolution), flip + crop, ImageNet normalisation.
-        "efficientnet": TrainConfig(epochs=20, batch_size=64, lr=0.01, nesterov=True, weight_decay=1e-5,
-                                    schedule="cosine", warmup_epochs=1, amp=True, progress=False),
+        "efficientnet": Recipe(
+            TrainConfig(epochs=20, batch_size=64, lr=0.01, nesterov=True, weight_decay=1e-5, schedule="cosine",
+                        warmup_epochs=1, amp=True, progress=False),
+            train_augment=Augment(pad_crop=4, flip=True, resize=EFFICIENTNET_SIZE, mean=IMAGENET_MEAN_STD[0],
+                                  std=IMAGENET_MEAN_STD[1])),
     },
 }
-# Per-data-set learning rates where an original paper prints one (Han et al. 2017: 0.5 on CIFAR-100).
-PAPER_LR = {("pyramidnet", "cifar100"): 0.5}
-EFFICIENTNET_SIZE = 600
+PRETRAINED_FAMILIES = ("efficientnet",)  # fine-tune ImageNet weights (``pretrained=True``)
 
 
 def survey_rows() -> list[PaperModel]:
@@ -122,59 +123,40 @@ def cifar_models() -> list[str]:
     return list(dict.fromkeys(s.model for s in survey_rows()))
 
 
-def recipe(profile: str, model: str, dataset: str, budget: int | None = None, max_steps: int | None = None,
-           device: str = "auto") -> TrainConfig:
+def recipe(profile: str | Profile, model: str, dataset: str, budget: int | None = None, **overrides) -> Recipe:
     """The training recipe of ``model`` on ``dataset`` under ``profile`` (see the module docstring).
 
     Args:
-        budget: Epochs for every model (step milestones scaled to it); ``None`` = the recipe's.
-        max_steps: Step cap; ``None`` = the recipe's (smoke: 1).
-        device: ``cpu``, ``cuda`` or ``auto``.
+        budget: Epochs for every model (step milestones scaled to it; an override); ``None`` = the recipe's.
+        **overrides: :meth:`Recipe.with_overrides` arguments (``max_steps``, ``device``...).
     """
-    family = MODEL_FAMILY[model]
-    cfg = RECIPES[profile][family].replace(device=device)
-    if profile == "paper" and (family, dataset) in PAPER_LR:
-        cfg = cfg.replace(lr=PAPER_LR[family, dataset])
+    out = RECIPES[resolve_profile(profile).name][MODEL_FAMILY[model]].for_row(dataset)
     if budget is not None:
+        cfg = out.cfg
         scale = budget / cfg.epochs
-        cfg = cfg.replace(epochs=budget, milestones=tuple(max(1, round(m * scale)) for m in cfg.milestones),
-                          warmup_epochs=min(cfg.warmup_epochs, budget / 10))
-    if max_steps is not None:
-        cfg = cfg.replace(max_steps=max_steps)
-    return cfg
+        overrides |= {"epochs": budget, "milestones": tuple(max(1, round(m * scale)) for m in cfg.milestones),
+                      "warmup_epochs": min(cfg.warmup_epochs, budget / 10)}
+    return out.with_overrides(**overrides)
 
 
-def _run_spec(profile: str, model: str, dataset: str, cfg: TrainConfig) -> RunSpec:
-    if profile == "smoke":
-        # One step: a checkpoint (up to 200 MB of weights and momentum here) would cost more than the run.
-        return RunSpec(TABLE, model, model, dataset, cfg, checkpoint=False)
-    if model in PRETRAINED_MODELS:
-        # Transfer learning at the network's own resolution, ImageNet statistics (Tan & Le 2019).
-        mean, std = IMAGENET_MEAN_STD
-        train_aug = replace(Augment.standard(dataset, train=True, resize=EFFICIENTNET_SIZE), mean=mean, std=std)
-        return RunSpec(TABLE, model, model, dataset, cfg, model_kwargs={"pretrained": True}, train_augment=train_aug)
-    return RunSpec(TABLE, model, model, dataset, cfg)
+def _run_spec(profile: Profile, model: str, dataset: str, budget: int | None, **overrides) -> RunSpec:
+    kwargs = {"pretrained": True} if MODEL_FAMILY[model] in PRETRAINED_FAMILIES else {}
+    return RunSpec(TABLE, model, model, dataset, recipe(profile, model, dataset, budget, **overrides),
+                   model_kwargs=kwargs)
 
 
-def _check(profile: str, models: Sequence[str], datasets: Sequence[str], budget: int | None) -> None:
-    get_profile(profile)
-    if profile not in RECIPES:
-        raise ValueError(f"the survey has no {profile!r} recipe; use one of {sorted(RECIPES)} (or budget=N for a "
-                         "fixed-epoch ranking under 'paper' or 'strong').")
-    known = cifar_models()
-    for m in models:
-        if m not in known:
-            raise ValueError(f"unknown survey model {m!r}; choose from {known}.")
-        if m in PRETRAINED_MODELS and profile != "paper":
+def _check(profile: Profile, models: Sequence[str], datasets: Sequence[str], budget: int | None) -> None:
+    families = get_recipe(RECIPES, profile, "the survey")
+    for m in check_choice(models, cifar_models(), "models") if models else []:
+        if MODEL_FAMILY[m] not in families:
             raise ValueError(
                 f"{m} is only trained under profile='paper' (fine-tuning ImageNet weights at "
-                f"{EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, as Tan & Le did); under {profile!r} it appears "
+                f"{EFFICIENTNET_SIZE}x{EFFICIENTNET_SIZE}, as Tan & Le did); under {profile.name!r} it appears "
                 "in the parameter table and as a cited point only. Remove it from models."
             )
     for d in datasets:
         get_spec(d)
-        if d not in DATASETS:
-            raise ValueError(f"the survey tables report {DATASETS}; got dataset {d!r}.")
+    check_choice(datasets, DATASETS, "datasets")
     if budget is not None and int(budget) <= 0:
         raise ValueError(f"budget must be a positive number of epochs or None, got {budget!r}.")
 
@@ -259,10 +241,10 @@ def _finding(r, survey: pd.DataFrame, labels: dict) -> str:
 
 
 def run_survey(
-    profile: str = "smoke",
+    profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
     device: str = "auto",
-    seeds: Sequence[int] = (0,),
+    seeds: Sequence[int] | None = None,
     models: Sequence[str] | None = None,
     datasets: Sequence[str] = DATASETS,
     budget: int | None = None,
@@ -279,11 +261,11 @@ def run_survey(
         profile: ``smoke``, ``paper`` or ``strong`` (see the module docstring).
         data_root: Folder with the data; default ``$RESLAB_DATA``.
         device: ``auto``, ``cpu`` or ``cuda``.
-        seeds: Training seeds (one run per model, data set and seed).
-        models: Models to train; ``None`` = every model under ``paper`` (EfficientNet-B7 included),
-            every CIFAR model otherwise; ``[]`` trains none.
+        seeds: Training seeds (one run per model, data set and seed); default ``[0]``.
+        models: Models to train; ``None`` = every model the profile has a recipe for
+            (EfficientNet-B7 only under ``paper``); ``[]`` trains none.
         datasets: ``cifar10`` and / or ``cifar100``.
-        budget: Epochs for every model (a fixed-epoch ranking); ``None`` = each recipe's.
+        budget: Epochs for every model (a fixed-epoch ranking, ``budget``); ``None`` = each recipe's.
         max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 1).
         force: Retrain runs that are already finished.
         out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
@@ -291,55 +273,41 @@ def run_survey(
     Raises:
         ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget.
     """
-    if models is None:
-        models = [m for m in cifar_models() if profile == "paper" or m not in PRETRAINED_MODELS]
-    models, datasets = list(models), list(datasets)
-    _check(profile, models, datasets, budget)
-    t0 = time.perf_counter()
-    out = TableOutput(out_dir=output_dir(TABLE, profile, out_dir))
+    run = TableRun(TABLE, profile, out_dir)
+    families = get_recipe(RECIPES, run.profile, "the survey")
+    models = [m for m in cifar_models() if MODEL_FAMILY[m] in families] if models is None else list(models)
+    datasets = list(datasets)
+    _check(run.profile, models, datasets, budget)
+    seeds = check_seeds(seeds)
     claims = load_claims()
 
     params = param_table(survey_rows(), flops=False)  # FLOPs are not in the survey (and cost ~15 s here)
     params.insert(params.columns.get_loc("params") + 1, "params_m", (params["params"] / 1e6).round(3))
-    out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable", "gflops"])
-    out.tables["consistency"] = consistency(claims)
+    run.out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable", "gflops"])
+    run.out.tables["consistency"] = consistency(claims)
+    specs = [_run_spec(run.profile, m, d, budget, max_steps=max_steps, device=device) for d in datasets for m in models]
+    runs = run.train(specs, seeds, data_root, force).rows if specs else pd.DataFrame()
+    run.out.tables["runs"] = runs
+    run.out.tables["error_rates"] = error_rates(claims, runs)
+    run.out.figures["error_vs_params"] = error_vs_params_figure(run.out.tables["error_rates"], run.profile)
 
-    specs = [_run_spec(profile, m, d, recipe(profile, m, d, budget, max_steps, device)) for d in datasets for m in models]
-    described = []
-    if specs:
-        test_subset = SMOKE_TEST_IMAGES if profile == "smoke" else None
-        runs, _ = run_specs(specs, profile, seeds, data_root=data_root, force=force, test_subset=test_subset)
-        for d in datasets:
-            described += [s.describe() for s in load_splits(d, profile, data_root, test_subset)]
-    else:
-        runs = pd.DataFrame()
-    out.tables["runs"] = runs
-    out.tables["error_rates"] = error_rates(claims, runs, profile, budget)
-    out.figures["error_vs_params"] = error_vs_params_figure(out.tables["error_rates"], profile)
-
-    for source in sorted(set(runs.get("data_source", pd.Series(dtype=str)))):
-        sets = sorted(set(runs.loc[runs["data_source"] == source, "dataset"]))
-        out.notes.append(f"{', '.join(sets)}: data source {source}" + (" (SYNTHETIC data: no real files found)."
-                                                                        if source == "synthetic" else "."))
-    out.notes.append(f"trained: {', '.join(models) or 'nothing'} on {', '.join(datasets)}, seeds {list(seeds)}, "
-                     f"profile {profile}" + (f", budget {budget} epochs" if budget else "")
-                     + ("; smoke numbers check the code and are not comparable with the cited ones." if profile == "smoke" else "."))
-    bad = out.tables["consistency"].query("not agrees")
-    out.notes.append(f"{len(bad)} printed numbers disagree with another source (consistency table, agrees == False):")
-    out.notes += [f"  - [{r.kind}] {r.finding}" for r in bad.itertuples()]
-    out.save(TABLE, profile, described, time.perf_counter() - t0,
-             parameters={"data_root": str(data_root) if data_root else None, "device": device, "seeds": list(seeds),
-                         "models": models, "datasets": datasets, "budget": budget, "max_steps": max_steps,
-                         "force": force})
-    return out
+    run.out.notes.append(f"trained: {', '.join(models) or 'nothing'} on {', '.join(datasets)}, seeds {seeds}, "
+                         f"profile {run.profile}" + (f", budget {budget} epochs." if budget else "."))
+    bad = run.out.tables["consistency"].query("not agrees")
+    run.out.notes.append(f"{len(bad)} printed numbers disagree with another source (consistency table, "
+                         "agrees == False):")
+    run.out.notes += [f"  - [{r.kind}] {r.finding}" for r in bad.itertuples()]
+    return run.finish(parameters={"data_root": str(data_root) if data_root else None, "device": device,
+                                  "seeds": seeds, "models": models, "datasets": datasets, "budget": budget,
+                                  "max_steps": max_steps, "force": force})
 
 
-def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str, budget: int | None = None) -> pd.DataFrame:
+def error_rates(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """Every survey row x data set: the cited error (survey and original), ours (best and final epoch,
     mean / std / n over seeds) and the difference ours - cited in percentage points.
 
-    ``comparable`` is true only for a full recipe (``paper`` / ``strong``, no ``budget``) on real
-    data; only comparable rows may get a verdict.
+    ``evidence`` / ``evidence_note`` come from the runs (:func:`reslab.experiment.evidence_of`):
+    only ``protocol`` rows may get a verdict.
     """
     survey = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "error_rate")]
     printed_params = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "params")]
@@ -361,16 +329,17 @@ def error_rates(claims: pd.DataFrame, runs: pd.DataFrame, profile: str, budget: 
                 row |= {"best_error": round(100 * (1 - o.best_acc_mean), 2),
                         "best_error_std": round(100 * o.best_acc_std, 2) if pd.notna(o.best_acc_std) else None,
                         "final_error": round(100 * (1 - o.final_acc_mean), 2), "n": int(o.n), "params": int(o.params),
-                        "epochs": o.epochs, "data_source": o.data_source, "profile": o.profile}
+                        "epochs": o.epochs, "data_source": o.data_source, "profile": o.profile,
+                        "evidence": o.evidence, "evidence_note": o.evidence_note}
                 row["diff_pp"] = round(row["best_error"] - r.value, 2)
-                row["comparable"] = profile != "smoke" and budget is None and "synthetic" not in o.data_source
             rows.append(row)
     cols = ["table", "label", "model", "dataset", "cited_params_m", "cited_error", "original_error", "trained", "best_error",
-            "best_error_std", "final_error", "n", "diff_pp", "comparable", "params", "epochs", "data_source", "profile"]
+            "best_error_std", "final_error", "n", "diff_pp", "evidence", "evidence_note", "params", "epochs",
+            "data_source", "profile"]
     return pd.DataFrame(rows).reindex(columns=cols).astype({"n": "Int64", "params": "Int64"})
 
 
-def error_vs_params_figure(errors: pd.DataFrame, profile: str):
+def error_vs_params_figure(errors: pd.DataFrame, profile: Profile):
     """Error rate against parameters (log x), one panel per data set: cited points (the survey's
     printed parameters and error, numbered; the key beside the panels names each row and its table)
     and ours (our parameter count and best-epoch error, numbered as the model's first printed row)."""
@@ -382,6 +351,8 @@ def error_vs_params_figure(errors: pd.DataFrame, profile: str):
     for r in cited_rows.itertuples():
         numbers[r.table, r.model] = len(key_lines) + 1
         key_lines.append(f"{len(key_lines) + 1}: {r.label} [{r.table}]")
+    import matplotlib.pyplot as plt  # here, not at import: ``import reslab`` stays free of pyplot
+
     first_number = {model: n for (table, model), n in reversed(numbers.items())}  # ours: the model's first row
     fig, axes = plt.subplots(1, len(sets), figsize=(5.2 * len(sets) + 2.6, 4.6), dpi=80, squeeze=False)
     for ax, dataset in zip(axes[0], sets):
@@ -400,7 +371,7 @@ def error_vs_params_figure(errors: pd.DataFrame, profile: str):
         ax.set_xscale("log")
         ax.set_xlabel("parameters")
         ax.set_ylabel("test error (%)")
-        ax.set_title(f"{dataset}" + (" (smoke: not comparable)" if profile == "smoke" else ""), fontsize=10)
+        ax.set_title(f"{dataset}" + (" (smoke: not comparable)" if profile.evidence == SMOKE else ""), fontsize=10)
         ax.legend(fontsize=7)
     fig.text(1.0, 0.5, "\n".join(key_lines), fontsize=6.5, va="center", ha="left", family="monospace")
     fig.tight_layout()
