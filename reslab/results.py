@@ -1,6 +1,6 @@
 """Result rows with provenance, written atomically.
 
-Every measured row says how it was made (DESIGN.md, honesty rules): table, model, dataset,
+Every measured row says how it was made: table, model, dataset,
 data source, profile, seed, epochs, parameters, final- and best-epoch accuracy, wall time,
 images/s, device, torch version, reslab version and git commit. Files are written to a temporary
 name and renamed, so a failed or interrupted run never leaves half a file nor replaces a good one.
