@@ -123,7 +123,7 @@ def test_torchvision_download_path_is_used_and_read_back(no_data_root, monkeypat
 
 def test_download_env_switch(no_data_root, monkeypatch):
     calls = []
-    monkeypatch.setattr(D, "_torchvision_download", lambda spec, target: calls.append(target))
+    monkeypatch.setattr(D.cache, "torchvision_download", lambda spec, target: calls.append(target))
     monkeypatch.setenv("RESLAB_DOWNLOAD", "0")
     with pytest.raises(FileNotFoundError, match="not allowed"):
         load_dataset("mnist", "train")
@@ -275,7 +275,7 @@ def test_second_load_comes_from_the_cache(no_data_root, monkeypatch):
     def boom(*a, **k):
         raise AssertionError("decoded again instead of reading the cache")
 
-    monkeypatch.setattr(D, "_read_found", boom)
+    monkeypatch.setattr(D.cache, "read_found", boom)
     second = load_dataset("mnist", "train", root=no_data_root, download=False)
     assert second.fingerprint == first.fingerprint and torch.equal(second.images, first.images)
 

@@ -1,0 +1,211 @@
+"""The decoded-tensor cache and :func:`load_dataset`, which ties sources, readers and cache together.
+
+A split is decoded once and saved as uint8 tensors under :func:`cache_dir`, keyed by the data
+set, the split, the source's kind and path, and the name, size and mtime of its files: a changed
+file gives a new key, and a damaged entry is rebuilt. Each split carries a content fingerprint
+(SHA-256 of its pixels and labels).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._env import download_allowed
+from .._io import atomic_torch_save
+from .readers import check_labels
+from .sources import (
+    Found,
+    candidate_folders,
+    data_root,
+    locate,
+    looked_for,
+    read_found,
+    torchvision_download,
+    write_synthetic,
+)
+from .specs import SPLITS, Dataset, DatasetSpec, get_spec
+
+# Part of every cache key: bump it only when the cached content changes meaning, since a new
+# value orphans every existing cache entry.
+CACHE_VERSION = 1
+
+
+def cache_dir() -> Path:
+    """Return the cache folder (``$RESLAB_CACHE``, else ``~/.cache/reslab``)."""
+    env = os.environ.get("RESLAB_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "reslab"
+
+
+def download_dir() -> Path:
+    """Return where torchvision downloads go when no data root is given."""
+    return cache_dir() / "downloads"
+
+
+# --------------------------------------------------------------------------------------------
+# Cache
+
+
+def _fingerprint(images: torch.Tensor, labels: torch.Tensor) -> str:
+    h = hashlib.sha256()
+    h.update(str(tuple(images.shape)).encode())
+    h.update(images.contiguous().numpy().tobytes())
+    h.update(labels.contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _cache_key(spec: DatasetSpec, split: str, found: Found) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}|{spec.name}|{split}|{found.kind}|{found.path.resolve()}".encode())
+    for f in found.files(spec, split):
+        st = f.stat()
+        h.update(f"{f.name}|{st.st_size}|{st.st_mtime_ns}".encode())
+    return h.hexdigest()[:20]
+
+
+def _load_split(spec: DatasetSpec, split: str, found: Found) -> dict:
+    key = _cache_key(spec, split, found)
+    path = cache_dir() / "tensors" / f"{spec.name}-{split}-{key}.pt"
+    if path.is_file():
+        try:
+            return torch.load(path, weights_only=True)
+        except Exception:  # a damaged cache entry is rebuilt, never trusted
+            path.unlink(missing_ok=True)
+    x, y, where = read_found(found, spec, split)
+    check_labels(y, len(spec.classes), where)
+    images = torch.from_numpy(np.array(x, dtype=np.uint8))  # a writable, contiguous copy
+    labels = torch.from_numpy(np.array(y, dtype=np.int64))
+    entry = {
+        "images": images,
+        "labels": labels,
+        "fingerprint": _fingerprint(images, labels),
+        "path": str(where),
+    }
+    atomic_torch_save(entry, path)
+    return entry
+
+
+# --------------------------------------------------------------------------------------------
+# Subsets and loading
+
+
+def stratified_indices(labels: torch.Tensor, n: int, num_classes: int, seed: int = 0) -> torch.Tensor:
+    """Pick ``n`` indices with classes as balanced as possible, seeded, in a shuffled order.
+
+    Raises:
+        ValueError: if ``n`` is not positive or exceeds the number of labels.
+    """
+    if n <= 0 or n > labels.numel():
+        raise ValueError(f"subset must be in [1, {labels.numel()}], got {n}.")
+    g = torch.Generator().manual_seed(seed)
+    perm = torch.randperm(labels.numel(), generator=g)
+    per_class = [perm[labels[perm] == c] for c in range(num_classes)]
+    base, extra = divmod(n, num_classes)
+    want = [base + (1 if c < extra else 0) for c in range(num_classes)]
+    # Classes with too few images give their share to the others.
+    take = [min(w, len(p)) for w, p in zip(want, per_class)]
+    short = n - sum(take)
+    for c in range(num_classes):
+        if short == 0:
+            break
+        more = min(short, len(per_class[c]) - take[c])
+        take[c] += more
+        short -= more
+    chosen = torch.cat([p[:t] for p, t in zip(per_class, take)])
+    return chosen[torch.randperm(chosen.numel(), generator=g)]
+
+
+def load_dataset(
+    name: str,
+    split: str,
+    root: str | os.PathLike | None = None,
+    download: bool | None = None,
+    subset: int | None = None,
+    seed: int = 0,
+    allow_synthetic: bool = False,
+) -> Dataset:
+    """Load one split of a data set as uint8 tensors.
+
+    Args:
+        name: ``cifar10``, ``cifar100``, ``mnist`` or ``fashion_mnist``.
+        split: ``train`` or ``test``.
+        root: Folder holding the data (official files or an ImageFolder tree / tarball); default
+            ``$RESLAB_DATA``.
+        download: Allow the torchvision download when nothing is found under ``root``; ``None``
+            reads ``$RESLAB_DOWNLOAD`` (default allowed).
+        subset: Keep a stratified, seeded subset of at most this many images (a split that is
+            smaller, such as synthetic data under a smoke budget, is kept whole).
+        seed: Seed of the subset.
+        allow_synthetic: When nothing is found and no download succeeds, write synthetic data in
+            the official format and read it back (the smoke profile).
+
+    Returns:
+        A :class:`Dataset`.
+
+    Raises:
+        ValueError: unknown name or split, corrupt files, inconsistent counts, bad ImageFolder.
+        FileNotFoundError: nothing found, download not allowed or failed, synthetic not allowed.
+    """
+    spec = get_spec(name)
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} for {name}; use one of {SPLITS}.")
+
+    looked: list[str] = []
+    found: Found | None = None
+    root_path = data_root(root)
+    if root_path is not None:
+        if not root_path.is_dir() and not download_allowed(download):
+            raise FileNotFoundError(
+                f"data root {root_path} does not exist and downloading is not allowed. Pass an "
+                f"existing folder as root= (or RESLAB_DATA), or allow the download into it."
+            )
+        found = locate(spec, root_path)
+        looked += [str(p) for p in candidate_folders(root_path, spec)]
+
+    download_error = None
+    if found is None and download_allowed(download):
+        target = root_path if root_path is not None else download_dir()
+        try:
+            torchvision_download(spec, target)
+            found = locate(spec, target)
+        except Exception as exc:  # no network, a refused mirror, a full disk...
+            download_error = exc
+        looked.append(f"{target} (torchvision download)")
+
+    if found is None and allow_synthetic:
+        found = write_synthetic(spec, cache_dir() / "synthetic" / spec.name)
+
+    if found is None:
+        why = (
+            f"the torchvision download failed: {download_error}"
+            if download_error is not None
+            else "downloading was not allowed (download=False or RESLAB_DOWNLOAD=0)"
+        )
+        raise FileNotFoundError(
+            f"no {name} data found. Looked in: {', '.join(looked) or 'no data root given'}; "
+            f"{why}. Expected one of: {'; '.join(looked_for(spec))}. Set RESLAB_DATA (or "
+            f"root=) to a folder holding these files, or allow the download."
+        )
+
+    entry = _load_split(spec, split, found)
+    images, labels, fingerprint = entry["images"], entry["labels"], entry["fingerprint"]
+    if subset is not None and int(subset) < labels.numel():
+        idx = stratified_indices(labels, int(subset), len(spec.classes), seed)
+        images, labels = images[idx], labels[idx]
+        fingerprint = hashlib.sha256(f"{fingerprint}|{idx.numpy().tobytes().hex()}".encode()).hexdigest()[:16]
+    return Dataset(
+        name=spec.name,
+        split=split,
+        images=images,
+        labels=labels,
+        classes=list(spec.classes),
+        source=found.source,
+        data_source=found.data_source,
+        fingerprint=fingerprint,
+        path=entry["path"],
+        subset=subset,
+        seed=seed,
+    )
