@@ -72,3 +72,23 @@ def test_makefile_and_ci_wire_the_two_commands():
     assert "make test" in (REPO / ".ci" / "run").read_text()
     readme = (REPO / "README.md").read_text()
     assert "make reproduce" in readme and "make test" in readme
+
+
+def _fresh_python(code: str) -> None:
+    import subprocess
+    import sys
+
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO, timeout=120)
+
+
+def test_import_is_light_and_has_no_cycle() -> None:
+    # pyplot picks a backend and costs most of a second: only a figure-making call imports it.
+    _fresh_python("import sys, reslab; assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'")
+    # Every module imports on its own, first (no module needs the package root half-initialised).
+    for module in ("reslab.results", "reslab.experiment", "reslab.tables.summary", "reslab.profiles"):
+        _fresh_python(f"import {module}")
+
+
+def test_code_cites_only_this_repository() -> None:
+    offenders = [str(p.relative_to(REPO)) for p in (REPO / "reslab").rglob("*.py") if "DESIGN.md" in p.read_text()]
+    assert not offenders, f"these files cite a DESIGN.md that is not in this repository: {offenders}"
