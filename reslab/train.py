@@ -5,6 +5,10 @@ One loop serves every model and table; it never branches on model names. Batches
 every epoch (model, optimiser, scheduler, RNG states, history) and an interrupted run resumes
 from it; on the CPU the resumed run's weights and history equal an uninterrupted run's bit for
 bit, because each epoch's shuffling and augmentation depend only on ``(seed, epoch)``.
+
+:func:`train` is a short driver over the parts, as in torchvision's reference script:
+:func:`resume` (restore the last checkpoint, or seed a fresh run), :func:`train_one_epoch`,
+:func:`evaluate` and :func:`save_checkpoint`.
 """
 
 from __future__ import annotations
@@ -327,6 +331,197 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
         ) from exc
 
 
+def save_checkpoint(
+    path: Path,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    *,
+    history: History,
+    epoch: int,
+    step: int,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> Path:
+    """Write everything a run needs to go on after ``epoch`` to ``path``, atomically.
+
+    The write goes to a temporary file first, so an interrupted write leaves the previous
+    checkpoint as it was.
+
+    Args:
+        path: The checkpoint file (``<checkpoint_dir>/last.pt``).
+        model: The model itself, not its ``torch.compile`` wrapper (whose state-dict keys differ).
+        optimizer: The optimiser.
+        scheduler: The learning-rate scheduler.
+        history: The run's history; its rows are stored.
+        epoch: Epochs completed.
+        step: Optimiser steps taken in total.
+        cfg: The recipe; its result-relevant fields are stored for :func:`resume` to compare.
+        device: The training device, whose CUDA RNG state is stored too.
+
+    Returns:
+        ``path``.
+    """
+    return atomic_torch_save({
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "rng": _rng_state(device),
+        "history": history.rows,
+        "epoch": epoch,
+        "step": step,
+        "config": _config_key(cfg),
+    }, path)
+
+
+def resume(
+    path: Path | None,
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: TrainConfig,
+    device: torch.device,
+) -> tuple[int, int, History]:
+    """Restore the run checkpointed at ``path``, or start a fresh one when there is none.
+
+    Either way the global RNGs are left as the next epoch needs them: restored from the
+    checkpoint, so that a resumed run equals an uninterrupted one, or seeded with ``cfg.seed``.
+
+    Args:
+        path: The checkpoint file, or ``None`` when the run keeps no checkpoint.
+        model: Loaded in place from the checkpoint.
+        optimizer: Loaded in place from the checkpoint.
+        scheduler: Loaded in place from the checkpoint.
+        cfg: The recipe; it must match the checkpoint's.
+        device: The training device (its CUDA RNG is restored too).
+
+    Returns:
+        ``(start_epoch, step, history)``: the first epoch still to train (0-based), the optimiser
+        steps taken so far, and the :class:`History` holding the rows of the epochs done.
+
+    Raises:
+        ValueError: if the checkpoint cannot be read or was written by a different recipe.
+    """
+    history = History(device=device_name(device))
+    if path is None or not path.is_file():
+        seed_everything(cfg.seed)
+        return 0, 0, history
+    ckpt = load_checkpoint(path)
+    if ckpt.get("config") != _config_key(cfg):
+        raise ValueError(
+            f"{path} was written by a different recipe; delete it (or choose another "
+            f"checkpoint_dir) to start over. Checkpoint: {ckpt.get('config')}; now: {_config_key(cfg)}."
+        )
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    scheduler.load_state_dict(ckpt["scheduler"])
+    _set_rng_state(ckpt["rng"], device)
+    history.rows = list(ckpt["history"])
+    history.resumed_from_epoch = int(ckpt["epoch"])
+    return history.resumed_from_epoch, int(ckpt["step"]), history
+
+
+@dataclass(frozen=True)
+class EpochStats:
+    """What one call of :func:`train_one_epoch` reports (names as in the :class:`History` rows).
+
+    Attributes:
+        steps: Optimiser steps taken in total, this epoch's included.
+        train_loss: Mean training loss over the epoch's images.
+        train_acc: Training accuracy over the epoch's images.
+        train_images: Images trained on.
+        train_seconds: Wall time of the epoch's training (evaluation not included).
+    """
+
+    steps: int
+    train_loss: float
+    train_acc: float
+    train_images: int
+    train_seconds: float
+
+    @property
+    def images_per_s(self) -> float:
+        return self.train_images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def train_one_epoch(
+    model: nn.Module,
+    loader: BatchLoader,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    cfg: TrainConfig,
+    epoch: int,
+    step: int,
+) -> EpochStats:
+    """Train ``model`` for one epoch of ``loader``, or until ``cfg.max_steps`` steps in all.
+
+    The scheduler steps after every optimiser step; with ``cfg.amp`` on CUDA the forward pass and
+    loss run under bfloat16 autocast.
+
+    Args:
+        model: The model to train (or its ``torch.compile`` wrapper).
+        loader: The training batches, on the training device.
+        optimizer: The optimiser over the model's trainable parameters.
+        scheduler: The learning-rate scheduler, stepped once a batch.
+        cfg: The recipe.
+        epoch: The epoch (0-based); it selects the loader's shuffling and augmentation.
+        step: Optimiser steps taken before this epoch.
+
+    Returns:
+        The epoch's :class:`EpochStats`.
+
+    Raises:
+        NonFiniteLossError: on a NaN or infinite loss, naming epoch and step.
+    """
+    device = loader.device
+    loader.set_epoch(epoch)
+    model.train()
+    t0 = time.perf_counter()
+    first_step = step
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    # First non-finite step, tracked on the device so the loop never waits for the GPU.
+    bad_step = torch.full((), -1, device=device, dtype=torch.long)
+    seen = 0
+    bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
+    for i, (x, y) in enumerate(bar):
+        with _autocast(cfg, device):
+            out = model(x)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        finite = torch.isfinite(loss)
+        bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=device), bad_step)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        step += 1
+        loss_sum += loss.detach() * y.numel()
+        correct += (out.argmax(1) == y).sum()
+        seen += y.numel()
+        # Reading bad_step waits for the device: free on the CPU, so every step there; on a GPU
+        # only every 50 steps, so that a NaN run is still stopped soon.
+        if device.type == "cpu" or i % 50 == 49:
+            _raise_if_bad(bad_step, epoch, first_step)
+        if cfg.max_steps and step >= cfg.max_steps:
+            break
+    _raise_if_bad(bad_step, epoch, first_step)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    train_seconds = time.perf_counter() - t0
+    return EpochStats(steps=step, train_loss=(loss_sum / seen).item(), train_acc=correct.item() / seen,
+                      train_images=seen, train_seconds=train_seconds)
+
+
+def _raise_if_bad(bad_step: torch.Tensor, epoch: int, epoch_first_step: int) -> None:
+    s = int(bad_step.item())
+    if s >= 0:
+        raise NonFiniteLossError(
+            f"the loss became NaN or infinite at epoch {epoch + 1}, step {s - epoch_first_step + 1} "
+            f"of that epoch (global step {s + 1}). Lower the learning rate, check the data, or "
+            f"turn off amp; the last checkpoint (if any) is from the epoch before."
+        )
+
+
 def train(
     model: nn.Module,
     train_data: Dataset | BatchLoader,
@@ -366,97 +561,31 @@ def train(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(cfg, step / steps_per_epoch, cfg.epochs)
     )
-    history = History(device=device_name(device))
-    start_epoch, step = 0, 0
-
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
-    if ckpt_path is not None and ckpt_path.is_file():
-        ckpt = load_checkpoint(ckpt_path)
-        if ckpt.get("config") != _config_key(cfg):
-            raise ValueError(
-                f"{ckpt_path} was written by a different recipe; delete it (or choose another "
-                f"checkpoint_dir) to start over. Checkpoint: {ckpt.get('config')}; now: {_config_key(cfg)}."
-            )
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"], device)
-        history.rows = list(ckpt["history"])
-        start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-        history.resumed_from_epoch = start_epoch
-    else:
-        seed_everything(cfg.seed)
+    start_epoch, step, history = resume(ckpt_path, model, optimizer, scheduler, cfg, device)
 
     run_model = torch.compile(model) if cfg.compile else model
-    done = cfg.max_steps and step >= cfg.max_steps
     for epoch in range(start_epoch, cfg.epochs):
-        if done:
+        if cfg.max_steps and step >= cfg.max_steps:
             break
-        train_loader.set_epoch(epoch)
-        model.train()
         t0 = time.perf_counter()
-        loss_sum = torch.zeros((), device=device)
-        correct = torch.zeros((), device=device, dtype=torch.long)
-        # First non-finite step, tracked on the device so the loop never waits for the GPU.
-        bad_step = torch.full((), -1, device=device, dtype=torch.long)
-        seen = 0
-        bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
-        for i, (x, y) in enumerate(bar):
-            with _autocast(cfg, device):
-                out = run_model(x)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-            finite = torch.isfinite(loss)
-            bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=device), bad_step)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            loss_sum += loss.detach() * y.numel()
-            correct += (out.argmax(1) == y).sum()
-            seen += y.numel()
-            if device.type == "cpu" or i % 50 == 49:
-                _raise_if_bad(bad_step, epoch, step - i - 1)
-            if cfg.max_steps and step >= cfg.max_steps:
-                done = True
-                break
-        _raise_if_bad(bad_step, epoch, step - i - 1)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        train_seconds = time.perf_counter() - t0
+        stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step)
+        step = stats.steps
         test_loss, test_acc = evaluate(run_model, test_loader, cfg.amp)
         history.rows.append({
             "epoch": epoch + 1,
             "steps": step,
-            "train_loss": (loss_sum / seen).item(),
-            "train_acc": correct.item() / seen,
+            "train_loss": stats.train_loss,
+            "train_acc": stats.train_acc,
             "test_loss": test_loss,
             "test_acc": test_acc,
             "lr": optimizer.param_groups[0]["lr"],
-            "train_images": seen,
-            "train_seconds": train_seconds,
+            "train_images": stats.train_images,
+            "train_seconds": stats.train_seconds,
             "seconds": time.perf_counter() - t0,
-            "images_per_s": seen / train_seconds if train_seconds > 0 else float("nan"),
+            "images_per_s": stats.images_per_s,
         })
         if ckpt_path is not None:
-            atomic_torch_save({
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "rng": _rng_state(device),
-                "history": history.rows,
-                "epoch": epoch + 1,
-                "step": step,
-                "config": _config_key(cfg),
-            }, ckpt_path)
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, history=history, epoch=epoch + 1,
+                            step=step, cfg=cfg, device=device)
     return history
-
-
-def _raise_if_bad(bad_step: torch.Tensor, epoch: int, epoch_first_step: int) -> None:
-    s = int(bad_step.item())
-    if s >= 0:
-        raise NonFiniteLossError(
-            f"the loss became NaN or infinite at epoch {epoch + 1}, step {s - epoch_first_step + 1} "
-            f"of that epoch (global step {s + 1}). Lower the learning rate, check the data, or "
-            f"turn off amp; the last checkpoint (if any) is from the epoch before."
-        )
