@@ -295,6 +295,18 @@ def _curves(histories: pd.DataFrame, size: int, profile: Profile) -> dict:
                 ylabel="test accuracy", title=f"CIFAR-10 at {size}x{size}, {profile}: test accuracy per epoch")}
 
 
+def _notes(runs: pd.DataFrame, recipe: Recipe, profile: Profile) -> list[str]:
+    notes = [f"data: {', '.join(sorted(set(runs['data_source'])))}; inputs resized to {recipe.input_size}x"
+             f"{recipe.input_size}; profile {profile}; {recipe.cfg.epochs} epoch(s), max_steps "
+             f"{recipe.cfg.max_steps or 'none'}."]
+    if runs["weights_missing"].any():
+        notes.append(f"ImageNet weights {weights_filename(tv_weights('resnet50'))} not found in "
+                     "$TORCH_HOME/hub/checkpoints: rows marked 'random weights' ran from random weights.")
+    notes.append("test_acc_diff = best_acc_paper_evals_mean (best of the epochs the seed evaluates: every 5th "
+                 "and the last) - the printed test accuracy; train_acc_diff uses the final epoch.")
+    return notes
+
+
 def _without_twins(chosen: list[CbamRow]) -> tuple[list[CbamRow], list[str]]:
     """Without ImageNet weights an "ImageNet init, all layers" reading is its random-init twin: keep one."""
     twins = {(r.paper_row, r.model) for r in chosen if not r.pretrained}
@@ -318,33 +330,28 @@ def run_cbam(
 ) -> TableOutput:
     """Train the table's rows and compare them with the seed's table and log.
 
-    Writes ``cbam_table.csv`` (one row per measured row: init, input size, data source, trainable
-    and total parameters with the printed count, its difference and the model-zoo note; final-epoch
-    train accuracy, final / best / best-at-the-paper's-evaluations test accuracy, the printed
-    values and the differences; ``evidence``), ``cbam_runs.csv`` (one row per seed, full
-    provenance), ``cbam_history.csv`` (per epoch), ``cbam_audit.csv`` (the ResNet50 Scratch
-    readings per epoch beside the seed's log), ``cbam_params.csv``, ``train_acc_per_epoch.png``,
-    ``test_acc_per_epoch.png`` and ``manifest.json``.
+    Writes ``cbam_table.csv`` (per measured row: init, input size, parameters beside the printed
+    count, train / final / best / best-at-the-paper's-evaluations accuracy beside the printed
+    values, ``evidence``), ``cbam_runs.csv``, ``cbam_history.csv``, ``cbam_audit.csv`` (the
+    ResNet50 Scratch readings beside the seed's log), ``cbam_params.csv``, two figures and
+    ``manifest.json`` into ``results/<profile>/cbam_resnet50_cifar10`` (or ``out_dir``).
 
     Args:
         profile: ``smoke``, ``paper`` or ``strong`` (:data:`RECIPES`).
         data_root: Folder with CIFAR-10; default ``$RESLAB_DATA``.
         seeds: One run per seed and row (default ``[0]``).
-        epochs: Override the recipe's epochs (``None``: the profile's).
-        max_steps: Override the recipe's step cap (``None``: the profile's; 0: no cap).
+        epochs, max_steps: Override the recipe's (``None``: the profile's; ``max_steps=0``: no cap).
         resize: Input side length (``None``: the recipe's, 224; 32 in smoke).
         device: ``auto``, ``cpu``, ``cuda``...
-        weights: ``imagenet`` (the seed's pretrained rows use torchvision's ImageNet weights, found
-            in ``$TORCH_HOME/hub/checkpoints``) or ``random`` (every row from random weights: an
-            override, so ``budget``).
+        weights: ``imagenet`` (torchvision's file in ``$TORCH_HOME/hub/checkpoints``) or ``random``
+            (every row from random weights: an override).
         rows: Printed row labels (all their readings) or full labels; ``None``: every row.
         force: Retrain finished runs.
-        out_dir: Where to write; default ``results/<profile>/cbam_resnet50_cifar10``.
+        out_dir: Where to write.
 
     Raises:
         ValueError: unknown profile, weights or row, bad budgets or resize.
-        PretrainedWeightsError: ImageNet weights missing with ``weights='imagenet'`` in a profile
-            that does not allow random weights in their place.
+        PretrainedWeightsError: ImageNet weights missing where the profile allows no substitute.
     """
     if weights not in WEIGHTS:
         raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
@@ -369,15 +376,7 @@ def run_cbam(
     run.out.tables.update({"cbam_table": table, "cbam_runs": runs, "cbam_history": histories, "cbam_audit": audit,
                            "cbam_params": cbam_params()})
     run.out.figures.update(_curves(histories, recipe.input_size, run.profile))
-    run.out.notes.append(f"data: {', '.join(sorted(set(runs['data_source'])))}; inputs resized to "
-                         f"{recipe.input_size}x{recipe.input_size}; profile {run.profile}; {recipe.cfg.epochs} "
-                         f"epoch(s), max_steps {recipe.cfg.max_steps or 'none'}.")
-    if runs["weights_missing"].any():
-        run.out.notes.append(f"ImageNet weights {weights_filename(tv_weights('resnet50'))} not found in "
-                             "$TORCH_HOME/hub/checkpoints: rows marked 'random weights' ran from random weights.")
-    run.out.notes.append("test_acc_diff = best_acc_paper_evals_mean (best of the epochs the seed evaluates: every 5th "
-                         "and the last) - the printed test accuracy; train_acc_diff uses the final epoch.")
-    run.out.notes += audit_notes
+    run.out.notes += _notes(runs, recipe, run.profile) + audit_notes
     return run.finish(parameters={"seeds": seeds, "epochs": recipe.cfg.epochs, "max_steps": recipe.cfg.max_steps,
                                   "resize": recipe.input_size, "device": device, "weights": weights,
                                   "rows": [r.label for r in chosen], "overrides": list(recipe.overrides),

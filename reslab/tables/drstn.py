@@ -42,7 +42,17 @@ and on Fashion-MNIST. Choices:
 - Beside every transfer run, the same recipe from random initialisation, so the table shows
   what the transfer is worth.
 
-Table 1 (Grad-CAM): see :func:`run_drstn_table1`.
+Table 1 (Grad-CAM, :func:`run_drstn_table1`): the images are the first test image of each of the
+first ``n_images`` classes (of the profile's test subset, subset seed 0). Each network explains its
+own top-1 class with Grad-CAM at the target layer of :data:`CAM_MODELS`. Weights
+(``weights='auto'``): ImageNet when available (a profile that never downloads uses the file only
+when it is on disk), else the network's CIFAR-10 checkpoint from the Table 4 notebook (ResNet-18
+and DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``).
+The paper used an ImageNet bee photo; it does not say which weights its networks had. Inputs:
+ImageNet and random weights get the image resized bilinearly to ``image_size`` with ImageNet
+normalisation; CIFAR-10 weights get the 32x32 image with CIFAR-10 normalisation. Only ImageNet
+weights under ``paper`` / ``strong`` with the default ``weights`` and ``image_size`` count as the
+protocol (``evidence`` in ``table1_weights.csv``).
 """
 
 from __future__ import annotations
@@ -475,20 +485,11 @@ def run_drstn_table1(
 ) -> TableOutput:
     """Grad-CAM of SqueezeNet1_1, AlexNet, VGG-16, ResNet-18 and DRSTN V5 on fixed CIFAR-10 test images.
 
-    The images are the first test image of each of the first ``n_images`` classes (of the
-    profile's test subset, subset seed 0). Each network explains its own top-1 class with
-    pytorch-grad-cam at the target layer of :data:`CAM_MODELS`. Weights (``weights='auto'``):
-    ImageNet when available (a profile that never downloads uses the file only when it is on
-    disk), else the network's CIFAR-10 checkpoint from the Table 4 notebook (ResNet-18 and
-    DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``).
-    The paper used an ImageNet bee photo; it does not say which weights its networks had.
-    Inputs: ImageNet and random weights get the image resized bilinearly to ``image_size`` with
-    ImageNet normalisation; CIFAR-10 weights get the 32x32 image with CIFAR-10 normalisation.
-
-    Writes ``table1_cam_stats.csv`` (per model and image: weights used, predicted class and
-    probability, :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the
-    weights used and ``evidence``: only ImageNet weights under ``paper``/``strong`` with the
-    default ``weights`` and image size count as the protocol) and the grid ``table1_gradcam.png``.
+    The images, the weights each network gets (``weights='auto'``: ImageNet, else the Table 4
+    checkpoint, else random when allowed) and their inputs are described in the module docstring.
+    Writes ``table1_cam_stats.csv`` (per model and image: weights, prediction,
+    :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the weights used and
+    ``evidence``) and the grid ``table1_gradcam.png``.
 
     Raises:
         ValueError: for a bad ``weights``, ``n_images`` or ``image_size``.

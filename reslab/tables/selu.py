@@ -233,13 +233,10 @@ def run_selu_ablation(
 ) -> TableOutput:
     """Train the ablation of Tables 2-5 and compare it with the paper.
 
-    Writes into ``out_dir`` (default ``results/<profile>/selu_ablation_fashion_mnist``):
-    ``selu_ablation.csv`` (one row per variant: mean, std and n of final- and best-epoch test
-    accuracy, the paper's number and the differences, the paired difference with the baseline and
-    its 95 % interval, ``evidence``), ``paired.csv`` (the paired comparison, both metrics),
-    ``runs.csv`` (one row per run, with provenance), ``histories.csv`` (per epoch),
-    ``claims.csv`` (the paper's numbers as transcribed), ``fig4_5_lr_decay_loss.png``,
-    ``fig6_selu_vs_relu_loss.png`` and ``manifest.json``.
+    Writes ``selu_ablation.csv`` (per variant: final- and best-epoch accuracy as mean/std/n, the
+    paper's number and the differences, the paired gain over the baseline with its 95 % interval,
+    ``evidence``), ``paired.csv``, ``runs.csv``, ``histories.csv``, ``claims.csv``, the Fig. 4-5
+    and Fig. 6 loss curves and ``manifest.json`` into ``results/<profile>/selu_ablation_fashion_mnist``.
 
     Args:
         profile: ``smoke`` (default), ``paper``, ``strong`` or ``cpu15`` (see the module docstring).
