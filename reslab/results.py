@@ -119,10 +119,16 @@ def results_root() -> Path:
     return cwd / "results"
 
 
-def output_dir(name: str, profile: str, out_dir: str | os.PathLike | None = None) -> Path:
-    """The folder a notebook writes into: ``out_dir`` if given, else ``results/<profile>/<name>``."""
+def output_dir(name: str, profile: str, out_dir: str | os.PathLike | None = None, create: bool = True) -> Path:
+    """The folder a notebook writes into: ``out_dir`` if given, else ``results/<profile>/<name>``.
+
+    Args:
+        create: Make the folder now. A table passes ``False``: its files create it when they are
+            written, so a call that stops on bad input leaves no empty results folder behind.
+    """
     path = Path(out_dir) if out_dir else results_root() / profile / name
-    path.mkdir(parents=True, exist_ok=True)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
     return path
 
 

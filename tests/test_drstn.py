@@ -10,6 +10,7 @@ import torch
 from reslab import experiment as E
 from reslab import gradcam
 from reslab.claims import load_claims
+from reslab.results import results_root
 from reslab.tables import drstn
 
 TINY = dict(max_steps=1, batch_size=16, device="cpu")
@@ -81,6 +82,7 @@ def test_bad_inputs_say_what_is_wrong(runs):
         drstn.run_drstn_table4(profile="fast")
     with pytest.raises(ValueError, match="has no 'cpu15' recipe"):
         drstn.run_drstn_table4(profile="cpu15")
+    assert not (results_root() / "cpu15").exists()  # bad input leaves no empty results folder behind
     with pytest.raises(ValueError, match="subset of"):
         drstn.table4_specs(drstn.TABLE4_RECIPES["smoke"], models=["resnet50"])
     with pytest.raises(ValueError, match="seeds"):

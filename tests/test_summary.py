@@ -106,6 +106,11 @@ def test_summary_from_a_results_tree(tmp_path) -> None:
     assert (counts[list(S.VERDICTS)].sum(axis=1) == counts["claims"]).all()
 
 
+def test_an_empty_results_folder_is_no_result(tmp_path) -> None:
+    (tmp_path / "cpu15" / "drstn_table4_cifar10").mkdir(parents=True)
+    assert S.measurements(tmp_path).empty
+
+
 def test_unreadable_results_name_the_folder(tmp_path) -> None:
     folder = tmp_path / "smoke" / "drstn_table4_cifar10"
     folder.mkdir(parents=True)

@@ -112,7 +112,7 @@ class TableRun:
         self.table = table
         self.profile = resolve_profile(profile)
         self.t0 = time.perf_counter()
-        self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir))
+        self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False))
         self.splits: dict[str, tuple[Dataset, Dataset]] = {}
         self._extra_data: list[Dataset] = []
         self._rows: list[pd.DataFrame] = []

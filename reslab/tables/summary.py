@@ -245,7 +245,7 @@ def measurements(root: str | os.PathLike | None = None, claims: pd.DataFrame | N
     for profile in PROFILES:
         for name, extract in EXTRACTORS.items():
             folder = root / profile / name
-            if not folder.is_dir():
+            if not folder.is_dir() or not any(folder.iterdir()):  # an empty folder holds no result
                 continue
             try:
                 found = extract(folder, claims)
