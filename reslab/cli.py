@@ -60,7 +60,9 @@ def _kernel_name() -> str | None:
 
 
 def _strip_machine_paths(executed: Path, name: str) -> None:
-    """papermill records absolute input and output paths; keep them relative to the checkout."""
+    """papermill records absolute input and output paths; keep them relative to the checkout. A
+    library warning printed into a cell's stream output may name a file under the checkout or the
+    Python installation: those prefixes become ``<checkout>`` and ``<python>``."""
     import nbformat
 
     nb = nbformat.read(executed, as_version=4)
@@ -69,6 +71,13 @@ def _strip_machine_paths(executed: Path, name: str) -> None:
         meta["input_path"] = f"notebooks/{name}.ipynb"
     if "output_path" in meta:
         meta["output_path"] = f"{name}.ipynb"
+    prefixes = [(str(notebooks_dir().resolve().parent), "<checkout>"), (sys.prefix, "<python>"),
+                (sys.base_prefix, "<python>")]
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "stream":
+                for prefix, name_ in prefixes:
+                    output["text"] = output["text"].replace(prefix, name_)
     nbformat.write(nb, executed)
 
 

@@ -133,3 +133,17 @@ def test_check_command(tmp_path, capsys):
     assert cli.main(["reproduce", "--check", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert "no manifest" in out and "reslab reproduce --only x" in out
+
+
+def test_machine_paths_leave_stream_outputs(tmp_path) -> None:
+    import sys
+
+    nb = nbf.v4.new_notebook()
+    cell = nbf.v4.new_code_cell("import tqdm.auto")
+    cell.outputs = [nbf.v4.new_output("stream", name="stderr", text=f"{sys.prefix}/lib/tqdm/auto.py:21: TqdmWarning\n")]
+    nb.cells = [cell]
+    path = tmp_path / "x.ipynb"
+    nbf.write(nb, path)
+    cli._strip_machine_paths(path, "x")
+    text = nbf.read(path, as_version=4).cells[0].outputs[0]["text"]
+    assert sys.prefix not in text and text.startswith(("<python>/lib", "<checkout>/"))
