@@ -78,6 +78,9 @@ class Recipe:
             {"schedule": "cosine"}}`` or ``{"cifar100": {"lr": 0.5}}`` (:meth:`for_row`).
         overrides: What a notebook changed from the profile's recipe, one ``name=value (recipe:
             value)`` each; any entry makes the run ``budget``.
+        deviations: Known differences between this recipe and the original protocol that the
+            package does not (yet) follow, or protocol details no public source confirms; any
+            entry makes the run ``budget``, with the entry as the reason.
     """
 
     cfg: TrainConfig
@@ -91,6 +94,7 @@ class Recipe:
     checkpoint: bool = True
     row_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
+    deviations: tuple[str, ...] = ()
 
     def for_row(self, *features: str) -> "Recipe":
         """The recipe of a row that has ``features`` (keys of :attr:`row_changes`, e.g.
@@ -373,7 +377,8 @@ def run_one(
             shutil.rmtree(folder, ignore_errors=True)
         row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
     # Decided afresh on every read, so a stored run is judged by today's rule.
-    kind, note = evidence_of(prof, spec.recipe.overrides, [train_data.data_source, test_data.data_source],
+    kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides),
+                             [train_data.data_source, test_data.data_source],
                              complete=train_data.subset is None and test_data.subset is None)
     row |= {"run_dir": relative_to_runs(folder), **spec.tags, "evidence": kind, "evidence_note": note}
     return row, history.assign(**spec.tags)

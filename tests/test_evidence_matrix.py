@@ -66,7 +66,7 @@ def world(tmp_path, monkeypatch):
     monkeypatch.setattr(drstn, "_imagenet_net", lambda model, profile: _cam_ready(model))
     real_params = survey.param_table
     monkeypatch.setattr(survey, "param_table", lambda specs, **kw: real_params(
-        [s for s in specs if s.model == "resnet110_sd"], **kw))
+        [s for s in specs if s.model == "pyramidnet110_a48"], **kw))
     return tmp_path
 
 
@@ -85,7 +85,7 @@ TABLES = {
     "drstn_table5_transfer": (drstn.run_drstn_table5, {"device": "cpu"}, {"epochs": 2}),
     "selu_ablation_fashion_mnist": (selu.run_selu_ablation, {"device": "cpu"}, {"epochs": 2}),
     "cbam_resnet50_cifar10": (cbam.run_cbam, {"device": "cpu"}, {"epochs": 2}),
-    "survey_error_rates": (survey.run_survey, {"device": "cpu", "models": ["resnet110_sd", "wrn28_10"]},
+    "survey_error_rates": (survey.run_survey, {"device": "cpu", "models": ["pyramidnet110_a48", "densenet_bc100_k12"]},
                            {"max_steps": 3}),
 }
 CASES = ("smoke", "paper+override", "paper")
@@ -155,6 +155,21 @@ def test_fewer_runs_than_the_protocol_are_a_budget(world):
     rows = summary.summary_table(results)
     measured = rows[rows["results"].eq("paper/selu_ablation_fashion_mnist")]
     assert set(measured["verdict"]) == {"budget only"} and measured["rule"].str.contains("runs=2").all()
+
+
+def test_a_recipe_that_deviates_from_the_original_is_never_judged(world):
+    """WRN (mean/std instead of ZCA, zero instead of reflection padding) and stochastic depth (no
+    validation hold-out) follow their originals' hyperparameters but not their whole protocol."""
+    results = world / "results"
+    survey.run_survey(profile="paper", device="cpu", models=["resnet110_sd", "wrn28_10"],
+                      out_dir=results / "paper" / "survey_error_rates")
+    rows = summary.summary_table(results)
+    measured = rows[rows["results"].eq("paper/survey_error_rates") & rows["profile"].ne("-")]
+    assert len(measured) and set(measured["verdict"]) == {"budget only"}
+    wrn = measured[measured["claim_id"].str.contains("wrn28_10")]
+    assert len(wrn) and wrn["rule"].str.contains("ZCA whitening").all(), wrn["rule"].tolist()
+    sd = measured[measured["claim_id"].str.contains("resnet110_sd")]
+    assert len(sd) and sd["rule"].str.contains("best validation epoch").all(), sd["rule"].tolist()
 
 
 def test_a_cbam_row_without_imagenet_weights_is_never_judged(world, monkeypatch):

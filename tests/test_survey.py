@@ -74,14 +74,64 @@ def test_original_paper_claims_structure() -> None:
     orig = load_claims("survey_original")
     assert set(orig["model"]) <= set(list_models())
     assert set(orig["model"]) == set(S.cifar_models())  # every survey model has its original numbers
-    assert (orig["source"].str.contains("et al.|&")).all()
-    assert orig["note"].str.contains("confidence").all()
     assert set(orig["metric"]) == {"params", "error_rate", "test_acc"}
+
+
+def test_original_values_name_a_public_source_and_say_whether_it_shows_them() -> None:
+    orig = load_claims("survey_original")
+    assert set(orig["verified"]) <= {"yes", "no"}
+    # A number recalled from memory is not a source: every row names where it can be read.
+    assert not orig["note"].str.contains("recalled", case=False).any()
+    assert orig["source"].str.contains(r"github:|arXiv|https?://").all(), orig.loc[
+        ~orig["source"].str.contains(r"github:|arXiv|https?://"), "source"].tolist()
+    assert orig.loc[orig["verified"] == "no", "note"].str.contains("unverified", case=False).all()
+    # The four papers' own files transcribe the seeds and carry no verification column.
+    assert set(load_claims("survey")["verified"]) == {""}
+
+
+def test_load_claims_rejects_original_values_without_a_verification(tmp_path) -> None:
+    row = "survey_original,Table 2,DenseNet,densenet_bc100_k12,cifar10,error_rate,4.51,percent,github:x/y README.md,n"
+    head = "paper,table,row,model,dataset,metric,value,unit,source,note"
+    (tmp_path / "originals.csv").write_text(f"{head}\n{row}\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="has no 'verified' column"):
+        load_claims(root=tmp_path)
+    (tmp_path / "originals.csv").write_text(f"{head},verified\n{row},probably\n", encoding="utf-8")
+    with pytest.raises(ValueError, match="'verified' must be one of"):
+        load_claims(root=tmp_path)
+    (tmp_path / "originals.csv").write_text(f"{head},verified\n{row},yes\n", encoding="utf-8")
+    loaded = load_claims(root=tmp_path)
+    # ``verified`` describes the row; it is not part of its id.
+    assert loaded["claim_id"].tolist() == ["survey_original/Table 2/densenet_bc100_k12/cifar10/error_rate"]
+
+
+@pytest.mark.parametrize("verified", ["yes", "no"])
+def test_a_disagreement_with_an_unverified_original_is_shown_but_not_a_finding(verified) -> None:
+    claims = pd.DataFrame([
+        ["survey", "Table 6", "densenet_bc100_k12", "cifar10", "error_rate", 4.51, "percent", "x", "", ""],
+        ["survey_original", "Table 2", "densenet_bc100_k12", "cifar10", "error_rate", 4.0, "percent",
+         "github:x/y README.md", "n", verified],
+    ], columns=["paper", "table", "model", "dataset", "metric", "value", "unit", "source", "note", "verified"])
+    claims["row"] = ""
+    table = S.consistency(claims)
+    row = table.iloc[0]
+    assert not row["agrees"] and row["other_verified"] == (verified == "yes")
+    notes = "\n".join(S.consistency_notes(table))
+    if verified == "yes":
+        assert "prints 4.51" in row["finding"] and notes.startswith("1 printed numbers disagree")
+    else:
+        assert row["finding"] == "" and notes.startswith("0 printed numbers disagree")
+        assert "1 comparisons rest on an original value that no public source could confirm" in notes
+        assert "Table 6 'Densenet (k=12)' error_rate cifar10" in notes
 
 
 def test_consistency_finds_the_mislabelled_row_and_the_attention_typo() -> None:
     table = S.consistency()
     bad = table[~table["agrees"]]
+    # The authors' README gives PyramidNet-110 alpha=48 / 84 errors the survey does not print.
+    pyr110 = bad[bad["model"].isin(["pyramidnet110_a48", "pyramidnet110_a84"])]
+    assert len(pyr110) == 4 and pyr110["other_source"].str.contains("jhkim89/PyramidNet README.md").all()
+    bad = bad.drop(pyr110.index)
+    assert (bad["finding"] != "").all() and bad["other_verified"].all()
     assert set(bad["model"]) == {"pyramidnet164_bottleneck_a270", "attention452_cifar"}
     pyr = bad[bad["model"] == "pyramidnet164_bottleneck_a270"]
     assert set(pyr["survey_table"]) == {"Table 8"} and set(pyr["kind"]) == {"survey vs survey", "survey vs original"}

@@ -9,11 +9,15 @@ the data description for the manifest, saving) happens here, once.
 
 from __future__ import annotations
 
+import functools
+import inspect
+import json
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -87,6 +91,48 @@ def check_choice(names: Sequence[str] | str | None, known: Sequence[str], what: 
         raise ValueError(f"{what} must be a non-empty subset of {list(known)}; got {chosen}"
                          + (f" (unknown: {unknown})." if unknown else "."))
     return [n for n in known if n in set(chosen)]
+
+
+def parse_list(value: Any, what: str) -> Any:
+    """A list parameter as given on a command line: a JSON list (``'["drstn_v5", "resnet18"]'``, or
+    ``'[0, 1]'``) or comma-separated names (``'drstn_v5,resnet18'``, ``'0,1'``); whole numbers
+    become ``int``. Anything that is not a string is returned unchanged.
+
+    Raises:
+        ValueError: for a string that starts like a JSON list but is not one, or holds a nested value.
+    """
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        try:
+            items = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{what}: {value!r} is not a valid JSON list ({exc.msg}); write it as "
+                             f"'[\"a\", \"b\"]' or as comma-separated names 'a,b'.") from None
+        if not isinstance(items, list) or any(isinstance(i, (list, dict)) for i in items):
+            raise ValueError(f"{what}: {value!r} must be a flat list of names or numbers.")
+        return items
+    items = [part.strip().strip("'\"") for part in text.split(",")]
+    return [int(i) if re.fullmatch(r"-?\d+", i) else i for i in items if i]
+
+
+def list_parameters(fn: Callable) -> Callable:
+    """Let every list parameter of a ``run_<table>()`` (annotated ``Sequence[...]``) also be given
+    as a string, as papermill's ``-p`` and a JupyterLab parameters cell pass it (:func:`parse_list`)."""
+    sig = inspect.signature(fn)
+    names = [n for n, p in sig.parameters.items() if "Sequence[" in str(p.annotation)]
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        bound = sig.bind(*args, **kwargs)
+        for name in names:
+            if name in bound.arguments:
+                bound.arguments[name] = parse_list(bound.arguments[name], name)
+        return fn(*bound.args, **bound.kwargs)
+
+    wrapper.list_parameters = tuple(names)
+    return wrapper
 
 
 class TableRun:

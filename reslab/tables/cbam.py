@@ -58,7 +58,7 @@ from ..models import checkpoint_dir, load_weights_state_dict, tv_weights, weight
 from ..params import param_table, paper_models
 from ..profiles import Profile
 from ..train import TrainConfig
-from ._common import TableOutput, TableRun
+from ._common import TableOutput, TableRun, list_parameters
 
 TABLE = "cbam_resnet50_cifar10"
 PAPER = "cbam"
@@ -315,6 +315,7 @@ def _without_twins(chosen: list[CbamRow]) -> tuple[list[CbamRow], list[str]]:
     return [r for r in chosen if r.label not in skipped], notes
 
 
+@list_parameters
 def run_cbam(
     profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,

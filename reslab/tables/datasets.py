@@ -11,7 +11,7 @@ from .. import plots
 from ..data import DATASETS, SPLITS, get_spec, load_dataset
 from ..experiment import evidence_of
 from ..profiles import Profile
-from ._common import TableOutput, TableRun
+from ._common import TableOutput, TableRun, list_parameters
 
 
 def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:
@@ -30,6 +30,7 @@ def dataset_specs(datasets: Sequence[str] = tuple(DATASETS)) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@list_parameters
 def run_datasets(
     profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,

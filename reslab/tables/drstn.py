@@ -74,7 +74,7 @@ from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, crea
                       weights_filename)
 from ..profiles import Profile, resolve_profile
 from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
-from ._common import TableOutput, TableRun, check_choice
+from ._common import TableOutput, TableRun, check_choice, list_parameters
 
 PAPER = "drstn"
 TABLE4 = "drstn_table4_cifar10"
@@ -217,6 +217,7 @@ def _gain_table(summary: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+@list_parameters
 def run_drstn_table4(
     profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
@@ -339,6 +340,7 @@ def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+@list_parameters
 def run_drstn_table5(
     profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,

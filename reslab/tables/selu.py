@@ -62,7 +62,7 @@ from ..data import MEAN_STD, Augment
 from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, paired_comparison, summarise, weakest_evidence
 from ..profiles import Profile
 from ..train import TrainConfig, resolve_device
-from ._common import TableOutput, TableRun, check_choice
+from ._common import TableOutput, TableRun, check_choice, list_parameters
 
 TABLE = "selu_ablation_fashion_mnist"
 DATASET = "fashion_mnist"
@@ -219,6 +219,7 @@ def _figures(histories: pd.DataFrame, labels: set[str]) -> dict:
     return figures
 
 
+@list_parameters
 def run_selu_ablation(
     profile: str | Profile = "smoke",
     data_root: str | os.PathLike | None = None,
