@@ -27,7 +27,7 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
+from tqdm.auto import tqdm  # a widget in a notebook (nothing on stderr), text in a terminal
 
 from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
@@ -66,7 +66,7 @@ class TrainConfig:
         device: ``cpu``, ``cuda``, ``cuda:1``... or ``auto`` (CUDA when available).
         max_steps: Stop after this many optimiser steps in total (smoke budgets); 0 = no cap.
         eval_batch_size: Batch size of evaluation.
-        progress: Show tqdm progress bars.
+        progress: Show tqdm progress bars (a widget in a notebook, text in a terminal).
     """
 
     epochs: int = 1
