@@ -16,7 +16,15 @@ channel gate = shared MLP (reduction 16, ReLU after ``W0``) over average- and ma
 vectors, summed, sigmoid; spatial gate = 7x7 conv over the channel-wise mean and max maps,
 sigmoid; channel gate first, then spatial. Reference code Jongchan/attention-module
 (``MODELS/cbam.py``, ``MODELS/model_resnet.py``), read, not copied; like it we put a BatchNorm
-after the 7x7 conv (2 parameters) and apply CBAM to the residual branch before the addition.
+after the 7x7 conv (2 parameters, momentum 0.01) and apply CBAM to the residual branch before the
+addition, and like its init loop we start the spatial gate's BN scale at 0 and the channel-gate
+MLP biases at 0 (``layers.SpatialGate`` / ``layers.ChannelGate`` say where each comes from).
+Both models call ``kaiming_init_`` on their new parts, which resets BN scales to 1 and then gives
+the CBAM gates their reference init back; ``ResNetAttention`` loads ImageNet weights into the
+torchvision backbone only, so its CBAM bottleneck is initialised the same way with or without
+them. The rest of the models' init is ``kaiming_init_`` (He fan-out convs, BN 1/0) with
+PyTorch's default for the final ``fc``; the reference's loop also zeroes ``fc.bias`` and draws
+``fc.weight`` He-normal (fan-in), which we do not.
 
 Choices where the seed is silent (its figures of ResAttention and AttentionModule are not in the
 text):

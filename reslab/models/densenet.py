@@ -11,6 +11,26 @@ global average pooling and a linear classifier. No BN/ReLU/pooling after the fir
 
 The dense blocks and transitions are torchvision's (``torchvision.models.DenseNet`` with three
 blocks); only the ImageNet stem (7x7/2 conv, BN, ReLU, max-pool) is replaced by the CIFAR conv.
+
+Differences from both reference implementations, kept on purpose (torchvision's blocks) and
+stated here:
+
+- Conv init: torchvision's ``nn.init.kaiming_normal_(m.weight)``, He normal with its default
+  ``mode="fan_in"`` (``std = sqrt(2 / (k * k * C_in))``), and the same for our CIFAR stem conv.
+  Both references use fan-out, ``std = sqrt(2 / (k * k * C_out))``: the authors' Torch code
+  (liuzhuang13/DenseNet ``models/densenet.lua``, ``ConvInit``: ``local n =
+  v.kW*v.kH*v.nOutputPlane; v.weight:normal(0,math.sqrt(2/n))``) and andreasveit/densenet-pytorch
+  ``densenet.py`` (``n = m.kernel_size[0] * m.kernel_size[1] * m.out_channels;
+  m.weight.data.normal_(0, math.sqrt(2. / n))``). BN (weight 1, bias 0) and the zero classifier
+  bias agree; the classifier weight is PyTorch's default in torchvision and andreasveit, Torch's
+  default ``nn.Linear`` init in the authors' code.
+- Dropout (only when ``drop_rate > 0``; the paper adds dropout 0.2 after every convolution
+  except the first, and only for its runs without data augmentation):
+  torchvision drops the dense layer's new features once, after the 3x3 conv, and never in
+  transitions. Both references drop after the bottleneck 1x1 conv and again after the 3x3 conv
+  (``models/DenseConnectLayer.lua``, ``DenseConnectLayerStandard``; andreasveit
+  ``BottleneckBlock.forward``), and after each transition's 1x1 conv, before the average pool
+  (``models/densenet.lua``, ``addTransition``; andreasveit ``TransitionBlock.forward``).
 """
 
 from __future__ import annotations
@@ -34,7 +54,10 @@ class DenseNetBCCifar(DenseNet):
         growth_rate: ``k``.
         num_classes: Classifier outputs.
         in_chans: Input channels.
-        drop_rate: Dropout after each dense layer (0 with data augmentation, as in the paper).
+        drop_rate: Dropout rate (0 with data augmentation, as in the paper). Placed as
+            torchvision does (after each dense layer's 3x3 conv only), not as the references
+            (also after the 1x1 bottleneck conv and after each transition conv); see the
+            module docstring.
 
     Raises:
         ValueError: if ``depth`` is not ``6n + 4``.
@@ -50,7 +73,7 @@ class DenseNetBCCifar(DenseNet):
             drop_rate=drop_rate, num_classes=num_classes,
         )
         stem = nn.Conv2d(in_chans, init, 3, padding=1, bias=False)
-        nn.init.kaiming_normal_(stem.weight)
+        nn.init.kaiming_normal_(stem.weight)  # fan-in, as torchvision's convs (references: fan-out)
         rest = [(k, m) for k, m in self.features.named_children() if k not in ("conv0", "norm0", "relu0", "pool0")]
         self.features = nn.Sequential(OrderedDict([("conv0", stem), *rest]))
 

@@ -28,8 +28,13 @@ Choices where the paper is silent (override any of them through ``create_model``
   3x3 stride-2 max-pool (``stem_stride=1, stem_pool=False`` gives the CIFAR-style stem).
 - Stage widths 64/128/256/512 as ResNet-18; V5 simply has no fourth stage, so its head sees 256
   channels.
-- FC width ``M`` of the threshold sub-network (Fig. 2): ``M = C`` as in DRSN; BN in it is
-  ``BatchNorm1d``.
+- FC width ``M`` of the threshold sub-network (Fig. 2): ``M = C`` in every unit by default, as
+  the Keras version of the DRSN code (zhao62/Deep-Residual-Shrinkage-Networks ``DRSN_Keras.py``:
+  ``Dense(out_channels, ...)``). The TFLearn version, which the DRSN authors recommend
+  (``DRSN_TFLearn.py``, ``DRSN.py`` in older commits), uses ``M = C // 4``
+  (``tflearn.fully_connected(abs_mean, out_channels//4, ...)``): pass ``threshold_reduction=4``
+  (``M = C // r`` in each unit, so ``M`` follows the stage width). ``threshold_hidden=M`` instead
+  fixes one width for every unit. BN in the sub-network is ``BatchNorm1d``.
 - Shortcuts: ResNet-18's 1x1 conv + BN projection where shapes change.
 - ``pretrained=True`` is refused: the paper's "model transfer" edits the ResNet-18 structure and
   its "pre-trained parameter transfer" starts MNIST / Fashion-MNIST runs from DRSTN_V5's own
@@ -47,9 +52,27 @@ from .layers import SoftThreshold
 from .resnet import BasicBlock, ResNet, _no_pretrained
 
 
-def _create_drstn(name: str, pretrained: bool, args: dict, threshold_hidden: int | None = None, **kwargs) -> nn.Module:
+def _create_drstn(
+    name: str,
+    pretrained: bool,
+    args: dict,
+    threshold_hidden: int | None = None,
+    threshold_reduction: int = 1,
+    **kwargs,
+) -> nn.Module:
+    """Build a DRSTN variant.
+
+    Args:
+        name: Registered name (for error messages).
+        pretrained: Must be False (see the module docstring).
+        args: The variant's ``ResNet`` arguments; ``kwargs`` override them.
+        threshold_hidden: One fixed width ``M`` for every threshold sub-network (``None``: use
+            ``threshold_reduction``).
+        threshold_reduction: ``M = C // r`` per unit: 1 (default) as DRSN's Keras code, 4 as its
+            TFLearn code (see ``layers.SoftThreshold``).
+    """
     _no_pretrained(name, pretrained)
-    attn = partial(SoftThreshold, hidden=threshold_hidden)
+    attn = partial(SoftThreshold, hidden=threshold_hidden, reduction=threshold_reduction)
     return ResNet(**{"block": BasicBlock, "attn_layer": attn, "stem": "imagenet", **args, **kwargs})
 
 

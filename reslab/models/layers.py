@@ -6,7 +6,8 @@ Provenance:
       used by DRSTN (seed 000, section 3.2-3.3, equations 15-16 and Fig. 2).
     - ``ChannelGate`` / ``SpatialGate`` / ``CBAM``: Woo et al., "CBAM: Convolutional Block
       Attention Module", ECCV 2018, equations 2-3 (as quoted in seed 004); reference code
-      Jongchan/attention-module ``MODELS/cbam.py`` (read, not copied).
+      Jongchan/attention-module ``MODELS/cbam.py`` and the init loop of ``MODELS/model_resnet.py``
+      (read, not copied).
     - ``StochasticDepth``: Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016 (the
       survey's ``Stoc-depth-110``); reference code yueatsprograms/Stochastic_Depth.
 """
@@ -75,15 +76,42 @@ class SoftThreshold(nn.Module):
     ``y = sign(x) * max(|x| - tau, 0)``. Because ``0 < alpha < 1``, ``0 <= tau < A``: the
     threshold is positive and never zeroes a whole channel.
 
+    The width ``M`` of the first FC layer is left unspecified by the DRSTN paper (Fig. 2), and the
+    two versions of the DRSN reference code (zhao62/Deep-Residual-Shrinkage-Networks) differ:
+
+    - ``DRSN_Keras.py``: ``M = C`` (``Dense(out_channels, ...)`` on the absolute means). This is
+      our default (``reduction=1``).
+    - ``DRSN_TFLearn.py`` (named ``DRSN.py`` in older commits), the version the authors
+      recommend ("The TFLearn code is recommended for usage.", header of ``DRSN_Keras.py``):
+      ``M = C // 4`` (``tflearn.fully_connected(abs_mean, out_channels//4, ...)``), i.e.
+      ``reduction=4``.
+
     Args:
         channels: Number of channels ``C`` of the input.
-        hidden: Width ``M`` of the first FC layer. The DRSTN paper leaves ``M`` unspecified
-            (Fig. 2); the default ``None`` means ``M = C`` as in the DRSN reference code.
+        hidden: A fixed width ``M`` of the first FC layer (the same for every unit built with it);
+            ``None`` (default) derives it from ``reduction``. Give one of ``hidden`` and
+            ``reduction``, not both.
+        reduction: ``M = max(C // reduction, 1)``, a per-unit rule (like CBAM's ``reduction``):
+            1 (default) is the Keras reference, 4 the TFLearn reference.
+
+    Raises:
+        ValueError: if ``hidden`` or ``reduction`` is below 1, or both are given.
     """
 
-    def __init__(self, channels: int, hidden: int | None = None):
+    def __init__(self, channels: int, hidden: int | None = None, reduction: int = 1):
         super().__init__()
-        hidden = hidden or channels
+        if reduction < 1:
+            raise ValueError(f"threshold reduction must be >= 1 (M = C // reduction), got {reduction}")
+        if hidden is not None:
+            if hidden < 1:
+                raise ValueError(f"threshold hidden width must be >= 1, got {hidden}")
+            if reduction != 1:
+                raise ValueError(
+                    f"give either hidden={hidden} (one width for every unit) or reduction={reduction} "
+                    "(M = C // reduction per unit), not both"
+                )
+        else:
+            hidden = max(channels // reduction, 1)
         self.fc1 = nn.Linear(channels, hidden)
         self.bn = nn.BatchNorm1d(hidden)
         self.fc2 = nn.Linear(hidden, channels)
@@ -101,6 +129,15 @@ class SoftThreshold(nn.Module):
 class ChannelGate(nn.Module):
     """CBAM channel attention: ``sigmoid(MLP(AvgPool(F)) + MLP(MaxPool(F)))`` with a shared MLP.
 
+    Initialisation follows the reference code: the init loop of Jongchan/attention-module
+    ``MODELS/model_resnet.py`` zeroes every bias (``elif key.split(".")[-1]=='bias':
+    self.state_dict()[key][...] = 0``), which includes both MLP biases, and leaves the MLP weights
+    at PyTorch's default (their keys contain neither ``conv`` nor ``bn``). We zero the biases in
+    the module itself (``reference_init_``), so they are zero for a standalone gate too.
+
+    Deliberate difference: the hidden width is ``max(C // r, 1)``; the reference's ``C // r`` is
+    0 when ``C < r``.
+
     Args:
         channels: Number of input channels ``C``.
         reduction: MLP reduction ratio ``r`` (hidden width ``C // r``, at least 1).
@@ -110,6 +147,13 @@ class ChannelGate(nn.Module):
         super().__init__()
         hidden = max(channels // reduction, 1)
         self.mlp = nn.Sequential(nn.Linear(channels, hidden), nn.ReLU(inplace=True), nn.Linear(hidden, channels))
+        self.reference_init_()
+
+    def reference_init_(self) -> None:
+        """Zero both MLP biases, as the reference's init loop does; generic inits call this last."""
+        for m in self.mlp:
+            if isinstance(m, nn.Linear):
+                nn.init.zeros_(m.bias)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Return the channel attention map ``M_c``, shape ``(B, C, 1, 1)``, values in (0, 1)."""
@@ -124,6 +168,24 @@ class ChannelGate(nn.Module):
 class SpatialGate(nn.Module):
     """CBAM spatial attention: ``sigmoid(BN(conv7x7([mean_c(F); max_c(F)])))``.
 
+    Follows the reference code (Jongchan/attention-module):
+
+    - BatchNorm after the conv with ``eps=1e-5, momentum=0.01`` (``MODELS/cbam.py``,
+      ``BasicConv``: ``nn.BatchNorm2d(out_planes,eps=1e-5, momentum=0.01, affine=True)``), no
+      conv bias, no ReLU.
+    - The BN scale starts at 0 and its shift at 0 (``MODELS/model_resnet.py`` init loop:
+      ``if "SpatialGate" in key: self.state_dict()[key][...] = 0`` for BN weights; biases are
+      zeroed there too), so at init the gate is ``sigmoid(0) = 0.5`` everywhere and the block
+      starts as channel attention scaled by 0.5.
+
+    Deliberate differences: the reference zeroes the BN scale in its model's init loop (its
+    standalone ``SpatialGate`` keeps scale 1); we do it in the module (``reference_init_``) and
+    ``kaiming_init_`` / ``lecun_normal_`` re-apply it after resetting BN weights, so every model
+    that uses the gate gets it. The pooled map is ``[mean; max]`` in the order of the paper's
+    equation 3; the reference's ``ChannelPool`` concatenates ``[max; mean]`` (the same family of
+    functions, conv input channels swapped). The conv weight is left to the enclosing model's
+    init (``kaiming_init_``: He normal, fan-out, as the reference's loop does for ``conv`` keys).
+
     Args:
         kernel_size: Size of the convolution over the 2-channel pooled map (7 in the paper).
         norm: Put a BatchNorm after the convolution, as the CBAM reference code does.
@@ -132,7 +194,16 @@ class SpatialGate(nn.Module):
     def __init__(self, kernel_size: int = 7, norm: bool = True):
         super().__init__()
         self.conv = nn.Conv2d(2, 1, kernel_size, padding=kernel_size // 2, bias=not norm)
-        self.bn = nn.BatchNorm2d(1) if norm else nn.Identity()
+        self.bn = nn.BatchNorm2d(1, eps=1e-5, momentum=0.01) if norm else nn.Identity()
+        self.reference_init_()
+
+    def reference_init_(self) -> None:
+        """BN scale and shift to 0 (conv bias to 0 without BN), as the reference's init loop."""
+        if isinstance(self.bn, nn.BatchNorm2d):
+            nn.init.zeros_(self.bn.weight)
+            nn.init.zeros_(self.bn.bias)
+        elif self.conv.bias is not None:
+            nn.init.zeros_(self.conv.bias)
 
     def gate(self, x: torch.Tensor) -> torch.Tensor:
         """Return the spatial attention map ``M_s``, shape ``(B, 1, H, W)``, values in (0, 1)."""
@@ -145,6 +216,9 @@ class SpatialGate(nn.Module):
 
 class CBAM(nn.Module):
     """Convolutional Block Attention Module: channel gate, then spatial gate.
+
+    Initialised as the reference code (see ``ChannelGate`` and ``SpatialGate``): MLP biases 0,
+    spatial BN scale 0 (momentum 0.01).
 
     Args:
         channels: Number of input channels.
@@ -209,10 +283,18 @@ def linear_survival(num_blocks: int, final_survival: float) -> list[float]:
     return [1.0 - (i + 1) / num_blocks * (1.0 - final_survival) for i in range(num_blocks)]
 
 
+def _reference_inits_(module: nn.Module) -> None:
+    """Re-apply module-specific inits (CBAM gates) that a generic init just overwrote."""
+    for m in module.modules():
+        if isinstance(m, (ChannelGate, SpatialGate)):
+            m.reference_init_()
+
+
 def lecun_normal_(module: nn.Module) -> None:
     """LeCun-normal init (``N(0, 1/fan_in)``) of every conv and linear weight; zero biases.
 
-    SELU's self-normalising property assumes this init (Klambauer et al. 2017).
+    SELU's self-normalising property assumes this init (Klambauer et al. 2017). CBAM gates then
+    get their reference init back (``reference_init_`` of ``ChannelGate`` and ``SpatialGate``).
     """
     for m in module.modules():
         if isinstance(m, (nn.Conv2d, nn.Linear)):
@@ -220,10 +302,15 @@ def lecun_normal_(module: nn.Module) -> None:
             nn.init.normal_(m.weight, 0.0, 1.0 / math.sqrt(fan_in))
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+    _reference_inits_(module)
 
 
 def kaiming_init_(module: nn.Module) -> None:
-    """He init (fan_out, ReLU) for convs, BN weight 1 / bias 0 (torchvision ResNet default)."""
+    """He init (fan_out, ReLU) for convs, BN weight 1 / bias 0 (torchvision ResNet default).
+
+    CBAM gates then get their reference init back (spatial BN scale 0, MLP biases 0; see
+    ``SpatialGate`` and ``ChannelGate``), so it survives this reset of BN weights to 1.
+    """
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -233,3 +320,4 @@ def kaiming_init_(module: nn.Module) -> None:
             if m.weight is not None:
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+    _reference_inits_(module)

@@ -12,6 +12,17 @@ Table 2, read alongside tengshaofeng/ResidualAttentionNetwork-pytorch (read, not
   BN-ReLU-1x1 conv, BN-ReLU-1x1 conv, sigmoid. Output ``(1 + M(x)) * T(x)`` (attention
   residual learning, equation 3). The number of skip connections falls by one per stage (2, 1,
   0), as in the paper's Table 2.
+- Up-sampling in the mask branch: ``F.interpolate(mode="bilinear", align_corners=False)``
+  (half-pixel centres) to the size of the skip / trunk map. The authors' prototxts
+  (fwang91/residual-attention-network ``imagenet_model/Attention-56-deploy.prototxt``, e.g.
+  ``AttentionA_1/mask/up_sample/interp_1``) use an ``Interp`` layer with two bottoms (output size =
+  the second bottom's) from their Caffe fork, buptwangfei/caffe ``src/caffe/util/interp.cpp``:
+  ``rheight = (height1 - 1) / (height2 - 1)``, source row ``rheight * h2``, i.e. corners mapped to
+  corners, PyTorch's ``align_corners=True``. We keep ``align_corners=False``, so the mask differs
+  slightly from the reference's interpolation (no parameter count is affected).
+- Mask-branch max-pooling: ours is 3x3, stride 2, padding 1; the prototxt's ``pool1_3x3_s2`` is
+  3x3, stride 2, no padding, in Caffe's ceil mode: the same output size on even maps, with the
+  windows shifted by one pixel.
 - Depth ``36m + 20`` for ``{p=1, t=2, r=1}``: ``m`` modules per stage; the 20 are the first conv,
   six residual units (one before each stage and three after the last) and the classifier.
 
@@ -110,6 +121,7 @@ class AttentionModule(nn.Module):
             skips.append(skip(m))
             m = self._pool(m)
         m = self.bottom(m)
+        # align_corners=False; the authors' Caffe Interp is corner-aligned (module docstring)
         for up, s in zip(reversed(self.up), reversed(skips)):
             m = F.interpolate(m, size=s.shape[-2:], mode="bilinear", align_corners=False) + s
             m = up(m)
