@@ -31,9 +31,11 @@ check: setup
 readme: setup
 	$(VENV)/bin/reslab readme
 
-# Unit tests, then nbval over the notebooks (run with smoke defaults, results to a throw-away folder).
+# Unit tests, then nbval over the notebooks (run with smoke defaults, results to a throw-away folder
+# that is removed afterwards; the exit code is pytest's).
 test: setup
-	RESLAB_RESULTS=$$(mktemp -d) $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider
+	tmp=$$(mktemp -d) && RESLAB_RESULTS=$$tmp $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider; \
+	status=$$?; rm -rf "$$tmp"; exit $$status
 
 # Refresh the committed notebook outputs from a papermill run (never from hand execution).
 notebooks: setup

@@ -28,6 +28,13 @@ NOTEBOOK_ORDER = [
     "survey_error_rates",
     "summary",
 ]
+#: One sentence per command, shown by ``reslab --help`` and at the top of the command's own help.
+DESCRIPTIONS = {
+    "reproduce": "Run the notebooks headless with papermill and write their results under results/.",
+    "notebooks": "Re-execute the notebooks in place with their default parameters.",
+    "params": "Print the parameter table of every paper model beside the values the papers print.",
+    "readme": "Regenerate the Results section of README.md from results/summary.",
+}
 KERNEL_NAME = "reslab"
 REQUIRED_PARAMETERS = ("profile",)
 # Notebooks that read every profile's results and write results/<name>/ (no profile parameter).
@@ -102,6 +109,47 @@ def _kernel_paths() -> dict[str, str]:
     return {k: str(p) for k in ("RESLAB_DATA", "RESLAB_RUNS", "RESLAB_CACHE") if (p := _absolute_env(k))}
 
 
+def _pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (a process of another user counts)."""
+    if pid <= 0:
+        return True  # not a pid we wrote: never treat its folder as stale
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # PermissionError: it exists but belongs to someone else
+        return True
+    return True
+
+
+def _remove_stale_staging(results: Path) -> list[Path]:
+    """Remove the staging folders (``.staging-<name>-<pid>``) and set-aside results folders
+    (``.old-<name>-<pid>``) that a killed ``reslab reproduce`` left behind; return what it removed.
+
+    Only folders of processes that no longer run are touched. A set-aside folder whose results
+    folder is missing (killed between the two renames of :func:`run_notebook`) holds the last good
+    results: it is put back instead of removed.
+    """
+    removed = []
+    leftovers = [*results.glob(".staging-*-*"), *results.glob(".old-*-*"), *results.glob("*/.old-*-*")]
+    for path in leftovers:
+        stem, _, pid = path.name.rpartition("-")
+        if not pid.isdigit() or not path.is_dir() or _pid_alive(int(pid)):
+            continue
+        if path.name.startswith(".old-"):
+            final = path.parent / stem.removeprefix(".old-")
+            if not final.exists():
+                os.replace(path, final)
+                print(f"[reslab] restored {final} from {path.name}, left by a process that was stopped", flush=True)
+                continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    if removed:
+        print(f"[reslab] removed {len(removed)} folder(s) left by stopped runs: "
+              f"{', '.join(p.name for p in removed)}", flush=True)
+    return removed
+
+
 def run_notebook(name: str, profile: str, params: dict, folder: Path, results: Path,
                  data_root: Path | None = None) -> float:
     """Execute one notebook into ``results/<profile>/<name>/``; return its wall time.
@@ -130,6 +178,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     params = {k: v for k, v in params.items() if k in declared}
     sub = Path(name) if name in ACROSS_PROFILES else Path(profile) / name
     final = results / sub
+    _remove_stale_staging(results)
     stage_root = results / f".staging-{name}-{os.getpid()}"
     staged = stage_root / sub
     shutil.rmtree(stage_root, ignore_errors=True)
@@ -174,17 +223,30 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     return time.perf_counter() - t0
 
 
+def _reproduce_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab reproduce", description=DESCRIPTIONS["reproduce"] + " Each notebook runs into a staging "
+        "folder, and only a notebook that finishes replaces its results folder, so a failed run never overwrites "
+        "earlier results. A failing notebook does not stop the others; the exit code is then 1.")
+    parser.add_argument("--profile", default="smoke",
+                        help=f"The profile to run: one of {', '.join(PROFILES)} (default: smoke).")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="Run only these notebooks (the summary still runs last).")
+    parser.add_argument("--data-root", help="The folder that holds the data sets (default: $RESLAB_DATA).")
+    parser.add_argument("--device", help="The training device: auto, cpu, cuda or cuda:N (default: each "
+                        "notebook's own).")
+    parser.add_argument("--results", help="The results root (default: $RESLAB_RESULTS, else results/ of the "
+                        "checkout).")
+    parser.add_argument("--list", action="store_true", help="List the notebooks in run order and exit.")
+    parser.add_argument("--check", action="store_true",
+                        help="Run nothing; report the results whose code or data changed since they were made, "
+                        "and exit 1 if there are any.")
+    return parser
+
+
 def reproduce(argv: list[str] | None = None) -> int:
     """``reslab reproduce``: run notebooks with papermill; return the exit code."""
-    parser = argparse.ArgumentParser(prog="reslab reproduce", description=__doc__.splitlines()[0])
-    parser.add_argument("--profile", default="smoke", help=f"one of {', '.join(PROFILES)} (default smoke)")
-    parser.add_argument("--only", nargs="+", metavar="NAME", help="run only these notebooks")
-    parser.add_argument("--data-root", help="folder with the data sets (default: $RESLAB_DATA)")
-    parser.add_argument("--device", help="auto, cpu, cuda, cuda:N (default: the notebooks' own)")
-    parser.add_argument("--results", help="results root (default: results/ of the checkout or $RESLAB_RESULTS)")
-    parser.add_argument("--list", action="store_true", help="list the notebooks in run order and exit")
-    parser.add_argument("--check", action="store_true",
-                        help="run nothing: report results whose code or data changed since they were made (exit 1 if any)")
+    parser = _reproduce_parser()
     args = parser.parse_args(argv)
     if args.check:
         return check(args.results, args.data_root)
@@ -233,6 +295,7 @@ def reproduce(argv: list[str] | None = None) -> int:
         if name == "summary" and results == _checkout_results():
             _update_readme(results / name)
 
+    _print_run_store(_absolute_env("RESLAB_RUNS") or results / "_runs")
     if failures:
         print(f"\n[reslab] {len(failures)} of {len(names)} notebook(s) failed "
               f"(executed copies in {results / args.profile / '_failed'}):", file=sys.stderr)
@@ -241,6 +304,29 @@ def reproduce(argv: list[str] | None = None) -> int:
         return 1
     print(f"\n[reslab] all {len(names)} notebook(s) finished; results in {results / args.profile}")
     return 0
+
+
+def _print_run_store(runs: Path) -> None:
+    """Say how much disk the run store takes (its checkpoints apart), so it never grows unseen."""
+    if not runs.is_dir():
+        return
+    total = checkpoints = n_runs = 0
+    for path in runs.rglob("*"):
+        if path.is_file():
+            size = path.stat().st_size
+            total += size
+            checkpoints += size if path.suffix == ".pt" else 0
+            n_runs += path.name == "result.json"
+    print(f"[reslab] run store {runs}: {_size(total)} in {n_runs} finished run(s), "
+          f"of which checkpoints {_size(checkpoints)}", flush=True)
+
+
+def _size(n_bytes: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n_bytes < 1000 or unit == "GB":
+            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+        n_bytes /= 1000
+    return ""
 
 
 def _checkout_results() -> Path | None:
@@ -281,14 +367,20 @@ def check(results: str | None = None, data_root: str | None = None) -> int:
     return 1 if len(stale) else 0
 
 
+def _readme_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reslab readme", description=DESCRIPTIONS["readme"])
+    parser.add_argument("--check", action="store_true",
+                        help="Compare only, and exit 1 if the README is out of date.")
+    parser.add_argument("--summary", help="The summary folder (default: results/summary of the checkout).")
+    return parser
+
+
 def readme(argv: list[str] | None = None) -> int:
     """``reslab readme``: regenerate README.md's Results section from results/summary (``--check``:
     exit 1 if it differs instead)."""
     from .tables.summary import update_readme
 
-    parser = argparse.ArgumentParser(prog="reslab readme", description=readme.__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true", help="compare only; exit 1 if the README is out of date")
-    parser.add_argument("--summary", help="summary folder (default: results/summary of the checkout)")
+    parser = _readme_parser()
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parent.parent
     summary = Path(args.summary) if args.summary else (_checkout_results() or results_root()) / "summary"
@@ -303,6 +395,14 @@ def readme(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _notebooks_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab notebooks", description=DESCRIPTIONS["notebooks"] + " The outputs committed in notebooks/ "
+        "thus come from a papermill run, never from hand execution.")
+    parser.add_argument("names", nargs="*", metavar="NAME", help="The notebooks to refresh (default: all of them).")
+    return parser
+
+
 def refresh_notebooks(argv: list[str] | None = None) -> int:
     """``reslab notebooks``: re-execute notebooks in place with their defaults, so the outputs
     committed in ``notebooks/`` come from a papermill run, never from hand execution."""
@@ -310,8 +410,7 @@ def refresh_notebooks(argv: list[str] | None = None) -> int:
 
     import papermill
 
-    parser = argparse.ArgumentParser(prog="reslab notebooks", description=refresh_notebooks.__doc__.splitlines()[0])
-    parser.add_argument("names", nargs="*", help="notebooks to refresh (default: all)")
+    parser = _notebooks_parser()
     args = parser.parse_args(argv)
     folder = notebooks_dir()
     names = args.names or list_notebooks(folder)
@@ -343,17 +442,54 @@ def params(argv: list[str] | None = None) -> int:
     return params_main(argv)
 
 
-COMMANDS = {"reproduce": reproduce, "notebooks": refresh_notebooks, "params": params, "readme": readme}
+def _params_parser() -> argparse.ArgumentParser:
+    from .params import build_parser
+
+    return build_parser()
+
+
+#: Each command: (function, parser builder); its one-line description is in :data:`DESCRIPTIONS`.
+COMMANDS = {"reproduce": (reproduce, _reproduce_parser), "notebooks": (refresh_notebooks, _notebooks_parser),
+            "params": (params, _params_parser), "readme": (readme, _readme_parser)}
+
+
+class _CommandsFormatter(argparse.HelpFormatter):
+    """Puts each command's description beside its name (argparse leaves the indentation of
+    sub-commands out of the column width, so their descriptions would start on the next line)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        super().add_argument(action)
+        for sub in getattr(action, "_get_subactions", list)():
+            self._action_max_length = max(self._action_max_length, len(sub.dest) + self._current_indent + 4)
+
+
+def _main_parser() -> argparse.ArgumentParser:
+    """The ``reslab`` parser: it lists the commands with their descriptions."""
+    parser = argparse.ArgumentParser(
+        prog="reslab", description="Reproduce the tables of four papers on improved residual networks "
+        "from the notebooks in notebooks/.", epilog="Run 'reslab COMMAND --help' for the options of a command.",
+        formatter_class=_CommandsFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", title="commands")
+    for name in COMMANDS:
+        commands.add_parser(name, help=DESCRIPTIONS[name], add_help=False)
+    return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``reslab`` command."""
+    """Entry point of the ``reslab`` command: dispatch to a command, or list them."""
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: reslab {" + ",".join(COMMANDS) + "} [options]  (reslab COMMAND --help for more)",
-              file=sys.stderr if argv and argv[0] not in ("-h", "--help") else sys.stdout)
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
-    return COMMANDS[argv[0]](argv[1:])
+    parser = _main_parser()
+    if argv and argv[0] in ("-h", "--help"):
+        parser.print_help()
+        return 0
+    if not argv:
+        parser.print_help(sys.stderr)
+        return 2
+    if argv[0] not in COMMANDS:
+        parser.print_usage(sys.stderr)
+        print(f"reslab: error: unknown command {argv[0]!r}; choose from {', '.join(COMMANDS)}.", file=sys.stderr)
+        return 2
+    return COMMANDS[argv[0]][0](argv[1:])
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from .data import Augment, BatchLoader, Dataset, load_dataset
 from .models import count_params, create_model
 from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import make_row, results_root, write_csv, write_json
-from .train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device, train
+from .train import CHECKPOINT_NAME, TrainConfig, finish_checkpoint, load_checkpoint, resolve_device, train
 
 RESULT_NAME = "result.json"
 HISTORY_NAME = "history.csv"
@@ -74,6 +74,10 @@ class Recipe:
         test_subset: A smaller stratified test subset than the profile's (``None``: the profile's).
         checkpoint: Write ``last.pt`` after every epoch (resume, transfer). ``False`` only for
             throwaway smoke runs of large networks, where a checkpoint costs more than the step.
+        keep_checkpoint: Keep ``last.pt`` once the run has finished, as the final weights only (the
+            optimiser state serves only to resume an unfinished run). ``False`` deletes it then:
+            for runs whose weights no later notebook reads (a finished run is reused from its
+            result row and history, never from its checkpoint). Not part of the run's key.
         row_changes: Named changes some rows of the table make by design, e.g. ``{"lr_decay":
             {"schedule": "cosine"}}`` or ``{"cifar100": {"lr": 0.5}}`` (:meth:`for_row`).
         overrides: What a notebook changed from the profile's recipe, one ``name=value (recipe:
@@ -92,6 +96,7 @@ class Recipe:
     rows: tuple[str, ...] | None = None
     test_subset: int | None = None
     checkpoint: bool = True
+    keep_checkpoint: bool = True
     row_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
     deviations: tuple[str, ...] = ()
@@ -372,6 +377,8 @@ def run_one(
         stored = json.loads(result_path.read_text())
         row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
         history = pd.read_csv(folder / HISTORY_NAME)
+        if not spec.recipe.keep_checkpoint:  # a run store from before the recipe said so
+            (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     else:
         if force:
             shutil.rmtree(folder, ignore_errors=True)
@@ -416,6 +423,11 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     write_csv(frame, folder / HISTORY_NAME)
     write_json({"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs},
                folder / RESULT_NAME)
+    # Only now, with the result row on disk: a run killed before this point resumes from last.pt.
+    if spec.recipe.keep_checkpoint:
+        finish_checkpoint(folder / CHECKPOINT_NAME)
+    else:
+        (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     return row, frame
 
 

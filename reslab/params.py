@@ -309,11 +309,20 @@ def _fmt(df: pd.DataFrame) -> str:
     return text + "\n\nNotes:\n" + "\n".join(notes)
 
 
+def build_parser() -> argparse.ArgumentParser:
+    """The parser of ``reslab params`` (complete sentences, no markup: a terminal shows them)."""
+    parser = argparse.ArgumentParser(
+        prog="reslab params", description="Print the parameter table of every paper model beside the values the "
+        "papers print, and write it as CSV. Each row gives our parameter count, the printed count, their "
+        "difference and forward GFLOPs at the paper's input size.")
+    parser.add_argument("--out", default=None, help=f"The CSV file to write (default: {DEFAULT_OUT} under the "
+                        "results root).")
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     """Print the parameter table and write it as CSV (``--out``, default ``results/params.csv``)."""
-    parser = argparse.ArgumentParser(prog="reslab params", description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=None, help=f"CSV path (default {DEFAULT_OUT} under the results root)")
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     df = write_param_table(args.out)
     with pd.option_context("display.width", 250, "display.max_colwidth", 40):
         print(_fmt(df))

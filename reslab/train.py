@@ -374,6 +374,23 @@ def save_checkpoint(
     }, path)
 
 
+def finish_checkpoint(path: Path) -> Path | None:
+    """Drop what only resuming needs (optimiser, scheduler and RNG states) from the checkpoint of
+    a finished run, keeping its weights, history, epoch and recipe; return ``path`` (``None`` if
+    there is no checkpoint). :func:`resume` still accepts it: a finished run trains no further.
+    """
+    if not path.is_file():
+        return None
+    ckpt = load_checkpoint(path)
+    if "optimizer" not in ckpt:
+        return path
+    return atomic_torch_save({k: v for k, v in ckpt.items() if k not in _RESUME_ONLY}, path)
+
+
+#: Checkpoint entries that only serve to go on training (dropped by :func:`finish_checkpoint`).
+_RESUME_ONLY = ("optimizer", "scheduler", "rng")
+
+
 def resume(
     path: Path | None,
     model: nn.Module,
@@ -413,9 +430,13 @@ def resume(
             f"checkpoint_dir) to start over. Checkpoint: {ckpt.get('config')}; now: {_config_key(cfg)}."
         )
     model.load_state_dict(ckpt["model"])
-    optimizer.load_state_dict(ckpt["optimizer"])
-    scheduler.load_state_dict(ckpt["scheduler"])
-    _set_rng_state(ckpt["rng"], device)
+    if "optimizer" in ckpt:
+        optimizer.load_state_dict(ckpt["optimizer"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        _set_rng_state(ckpt["rng"], device)
+    elif int(ckpt["epoch"]) < cfg.epochs and not (cfg.max_steps and int(ckpt["step"]) >= cfg.max_steps):
+        raise ValueError(f"{path} holds the final weights of a finished run, not the state to go on training; "
+                         f"delete it to train anew.")
     history.rows = list(ckpt["history"])
     history.resumed_from_epoch = int(ckpt["epoch"])
     return history.resumed_from_epoch, int(ckpt["step"]), history

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
+
 import nbformat as nbf
 import pytest
 
@@ -147,3 +152,67 @@ def test_machine_paths_leave_stream_outputs(tmp_path) -> None:
     cli._strip_machine_paths(path, "x")
     text = nbf.read(path, as_version=4).cells[0].outputs[0]["text"]
     assert sys.prefix not in text and text.startswith(("<python>/lib", "<checkout>/"))
+
+
+# ------------------------------------------------------------------ the command line itself
+
+def test_help_lists_every_command_with_its_description(capsys):
+    assert cli.main(["--help"]) == 0
+    out = capsys.readouterr().out
+    for name, description in cli.DESCRIPTIONS.items():
+        assert name in cli.COMMANDS
+        # The description is beside the name (argparse may wrap it onto further lines).
+        assert " ".join(f"{name} {description}".split()) in " ".join(out.split()), out
+
+
+def test_unknown_command_is_named(capsys):
+    assert cli.main(["bogus"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown command 'bogus'; choose from reproduce, notebooks, params, readme" in err
+
+
+@pytest.mark.parametrize("name", list(cli.COMMANDS))
+def test_help_texts_are_complete_sentences(name, capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main([name, "--help"])
+    assert exc.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out and ":func:" not in out
+    parser = cli.COMMANDS[name][1]()
+    texts = [parser.description] + [a.help for a in parser._actions if not isinstance(a, argparse._HelpAction)]
+    for text in texts:
+        assert text and text[0].isupper() and text.rstrip().endswith("."), f"reslab {name}: {text!r}"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_leftovers_of_killed_runs_are_cleaned_up(books, tmp_path, capsys):
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="new"))
+    results = tmp_path / "results"
+    dead, alive = _dead_pid(), os.getppid()
+    (results / f".staging-alpha-{dead}" / "smoke" / "alpha").mkdir(parents=True)
+    (results / f".staging-beta-{alive}").mkdir()  # a run still going: left alone
+    (results / "smoke" / "gamma").mkdir(parents=True)
+    (results / "smoke" / f".old-gamma-{dead}").mkdir()  # gamma was replaced: the old copy goes
+    (results / "smoke" / f".old-delta-{dead}").mkdir()  # killed between the renames: put back
+    (results / "smoke" / f".old-delta-{dead}" / "value.txt").write_text("old")
+    assert cli.main(["reproduce", "--results", str(results)]) == 0
+    assert sorted(p.name for p in results.glob(".staging-*")) == [f".staging-beta-{alive}"]
+    assert sorted(p.name for p in (results / "smoke").iterdir()) == ["datasets", "delta", "gamma"]
+    assert (results / "smoke" / "delta" / "value.txt").read_text() == "old"
+
+
+def test_reproduce_prints_the_run_store_size(books, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("RESLAB_RUNS", raising=False)
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x"))
+    run = tmp_path / "r" / "_runs" / "smoke" / "t" / "a-s0-123"
+    run.mkdir(parents=True)
+    (run / "result.json").write_text("{}")
+    (run / "last.pt").write_bytes(b"\0" * 2500)
+    assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
+    out = capsys.readouterr().out
+    assert f"run store {tmp_path / 'r' / '_runs'}: 2.5 KB in 1 finished run(s), of which checkpoints 2.5 KB" in out

@@ -105,6 +105,29 @@ def test_failed_download_is_reported(no_data_root, monkeypatch):
         load_dataset("mnist", "train", download=True)
 
 
+def test_failed_download_leaves_nothing_behind(no_data_root, monkeypatch):
+    """A failed download removes the folders and files it made itself, never the user's own."""
+    import torchvision.datasets.mnist as tvm
+
+    def offline(url, download_root, filename=None, md5=None, **kwargs):
+        (Path(download_root) / filename).write_bytes(b"half an archive")  # a partial download
+        raise RuntimeError("Name or service not known")
+
+    monkeypatch.setattr(tvm, "download_and_extract_archive", offline)
+    fresh = no_data_root / "new" / "data"
+    with pytest.raises(FileNotFoundError, match="torchvision download failed"):
+        load_dataset("mnist", "train", root=fresh, download=True)
+    assert not (no_data_root / "new").exists()
+
+    user = no_data_root / "user"
+    (user / "MNIST").mkdir(parents=True)
+    (user / "notes.txt").write_text("mine")
+    (user / "MNIST" / "README").write_text("mine too")
+    with pytest.raises(FileNotFoundError, match="torchvision download failed"):
+        load_dataset("mnist", "train", root=user, download=True)
+    assert sorted(p.relative_to(user).as_posix() for p in user.rglob("*")) == ["MNIST", "MNIST/README", "notes.txt"]
+
+
 def test_torchvision_download_path_is_used_and_read_back(no_data_root, monkeypatch):
     """The real torchvision download code runs; only the network fetch is replaced by a local copy."""
     import torchvision.datasets.mnist as tvm

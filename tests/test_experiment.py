@@ -19,9 +19,9 @@ def runs(no_data_root, monkeypatch):
     return no_data_root / "runs"
 
 
-def spec(label="tiny", cfg=CFG, checkpoint=True, test_subset=None, **kw):
+def spec(label="tiny", cfg=CFG, checkpoint=True, test_subset=None, keep_checkpoint=True, **kw):
     recipe = E.Recipe(cfg, train_augment=E.Augment.standard("mnist", train=True, to_rgb=True), checkpoint=checkpoint,
-                      test_subset=test_subset)
+                      test_subset=test_subset, keep_checkpoint=keep_checkpoint)
     return E.RunSpec(table="t", label=label, model="resnet18_cifar", dataset="mnist", recipe=recipe, **kw)
 
 
@@ -78,6 +78,45 @@ def test_without_checkpoint_and_smaller_test_subset(runs):
     assert not ckpt.exists() and (ckpt.parent / E.RESULT_NAME).is_file()
     again, _ = E.run_specs([spec("nock", test_subset=16)], "smoke", seeds=[0])  # same key: reused
     assert again["reused"].all()
+
+
+def test_finished_runs_keep_only_the_weights_later_runs_read(runs, monkeypatch):
+    """A finished run keeps its final weights (no optimiser state) or, when no later notebook reads
+    them, nothing; either way it is reused from its result row and history."""
+    from reslab.train import load_checkpoint, train
+
+    rows, hist = E.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
+    train_data, test_data = E.load_splits("mnist", "smoke")
+    kept = E.checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
+    dropped = E.checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
+    assert not dropped.exists() and (dropped.parent / E.RESULT_NAME).is_file()
+    assert set(load_checkpoint(kept)) == {"model", "history", "epoch", "step", "config"}
+    row, _ = E.run_one(spec("target", init_from=kept), "smoke", 0, train_data, test_data)
+    assert row["fresh_from_init"] == 0
+    # train() on a finished run's final weights trains no further (and needs no optimiser state).
+    from conftest import tiny_cnn
+
+    again = train(tiny_cnn(3, 10), E.BatchLoader.for_split(train_data, 64, spec().augments()[0], train=True),
+                  E.BatchLoader.for_split(test_data, 64, spec().augments()[1], train=False),
+                  CFG.replace(seed=0), checkpoint_dir=kept.parent)
+    assert again.resumed_from_epoch == CFG.epochs and len(again.rows) == CFG.epochs
+
+    # A store from before the recipe dropped checkpoints loses them when the run is reused.
+    torch.save({"model": {}}, dropped)
+    monkeypatch.setattr(E, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    reused, hist2 = E.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
+    assert reused["reused"].all() and not dropped.exists() and kept.is_file()
+    pd.testing.assert_frame_equal(hist2, hist)
+
+
+def test_smoke_recipes_keep_only_checkpoints_a_later_table_reads():
+    from reslab.tables import cbam, drstn, selu
+
+    for recipes in (drstn.TABLE5_RECIPES, selu.RECIPES, cbam.RECIPES):
+        assert recipes["smoke"].keep_checkpoint is False
+    kept = [s.model for s in drstn.table4_specs(drstn.TABLE4_RECIPES["smoke"]) if s.recipe.keep_checkpoint]
+    assert kept == ["resnet18", "drstn_v5"]  # Grad-CAM (Table 1) and the transfer (Table 5) read them
+    assert all(s.recipe.keep_checkpoint for s in drstn.table4_specs(drstn.TABLE4_RECIPES["paper"]))
 
 
 def test_summarise_mean_std_n():

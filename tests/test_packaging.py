@@ -92,3 +92,13 @@ def test_import_is_light_and_has_no_cycle() -> None:
 def test_code_cites_only_this_repository() -> None:
     offenders = [str(p.relative_to(REPO)) for p in (REPO / "reslab").rglob("*.py") if "DESIGN.md" in p.read_text()]
     assert not offenders, f"these files cite a DESIGN.md that is not in this repository: {offenders}"
+
+
+def test_tests_and_make_test_clean_up_their_temporary_folders():
+    """pytest keeps temporary folders only of failed tests; `make test` removes its results root."""
+    import tomllib
+
+    options = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["pytest"]["ini_options"]
+    assert options["tmp_path_retention_policy"] == "failed" and int(options["tmp_path_retention_count"]) <= 1
+    recipe = (REPO / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
+    assert 'rm -rf "$$tmp"' in recipe and "exit $$status" in recipe

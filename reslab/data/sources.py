@@ -10,6 +10,7 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -151,15 +152,56 @@ def read_found(found: Found, spec: DatasetSpec, split: str) -> tuple[np.ndarray,
 def torchvision_download(spec: DatasetSpec, target: Path) -> None:
     """Download both splits of ``spec`` into ``target`` with torchvision, in its own layout.
 
+    A failed download leaves nothing behind: the files and folders it made (torchvision's
+    ``MNIST/raw/``, a half-written archive, ``target`` itself and its parents if they were new)
+    are removed; what was there before, the user's files included, is never touched.
+
     Raises:
         Exception: whatever torchvision raises (no network, a refused mirror, a full disk...).
     """
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, spec.torchvision_class)
+    new_folders = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
+    # The folders torchvision writes into under ``target`` (MNIST/, cifar-10-batches-py/): a user
+    # may keep files there, so what was in them before is remembered one by one.
+    inner = [target / name for name in (cls.__name__, getattr(cls, "base_folder", None)) if name]
+    before = set(target.iterdir()) if target.is_dir() else set()
+    for folder in inner:
+        before |= set(folder.rglob("*")) if folder.is_dir() else set()
     target.mkdir(parents=True, exist_ok=True)
-    for train in (True, False):
-        cls(str(target), train=train, download=True)
+    try:
+        for train in (True, False):
+            cls(str(target), train=train, download=True)
+    except BaseException:
+        _remove_new_paths(target, before, inner)
+        for folder in new_folders:
+            try:
+                folder.rmdir()  # only while empty: never a folder something else has written into since
+            except OSError:
+                break
+        raise
+
+
+def _remove_new_paths(target: Path, before: set[Path], inner: list[Path]) -> None:
+    """Remove what appeared under ``target`` since ``before``: new entries of ``target`` whole,
+    and new entries inside the pre-existing folders ``inner``."""
+    def remove(path: Path) -> None:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+    if not target.is_dir():
+        return
+    for entry in target.iterdir():
+        if entry not in before:
+            remove(entry)
+    for folder in inner:
+        if folder.is_dir():
+            for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
+                if path not in before and (path.exists() or path.is_symlink()):
+                    remove(path)
 
 
 SYNTHETIC_PER_CLASS = {"train": 64, "test": 16}

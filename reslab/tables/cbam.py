@@ -74,14 +74,14 @@ def seed_augment(resize: int) -> Augment:
     return Augment(flip=True, resize=resize, rrc_scale=(0.8, 1.0), rrc_ratio=(1.0, 1.0), mean=mean, std=std)
 
 
-def _recipe(cfg: TrainConfig, size: int) -> Recipe:
-    return Recipe(cfg, train_augment=seed_augment(size), input_size=size)
+def _recipe(cfg: TrainConfig, size: int, keep_checkpoint: bool = True) -> Recipe:
+    return Recipe(cfg, train_augment=seed_augment(size), input_size=size, keep_checkpoint=keep_checkpoint)
 
 
 #: Per-profile recipes (the module docstring gives the reasons); smoke runs at 32x32.
 RECIPES: dict[str, Recipe] = {
     "smoke": _recipe(TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
-                                 max_steps=1, eval_batch_size=256, progress=False), 32),
+                                 max_steps=1, eval_batch_size=256, progress=False), 32, keep_checkpoint=False),
     "paper": _recipe(TrainConfig(epochs=10, batch_size=64, optimizer="sgd", lr=0.01, momentum=0.9, weight_decay=0.0,
                                  schedule="step", step_size=5, gamma=0.1, amp=True, eval_batch_size=500,
                                  progress=False), PAPER_SIZE),

@@ -103,13 +103,13 @@ _SMOKE = TrainConfig(epochs=1, batch_size=16, optimizer="sgd", lr=0.01, momentum
                      schedule="none", max_steps=1, eval_batch_size=256, channels_last=False, progress=False)
 #: Per-profile recipes of Table 4 (module docstring says why each value).
 TABLE4_RECIPES: dict[str, Recipe] = {
-    "smoke": Recipe(_SMOKE),
+    "smoke": Recipe(_SMOKE, keep_checkpoint=False),  # but for the rows later tables read (table4_specs)
     "paper": Recipe(_PAPER4),
     "strong": Recipe(STRONG_CFG),
 }
 #: Per-profile recipes of Table 5: grey images repeated to RGB and resized to 32x32.
 TABLE5_RECIPES: dict[str, Recipe] = {
-    "smoke": Recipe(_SMOKE, input_size=TRANSFER_SIZE, to_rgb=True),
+    "smoke": Recipe(_SMOKE, input_size=TRANSFER_SIZE, to_rgb=True, keep_checkpoint=False),
     "paper": Recipe(_PAPER4.replace(epochs=10), input_size=TRANSFER_SIZE, to_rgb=True),
     "strong": Recipe(STRONG_CFG.replace(epochs=20, lr=0.05, warmup_epochs=1),
                      input_size=TRANSFER_SIZE, to_rgb=True),
@@ -125,6 +125,9 @@ CAM_MODELS: tuple[tuple[str, str, str], ...] = (
     ("DRSTN_KS(3 * 3)_RB(2:2:2)", "drstn_v5", "stages"),
 )
 CAM_WEIGHTS = ("auto", "imagenet", "cifar10", "random")
+#: Table 4 networks whose checkpoints later tables read: Table 5 starts from DRSTN V5's, Table 1
+#: may show Grad-CAM of a network's CIFAR-10 weights. Their runs keep ``last.pt`` in every profile.
+READ_LATER = frozenset({TRANSFER_MODEL} | {m for _, m, _ in CAM_MODELS})
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,7 +179,8 @@ def table4_specs(recipe: Recipe, models: Sequence[str] | None = None) -> list[Ru
         ValueError: for a model that is not in Table 4.
     """
     chosen = check_choice(models, [m for _, m in TABLE4_ROWS], "models")
-    return [RunSpec(table=TABLE4, label=label, model=model, dataset="cifar10", recipe=recipe)
+    return [RunSpec(table=TABLE4, label=label, model=model, dataset="cifar10",
+                    recipe=recipe.replace(keep_checkpoint=True) if model in READ_LATER else recipe)
             for label, model in TABLE4_ROWS if model in chosen]
 
 

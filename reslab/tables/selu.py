@@ -127,8 +127,9 @@ RECIPES: dict[str, Recipe] = {
                      Augment(pad_crop=4, flip=True, mean=_MEAN, std=_STD), _NORM, seeds=(0, 1, 2),
                      row_changes={"lr_decay": {"schedule": "cosine"}}),
     "smoke": Recipe(_PAPER_CFG.replace(epochs=1, batch_size=16, max_steps=2), _SMOKE_NORM, _SMOKE_NORM,
-                    seeds=(0, 1), rows=_SHORT, row_changes=_PAPER_DECAY),
-    "cpu15": Recipe(_PAPER_CFG.replace(epochs=2, batch_size=64), _NORM, _NORM, seeds=(0, 1), row_changes=_PAPER_DECAY),
+                    seeds=(0, 1), rows=_SHORT, row_changes=_PAPER_DECAY, keep_checkpoint=False),
+    "cpu15": Recipe(_PAPER_CFG.replace(epochs=2, batch_size=64), _NORM, _NORM, seeds=(0, 1), row_changes=_PAPER_DECAY,
+                    keep_checkpoint=False),
 }
 
 
