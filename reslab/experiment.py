@@ -479,15 +479,87 @@ def run_specs(
         raise ValueError("seeds must name at least one seed, e.g. [0].")
     prof = resolve_profile(profile)
     splits = {} if splits is None else splits
-    rows, histories = [], []
     for spec in specs:
         if spec.dataset not in splits:
             splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
+    estimate = cpu_cost_estimate(specs, prof, seeds, splits, force)
+    if estimate:
+        print(estimate, flush=True)
+    rows, histories = [], []
+    for spec in specs:
         for seed in seeds:
             row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force)
             rows.append(row)
             histories.append(hist)
     return Runs(pd.DataFrame(rows), pd.concat(histories, ignore_index=True), splits)
+
+
+ESTIMATE_BATCH = 4  # images per timed step: large networks at large inputs fit in CPU memory
+
+
+def cpu_cost_estimate(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
+                      splits: dict[str, tuple[Dataset, Dataset]], force: bool = False) -> str | None:
+    """Before a run that is not ``smoke`` trains on the CPU: how long it would take, as a line to print.
+
+    Times one training step of :data:`ESTIMATE_BATCH` images for each model still to train (its
+    real input, augmentation and loss), scales it to the recipe's batch size, steps per epoch (or
+    step cap) and epochs, and sums over the runs not yet in the run store. Evaluation is not counted,
+    so the estimate is a lower bound. ``None`` for ``smoke``, a GPU, or nothing left to train.
+    """
+    if profile.evidence == SMOKE:
+        return None
+    pending = [(spec, [s for s in seeds if force or not (run_dir(spec, profile, s, *splits[spec.dataset])
+                                                          / RESULT_NAME).is_file()]) for spec in specs]
+    pending = [(spec, todo) for spec, todo in pending if todo and _on_cpu(spec.cfg.device)]
+    if not pending:
+        return None
+    total, parts = 0.0, []
+    for spec, todo in pending:
+        train_data = splits[spec.dataset][0]
+        cfg = spec.cfg
+        steps = -(-len(train_data) // cfg.batch_size) * cfg.epochs
+        steps = min(steps, cfg.max_steps) if cfg.max_steps else steps
+        try:
+            seconds = _step_seconds(spec, train_data) * cfg.batch_size / ESTIMATE_BATCH * steps * len(todo)
+        except Exception as exc:  # an estimate must never stop the run it describes
+            parts.append(f"{spec.label} not timed ({type(exc).__name__})")
+            continue
+        total += seconds
+        parts.append(f"{spec.label} {seconds / 3600:.1f} h")
+    runs = sum(len(todo) for _, todo in pending)
+    return (f"[reslab] profile {profile.name} on the CPU: about {total / 3600:.1f} hours for {runs} run(s) still to "
+            f"train ({'; '.join(parts)}), from one timed step of {ESTIMATE_BATCH} images per model scaled to the "
+            "recipe (evaluation not counted). A GPU (device='cuda') is the way to run it; profiles cpu15 or smoke "
+            "fit a CPU.")
+
+
+def _on_cpu(device: str) -> bool:
+    """Whether ``device`` resolves to the CPU (a device that cannot be had is left to training to report)."""
+    try:
+        return resolve_device(device).type == "cpu"
+    except ValueError:
+        return False
+
+
+def _step_seconds(spec: RunSpec, train_data: Dataset) -> float:
+    """Seconds of one forward, backward and SGD step of :data:`ESTIMATE_BATCH` training images (the
+    second of two, after a warm-up)."""
+    model = create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
+                         **spec.model_kwargs)
+    model.train()
+    train_aug, _ = spec.augments()
+    loader = BatchLoader.for_split(train_data, ESTIMATE_BATCH, train_aug, train=True, device=torch.device("cpu"),
+                                   seed=0)
+    x, y = next(iter(loader))
+    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
+    seconds = 0.0
+    for _ in range(2):
+        t0 = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+        seconds = time.perf_counter() - t0
+    return seconds
 
 
 def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:

@@ -193,3 +193,20 @@ def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
     rows, _ = E.run_specs([E.RunSpec("t", "tiny", "resnet18_cifar", "mnist", over, tags={"init": "x"})], "smoke",
                           seeds=[0])
     assert rows.loc[0, "init"] == "x" and "epochs=1" not in rows.loc[0, "evidence_note"]  # smoke says smoke
+
+
+def test_a_run_that_is_not_smoke_on_the_cpu_says_how_long_it_would_take(runs):
+    from reslab.profiles import resolve_profile
+
+    splits = {"mnist": E.load_splits("mnist", resolve_profile("smoke"))}
+    paper, smoke = resolve_profile("paper"), resolve_profile("smoke")
+    line = E.cpu_cost_estimate([spec(), spec("other")], paper, [0, 1], splits)
+    assert line.startswith("[reslab] profile paper on the CPU: about ") and "for 4 run(s) still to train" in line
+    assert "tiny " in line and "other " in line and "GPU" in line
+    assert E.cpu_cost_estimate([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
+    if not torch.cuda.is_available():  # a device that cannot be had is training's to report, not the estimate's
+        assert E.cpu_cost_estimate([spec(cfg=CFG.replace(device="cuda"))], paper, [0], splits) is None
+    # Finished runs cost nothing more: only the runs still to train are counted.
+    E.run_specs([spec()], paper, seeds=[0], splits=splits)
+    assert "for 1 run(s) still to train" in E.cpu_cost_estimate([spec()], paper, [0, 1], splits)
+    assert E.cpu_cost_estimate([spec()], paper, [0], splits) is None
