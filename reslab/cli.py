@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .profiles import PROFILES, get_profile
-from .results import results_root
+from .results import MANIFEST, add_to_manifest, results_root
 
 # Dependency order: a notebook that reads another's results runs after it; the summary runs last.
 NOTEBOOK_ORDER = [
@@ -206,6 +206,8 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
         raise
     else:
         _strip_machine_paths(executed, name)
+        if (staged / MANIFEST).is_file():  # the notebook is saved after the kernel wrote the manifest
+            add_to_manifest(staged, executed.name)
         old = final.parent / f".old-{name}-{os.getpid()}"
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
@@ -344,8 +346,9 @@ def _update_readme(summary_dir: Path) -> None:
 
 
 def check(results: str | None = None, data_root: str | None = None) -> int:
-    """``reslab reproduce --check``: list results made by code or data that changed; 1 if any."""
-    from .results import check_results
+    """``reslab reproduce --check``: one line per results folder; 1 if any is stale or has no
+    manifest (a folder whose data cannot be found is ``not checked``, which does not count)."""
+    from .results import NOT_CHECKED, UP_TO_DATE, check_results
 
     root = Path(results).expanduser().resolve() if results else results_root()
     data = Path(data_root).expanduser().resolve() if data_root else _absolute_env("RESLAB_DATA")
@@ -354,14 +357,13 @@ def check(results: str | None = None, data_root: str | None = None) -> int:
         print(f"[reslab] no results under {root}")
         return 0
     for r in report.itertuples():
-        print(f"{r.status:11s} {r.folder}  (made {r.finished or '?'} at commit {r.git_commit or '?'})")
-        for label, items in (("code changed", r.code_changed), ("data changed", r.data_changed)):
-            for item in filter(None, items.split(";")):
-                print(f"            {label}: {item}")
-        if r.detail:
-            print(f"            {r.detail}")
-    stale = report[report["status"] != "up to date"]
-    print(f"\n[reslab] {len(report) - len(stale)} of {len(report)} results folders up to date"
+        print(f"{r.status:11s} {r.folder}  (made {r.finished or '?'} at commit {r.git_commit or '?'})"
+              + (f": {r.detail}" if r.detail else ""))
+    stale = report[~report["status"].isin([UP_TO_DATE, NOT_CHECKED])]
+    unchecked = int((report["status"] == NOT_CHECKED).sum())
+    print(f"\n[reslab] {int((report['status'] == UP_TO_DATE).sum())} of {len(report)} results folders up to date"
+          + (f"; {unchecked} not checked (code and files match, data not found: set RESLAB_DATA or --data-root)"
+             if unchecked else "")
           + (f"; rerun the stale ones: reslab reproduce --only {' '.join(dict.fromkeys(stale['table']))}"
              if len(stale) else "."))
     return 1 if len(stale) else 0

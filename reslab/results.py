@@ -107,8 +107,12 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 80) -> Path:
 
 
 def results_root() -> Path:
-    """Where results go: ``$RESLAB_RESULTS``, else ``results/`` of the enclosing reslab checkout
-    (found by walking up from the working directory), else ``./results``."""
+    """The results root: ``$RESLAB_RESULTS``, else ``results/`` of the enclosing reslab checkout
+    (found by walking up from the working directory), else ``./results``.
+
+    ``reslab reproduce`` writes here and ``reslab reproduce --check`` checks here; a table run on
+    its own writes into :func:`output_root` instead.
+    """
     env = os.environ.get("RESLAB_RESULTS")
     if env:
         return Path(env).expanduser()
@@ -119,14 +123,43 @@ def results_root() -> Path:
     return cwd / "results"
 
 
+# The git-ignored folder under the results root where a notebook run outside ``reslab reproduce``
+# writes: papermill, nbval or JupyterLab must never replace the committed results (whose executed
+# notebook, manifest and summary would then no longer match their tables).
+SCRATCH = "_scratch"
+
+
+def writes_to_scratch(out_dir: str | os.PathLike | None = None) -> bool:
+    """Whether a table given ``out_dir`` writes into the scratch folder (no ``out_dir`` and no
+    ``$RESLAB_RESULTS``: a notebook run outside ``reslab reproduce``)."""
+    return not out_dir and not os.environ.get("RESLAB_RESULTS")
+
+
+def output_root() -> Path:
+    """Where tables write when no ``out_dir`` is given: ``$RESLAB_RESULTS`` (``reslab reproduce``
+    sets it to its staging folder, ``reslab notebooks`` and ``make test`` to a throw-away folder),
+    else ``<results root>/_scratch`` (git-ignored), never the committed results themselves."""
+    return results_root() if os.environ.get("RESLAB_RESULTS") else results_root() / SCRATCH
+
+
+def scratch_note(path: str | os.PathLike, table: str, profile: str | None = None) -> str:
+    """The note a table prints when it wrote into the scratch folder: where the files are, and the
+    command that updates the committed results."""
+    committed = f"results/{profile}/{table}" if profile else f"results/{table}"
+    command = f"reslab reproduce --only {table}" + (f" --profile {profile}" if profile else "")
+    return (f"Written to {Path(path).resolve()} (a git-ignored scratch folder): this run did not go through "
+            f"`reslab reproduce`, so the committed {committed} is untouched. To update it, run `{command}`.")
+
+
 def output_dir(name: str, profile: str, out_dir: str | os.PathLike | None = None, create: bool = True) -> Path:
-    """The folder a notebook writes into: ``out_dir`` if given, else ``results/<profile>/<name>``.
+    """The folder a notebook writes into: ``out_dir`` if given, else ``<output root>/<profile>/<name>``
+    (:func:`output_root`: the staging folder under ``reslab reproduce``, else the scratch folder).
 
     Args:
         create: Make the folder now. A table passes ``False``: its files create it when they are
             written, so a call that stops on bad input leaves no empty results folder behind.
     """
-    path = Path(out_dir) if out_dir else results_root() / profile / name
+    path = Path(out_dir) if out_dir else output_root() / profile / name
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path
@@ -171,6 +204,25 @@ def code_fingerprints(table: str | None = None) -> dict[str, str]:
     return out
 
 
+MANIFEST = "manifest.json"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """The sha256 of a file's bytes (hex), as ``sha256sum`` prints it."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _file_hashes(folder: Path, names: list[str]) -> dict[str, str]:
+    missing = [n for n in names if n != MANIFEST and not (folder / n).is_file()]
+    if missing:
+        raise ValueError(f"the manifest of {folder} would list file(s) {missing} that are not there; write them first.")
+    return {n: file_sha256(folder / n) for n in sorted(names) if n != MANIFEST}
+
+
 def write_manifest(
     out_dir: str | os.PathLike,
     table: str,
@@ -184,9 +236,11 @@ def write_manifest(
     """Write ``manifest.json`` into ``out_dir``: what was run, on which data, with which code.
 
     The manifest names the table, profile, finish time and wall time, every data split (data
-    source, fingerprint, size, subset), the files written, the devices that trained, versions,
-    the git commit, and the hash of every code file (``code``), so that ``reslab reproduce
-    --check`` can tell which results were made by code or data that has changed since.
+    source, fingerprint, size, subset), the files written and the sha256 of each (``file_sha256``;
+    ``reslab reproduce`` adds the executed notebook with :func:`add_to_manifest` once it has
+    finished), the devices that trained, versions, the git commit, and the hash of every code file
+    (``code``), so that ``reslab reproduce --check`` can tell which results were made by code or
+    data that has changed since, or were changed after they were made.
 
     Args:
         out_dir: The results folder of one table.
@@ -194,10 +248,14 @@ def write_manifest(
         profile: The profile it ran under.
         data: One :meth:`reslab.data.Dataset.describe` dict per split used.
         wall_s: Wall time of the run in seconds.
-        files: The files the run wrote (names relative to ``out_dir``).
+        files: The files the run wrote (names relative to ``out_dir``), each already written.
         devices: The devices the runs trained on (``cpu``, ``cuda``...); empty when nothing trained.
         **extra: Anything else worth recording (parameters, notes).
+
+    Raises:
+        ValueError: if a file in ``files`` (other than the manifest) does not exist.
     """
+    out_dir = Path(out_dir)
     manifest = {
         "table": table,
         "profile": profile,
@@ -205,28 +263,53 @@ def write_manifest(
         "wall_s": round(wall_s, 3),
         "data": data,
         "files": sorted(files or []),
+        "file_sha256": _file_hashes(out_dir, list(files or [])),
         "devices": sorted(devices or []),
         **environment(),
         "code": code_fingerprints(table),
         **extra,
     }
-    return write_json(manifest, Path(out_dir) / "manifest.json")
+    return write_json(manifest, out_dir / MANIFEST)
+
+
+def add_to_manifest(out_dir: str | os.PathLike, name: str) -> Path:
+    """Record file ``name`` of ``out_dir`` (and its sha256) in the folder's manifest: for a file
+    written after the table finished, such as the executed notebook ``reslab reproduce`` saves
+    once the kernel has stopped and machine paths are stripped."""
+    path = Path(out_dir) / MANIFEST
+    manifest = json.loads(path.read_text())
+    manifest["files"] = sorted(set(manifest.get("files", [])) | {name})
+    manifest["file_sha256"] = {**manifest.get("file_sha256", {}), **_file_hashes(Path(out_dir), [name])}
+    return write_json(manifest, path)
+
+
+# ``reslab reproduce --check`` statuses. ``not checked``: code and files match, but a data split the
+# manifest names cannot be found here (no data root, or the data set is not in it), so whether the
+# data changed is unknown; rerunning would not help (it would use other data), so it is not stale.
+UP_TO_DATE, STALE, NOT_CHECKED, NO_MANIFEST = "up to date", "stale", "not checked", "no manifest"
+CHECK_COLUMNS = ["folder", "profile", "table", "finished", "git_commit", "status", "code_changed",
+                 "files_changed", "data_changed", "data_not_found", "detail"]
 
 
 def check_results(root: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
                   check_data: bool = True) -> pd.DataFrame:
-    """Which results were made by code or data that has changed since (``reslab reproduce --check``).
+    """Which results were made by code or data that has changed since, or were changed after they
+    were made (``reslab reproduce --check``).
 
     For every ``<root>/<profile>/<table>/`` and ``<root>/summary/`` folder: compares each code
     file's hash in ``manifest.json`` with the file now (a changed or deleted file makes the result
-    stale; new files do not), and, with ``check_data``, loads every data split the manifest names
-    (same data set, split, subset and subset seed, without downloading) and compares fingerprints
-    and data sources.
+    stale; new files do not); compares the sha256 of every file the manifest lists with the file
+    on disk (a changed or missing file, or a file the manifest does not list, makes it stale);
+    and, with ``check_data``, loads every data split the manifest names (same data set, split,
+    subset and subset seed, without downloading) and compares fingerprints and data sources. A
+    split that cannot be found is not a change: the folder is ``not checked`` unless something
+    else made it stale.
 
     Returns:
         One row per results folder: ``folder``, ``profile``, ``table``, ``finished``, ``git_commit``,
-        ``status`` (``up to date``, ``stale`` or ``no manifest``), ``code_changed`` and
-        ``data_changed`` (``;``-separated), and ``detail``.
+        ``status`` (``up to date``, ``stale``, ``not checked`` or ``no manifest``), ``code_changed``,
+        ``files_changed``, ``data_changed`` and ``data_not_found`` (``;``-separated), and ``detail``
+        (one line saying why, for the report).
     """
     root = Path(root) if root else results_root()
     folders = [root / "summary"] if (root / "summary").is_dir() else []
@@ -235,9 +318,9 @@ def check_results(root: str | os.PathLike | None = None, data_root: str | os.Pat
             folders += sorted(p for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
     rows = []
     for folder in folders:
-        path = folder / "manifest.json"
-        row = {"folder": folder.relative_to(root).as_posix(), "profile": "", "table": folder.name, "finished": "",
-               "git_commit": "", "status": "no manifest", "code_changed": "", "data_changed": "", "detail": ""}
+        path = folder / MANIFEST
+        row = {c: "" for c in CHECK_COLUMNS} | {"folder": folder.relative_to(root).as_posix(), "table": folder.name,
+                                                "status": NO_MANIFEST}
         if not path.is_file():
             row["detail"] = "no manifest.json: rerun the notebook with reslab reproduce"
             rows.append(row)
@@ -245,26 +328,61 @@ def check_results(root: str | os.PathLike | None = None, data_root: str | os.Pat
         manifest = json.loads(path.read_text())
         row.update(profile=manifest.get("profile", ""), finished=manifest.get("finished", ""),
                    git_commit=manifest.get("git_commit", ""))
-        current = code_fingerprints(manifest.get("table"))
-        recorded = manifest.get("code")
-        if recorded is None:
-            row.update(status="stale", detail="the manifest records no code hashes (made before they were recorded)")
+        if manifest.get("code") is None:
+            row.update(status=STALE, detail="the manifest records no code hashes (made before they were recorded)")
             rows.append(row)
             continue
-        code = [name for name, digest in recorded.items() if current.get(name) != digest]
-        data = _changed_data(manifest.get("data", []), data_root) if check_data else []
-        row.update(code_changed=";".join(code), data_changed=";".join(data),
-                   status="stale" if code or data else "up to date")
+        current = code_fingerprints(manifest.get("table"))
+        code = [name for name, digest in manifest["code"].items() if current.get(name) != digest]
+        files = _changed_files(folder, manifest)
+        changed, missing = _changed_data(manifest.get("data", []), data_root) if check_data else ([], [])
+        status = STALE if code or files or changed else NOT_CHECKED if missing else UP_TO_DATE
+        detail = []
+        if code:
+            more = f" (+{len(code) - 3} more)" if len(code) > 3 else ""
+            detail.append(f"code changed: {', '.join(code[:3])}{more}")
+        if files == [NO_FILE_HASHES]:
+            detail.append(NO_FILE_HASHES)
+        elif files:
+            detail.append("files changed since the manifest: " + ", ".join(files))
+        if changed:
+            detail.append("data changed: " + ", ".join(changed))
+        if missing:
+            detail.append("data not found, so not checked: " + ", ".join(missing)
+                          + " (set RESLAB_DATA or --data-root to the data folder)")
+        row.update(status=status, code_changed=";".join(code), files_changed=";".join(files),
+                   data_changed=";".join(changed), data_not_found=";".join(missing), detail="; ".join(detail))
         rows.append(row)
-    return pd.DataFrame(rows, columns=["folder", "profile", "table", "finished", "git_commit", "status",
-                                       "code_changed", "data_changed", "detail"])
+    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
-def _changed_data(splits: list[dict[str, Any]], data_root: str | os.PathLike | None) -> list[str]:
-    """The splits of a manifest whose data now differ (fingerprint or data source), as text."""
+NO_FILE_HASHES = "the manifest records no file hashes (made before they were recorded)"
+
+
+def _changed_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
+    """The files of ``folder`` that no longer match the manifest's hashes: ``name (changed)``,
+    ``name (missing)``, ``name (not in the manifest)``; hidden files and subfolders do not count."""
+    recorded = manifest.get("file_sha256")
+    if recorded is None:
+        return [NO_FILE_HASHES]
+    out = []
+    for name, digest in sorted(recorded.items()):
+        path = folder / name
+        if not path.is_file():
+            out.append(f"{name} (missing)")
+        elif file_sha256(path) != digest:
+            out.append(f"{name} (changed)")
+    present = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
+    out += [f"{name} (not in the manifest)" for name in sorted(present - set(recorded) - {MANIFEST})]
+    return out
+
+
+def _changed_data(splits: list[dict[str, Any]], data_root: str | os.PathLike | None) -> tuple[list[str], list[str]]:
+    """The splits of a manifest whose data now differ (fingerprint or data source) and those that
+    cannot be found, as text (``dataset/split: ...`` and ``dataset/split``)."""
     from .data import load_dataset  # lazily: importing reslab.results must not load the data layer
 
-    changed, cache = [], {}
+    changed, missing, cache = [], [], {}
     for d in splits:
         key = (d["dataset"], d["split"], d.get("subset"), d.get("seed", 0), d["data_source"] == "synthetic")
         if key not in cache:
@@ -272,9 +390,14 @@ def _changed_data(splits: list[dict[str, Any]], data_root: str | os.PathLike | N
                 now_ = load_dataset(d["dataset"], d["split"], root=data_root, download=False, subset=d.get("subset"),
                                     seed=d.get("seed", 0), allow_synthetic=d["data_source"] == "synthetic")
                 cache[key] = (now_.fingerprint, now_.data_source)
-            except (FileNotFoundError, ValueError, RuntimeError) as exc:
-                cache[key] = (None, f"unreadable: {exc}")
+            except FileNotFoundError:
+                cache[key] = (None, None)
+            except (ValueError, RuntimeError) as exc:
+                cache[key] = (None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
         fingerprint, source = cache[key]
-        if fingerprint != d["fingerprint"] or source != d["data_source"]:
-            changed.append(f"{d['dataset']}/{d['split']}: {d['data_source']} {d['fingerprint']} -> {source} {fingerprint}")
-    return changed
+        name = f"{d['dataset']}/{d['split']}"
+        if source is None:
+            missing.append(name)
+        elif fingerprint != d["fingerprint"] or source != d["data_source"]:
+            changed.append(f"{name}: {d['data_source']} {d['fingerprint']} -> {source} {fingerprint or ''}".rstrip())
+    return changed, list(dict.fromkeys(missing))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -216,3 +217,67 @@ def test_reproduce_prints_the_run_store_size(books, tmp_path, capsys, monkeypatc
     assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
     out = capsys.readouterr().out
     assert f"run store {tmp_path / 'r' / '_runs'}: 2.5 KB in 1 finished run(s), of which checkpoints 2.5 KB" in out
+
+
+TABLE = """
+import pandas as pd
+from reslab.tables._common import TableRun
+run = TableRun("{name}", profile, out_dir)
+run.out.tables["table4"] = pd.DataFrame({{"a": [1, 2]}})
+print("\\n".join(run.finish(parameters={{}}).notes))
+"""
+
+
+def test_direct_papermill_run_leaves_committed_results_alone_and_check_sees_changed_files(
+        books, tmp_path, monkeypatch, capsys):
+    """Issue 14's case: `papermill notebooks/x.ipynb out.ipynb -y ...` (and nbval, JupyterLab: no
+    RESLAB_RESULTS) replaced the committed table next to the old executed notebook and manifest,
+    and `reslab reproduce --check` still said "up to date"."""
+    import papermill
+
+    (tmp_path / "reslab").mkdir()
+    (tmp_path / "pyproject.toml").write_text("")  # tmp_path is the checkout, books its notebooks/
+    _notebook(books / "datasets.ipynb", TABLE.format(name="datasets"))
+    results = tmp_path / "results"
+    assert cli.main(["reproduce", "--results", str(results)]) == 0
+    folder = results / "smoke" / "datasets"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert set(manifest["file_sha256"]) == {"table4.csv", "datasets.ipynb"}  # the notebook after path stripping
+    committed = {p.name: p.read_bytes() for p in folder.iterdir()}
+
+    monkeypatch.delenv("RESLAB_RESULTS", raising=False)
+    monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
+    monkeypatch.chdir(tmp_path)
+    papermill.execute_notebook("notebooks/datasets.ipynb", str(tmp_path / "out.ipynb"), kernel_name=cli._kernel_name(),
+                               cwd="notebooks", progress_bar=False, parameters={"profile": "smoke"})
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == committed
+    scratch = (results / "_scratch" / "smoke" / "datasets").resolve()
+    assert (scratch / "table4.csv").read_text() == "a\n1\n2\n"
+    printed = "".join(o.get("text", "") for c in nbf.read(tmp_path / "out.ipynb", as_version=4).cells
+                      for o in c.get("outputs", []))
+    assert f"Written to {scratch}" in printed and "reslab reproduce --only datasets --profile smoke" in printed
+    capsys.readouterr()
+    assert cli.main(["reproduce", "--check", "--results", str(results)]) == 0  # the scratch folder is not checked
+    assert "1 of 1 results folders up to date" in capsys.readouterr().out
+
+    (folder / "table4.csv").write_text("a\n1\n")  # replaced by hand, or by a run given out_dir=results/...
+    assert cli.main(["reproduce", "--check", "--results", str(results)]) == 1
+    out = capsys.readouterr().out
+    assert "stale       smoke/datasets" in out and "files changed since the manifest: table4.csv (changed)" in out
+
+
+def test_check_without_the_data_prints_one_line_per_folder(tmp_path, no_data_root, capsys):
+    from reslab.tables._common import TableOutput
+
+    split = {"dataset": "mnist", "split": "train", "data_source": "official", "fingerprint": "71d3be42f93ad20d",
+             "subset": None, "seed": 0}
+    for name in ("datasets", "drstn_table5_transfer"):
+        out = TableOutput(out_dir=tmp_path / "smoke" / name)
+        out.out_dir.mkdir(parents=True)
+        out.save(name, "smoke", [split, split | {"split": "test"}], 1.0)
+    assert cli.main(["reproduce", "--check", "--results", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.split("  ")[0] for line in lines[:2]] == ["not checked smoke/datasets",
+                                                          "not checked smoke/drstn_table5_transfer"]
+    assert all("data not found, so not checked: mnist/train, mnist/test" in line for line in lines[:2])
+    assert lines[2] == "" and "0 of 2 results folders up to date; 2 not checked" in lines[3] and len(lines) == 4

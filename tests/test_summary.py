@@ -140,6 +140,25 @@ def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> N
         S.update_readme(readme, folder)
 
 
+def test_a_direct_summary_run_reads_the_committed_results_and_writes_to_scratch(tmp_path, monkeypatch) -> None:
+    """Run All on notebooks/summary.ipynb (no RESLAB_RESULTS): results/summary is left as committed."""
+    checkout = tmp_path / "checkout"
+    (checkout / "reslab").mkdir(parents=True)
+    (checkout / "pyproject.toml").write_text("")
+    _table4(checkout / "results" / "paper" / "drstn_table4_cifar10", "paper", offset_pp=2.0, evidence="protocol")
+    committed = checkout / "results" / "summary"
+    committed.mkdir()
+    (committed / "headline.csv").write_text("committed\n")
+    monkeypatch.chdir(checkout)
+    monkeypatch.delenv("RESLAB_RESULTS", raising=False)
+    monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
+    out = S.run_summary()
+    assert (committed / "headline.csv").read_text() == "committed\n" and len(list(committed.iterdir())) == 1
+    assert out.out_dir.resolve() == (checkout / "results" / "_scratch" / "summary").resolve()
+    assert (out.tables["headline"]["verdict"] == "not reproduced").sum() >= 8  # read the committed paper/ results
+    assert "reslab reproduce --only summary`" in out.notes[0] and str(out.out_dir.resolve()) in out.notes[0]
+
+
 def test_committed_readme_matches_committed_summary() -> None:
     """The README's Results section is what `reslab readme` renders from results/summary/."""
     summary = REPO / "results" / "summary"

@@ -25,7 +25,7 @@ from .. import plots
 from ..data import Dataset
 from ..experiment import Recipe, Runs, RunSpec, run_specs
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
-from ..results import output_dir, save_figure, write_csv, write_manifest
+from ..results import output_dir, save_figure, scratch_note, write_csv, write_manifest, writes_to_scratch
 
 
 @dataclass
@@ -159,6 +159,7 @@ class TableRun:
         self.profile = resolve_profile(profile)
         self.t0 = time.perf_counter()
         self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False))
+        self.scratch = writes_to_scratch(out_dir)
         self.splits: dict[str, tuple[Dataset, Dataset]] = {}
         self._extra_data: list[Dataset] = []
         self._rows: list[pd.DataFrame] = []
@@ -204,8 +205,11 @@ class TableRun:
         return notes
 
     def finish(self, parameters: dict[str, Any], **extra: Any) -> TableOutput:
-        """Add the standard notes after the table's own and write everything into ``out.out_dir``."""
+        """Add the standard notes after the table's own and write everything into ``out.out_dir``
+        (a run outside ``reslab reproduce`` first says that it wrote into the scratch folder)."""
         self.out.notes += self.standard_notes()
+        if self.scratch:
+            self.out.notes.insert(0, scratch_note(self.out.out_dir, self.table, self.profile.name))
         data = [d.describe() for pair in self.splits.values() for d in pair]
         data += [d.describe() for d in self._extra_data]
         self.out.save(self.table, self.profile.name, data, time.perf_counter() - self.t0,

@@ -56,7 +56,7 @@ import pandas as pd
 from ..claims import as_fraction, load_claims
 from ..experiment import t_quantile_975
 from ..profiles import BUDGET, PROFILES, SMOKE
-from ..results import results_root, write_csv
+from ..results import output_root, results_root, scratch_note, write_csv, writes_to_scratch
 from ._common import TableOutput
 
 TABLE = "summary"
@@ -431,12 +431,14 @@ def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.Path
         results: The results root to read; default ``$RESLAB_SOURCE_RESULTS`` (set by ``reslab
             reproduce``, which stages the summary's own output elsewhere), else ``results/``
             (``$RESLAB_RESULTS``).
-        out_dir: Where to write; default ``<results root>/summary`` (the root written to, which
-            under ``reslab reproduce`` is its staging folder).
+        out_dir: Where to write; default ``<output root>/summary``
+            (:func:`reslab.results.output_root`: under ``reslab reproduce`` its staging folder,
+            else the git-ignored scratch folder, so a direct run reads the committed results but
+            never replaces ``results/summary``).
     """
     t0 = time.perf_counter()
     root = Path(results or os.environ.get("RESLAB_SOURCE_RESULTS") or results_root())
-    out = TableOutput(out_dir=Path(out_dir) if out_dir else results_root() / TABLE)
+    out = TableOutput(out_dir=Path(out_dir) if out_dir else output_root() / TABLE)
     out.out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary_table(root)
     head = headline(summary)
@@ -445,6 +447,8 @@ def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.Path
     counts = head["verdict"].value_counts()
     out.notes.append(f"{len(head)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
     out.notes.append(f"{len(summary)} rows (claim x results folder) read from {sorted(set(summary['results'].dropna()))}.")
+    if writes_to_scratch(out_dir):
+        out.notes.insert(0, scratch_note(out.out_dir, TABLE))
     out.save(TABLE, "all", [], time.perf_counter() - t0, parameters={"results": str(results) if results else None})
     return out
 
