@@ -12,8 +12,13 @@ dyhan0920/PyramidNet-PyTorch (read, not copied):
   integer per block; a bottleneck block outputs 4x its width.
 - Basic block: BN, 3x3 conv, BN, ReLU, 3x3 conv, BN (no ReLU after the addition, no ReLU before
   the first conv). Bottleneck: BN, 1x1, BN, ReLU, 3x3, BN, ReLU, 1x1 (x4), BN.
-- Shortcut: identity with zero-padded extra channels; 2x2 average pooling where the block
-  downsamples (no projection parameters).
+- Shortcut: identity with zero-padded extra channels; 2x2 average pooling with stride 2 where
+  the block downsamples (no projection parameters). The pooling uses ``ceil_mode=True`` as the
+  official code does (``nn.AvgPool2d((2,2), stride=(2,2), ceil_mode=True)`` since its commit
+  b1031d1; the initial commit had no ``ceil_mode``): on an odd feature map the branch's strided
+  3x3 conv gives ``ceil(H / 2)`` pixels, and so does the shortcut, whose last row / column
+  then averages the pixels inside the map only. On even maps (32x32 CIFAR inputs) ceil and
+  floor modes are the same, so this only matters for other input sizes (30x30, 27x27, ...).
 - Final BN, ReLU, global average pooling, linear classifier.
 - Depth: ``6N + 2`` (basic), ``9N + 2`` (bottleneck).
 """
@@ -48,9 +53,17 @@ class PyramidBasicBlock(nn.Module):
         out = self.conv2(F.relu(self.bn2(out)))
         return self.bn3(out)
 
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """The parameter-free shortcut before zero padding: ``x``, or 2x2/2 average pooling.
+
+        ``ceil_mode=True`` keeps odd feature maps aligned with the strided branch
+        (``ceil(H / 2)`` pixels), as in the official code.
+        """
+        return F.avg_pool2d(x, 2, 2, ceil_mode=True) if self.stride != 1 else x
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.branch(x)
-        sc = F.avg_pool2d(x, 2, 2) if self.stride != 1 else x
+        sc = self.shortcut(x)  # (B, C_in, H', W'); zero channels appended below
         extra = out.shape[1] - sc.shape[1]
         if extra:
             sc = torch.cat([sc, sc.new_zeros(sc.shape[0], extra, *sc.shape[2:])], dim=1)

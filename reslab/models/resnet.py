@@ -9,15 +9,16 @@ Provenance:
     - Huang et al., "Deep Networks with Stochastic Depth", ECCV 2016: ResNet-110 whose residual
       branches are dropped per mini-batch with a survival probability decaying linearly from 1
       to ``p_L = 0.5``, and scaled by it at test time (survey seed 002, Table 8
-      ``Stoc-depth-110``, 1.7M parameters). The original code (yueatsprograms/Stochastic_Depth)
-      uses option-A shortcuts (stride subsampling + zero channels).
+      ``Stoc-depth-110``, 1.7M parameters). The original code (yueatsprograms/Stochastic_Depth,
+      ``ResidualDrop.lua``) uses option-A shortcuts: 2x2 average pooling with stride 2, then
+      zero channels appended (``shortcut='zeropad_avg'``; see ``resnet110_sd``).
     - The Inception-style stem of the SELU paper (seed 003, Fig. 3 and Table 1) lives here so
       every stem is one ``stem=`` argument of the same trunk.
 
 Blocks take layer classes, not flags: ``act_layer`` (``nn.ReLU`` / ``nn.SELU``), ``attn_layer``
 (a callable ``channels -> nn.Module`` applied after the last BN of the residual branch, before
 the addition: ``SoftThreshold`` for DRSTN, ``CBAM`` for CBAM blocks) and
-``shortcut='conv1x1'|'zeropad'``.
+``shortcut='conv1x1'|'zeropad'|'zeropad_avg'``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._registry import register_model
@@ -40,22 +42,47 @@ from .layers import (
 )
 
 AttnLayer = Callable[[int], nn.Module]
-SHORTCUTS = ("conv1x1", "zeropad")
+SHORTCUTS = ("conv1x1", "zeropad", "zeropad_avg")
 STEMS = ("imagenet", "cifar", "inception")
 
 
 class ZeroPadShortcut(nn.Module):
-    """Option-A shortcut: subsample by ``stride`` and append zero channels (no parameters)."""
+    """Option-A shortcut: downsample by ``stride`` and append zero channels (no parameters).
 
-    def __init__(self, in_chs: int, out_chs: int, stride: int = 1):
+    Args:
+        in_chs: Input channels.
+        out_chs: Output channels (``out_chs - in_chs`` zero channels are appended after the input's).
+        stride: Spatial downsampling factor.
+        pool: How to downsample when ``stride > 1``: ``'subsample'`` keeps every ``stride``-th
+            pixel (``x[:, :, ::s, ::s]``, He et al.'s option A; the SELU models) or ``'avg'``
+            averages ``stride x stride`` windows with stride ``stride`` (the stochastic-depth
+            code). Both give ``ceil(H / stride)`` pixels, like the branch's strided 3x3 conv
+            (``'avg'`` uses ``ceil_mode=True``: a window cut by the border averages the pixels
+            inside the map).
+
+    Raises:
+        ValueError: if ``out_chs < in_chs`` or ``pool`` is unknown.
+    """
+
+    POOLS = ("subsample", "avg")
+
+    def __init__(self, in_chs: int, out_chs: int, stride: int = 1, pool: str = "subsample"):
         super().__init__()
         if out_chs < in_chs:
             raise ValueError(f"a zero-padding shortcut cannot reduce channels ({in_chs} -> {out_chs}); use 'conv1x1'")
+        if pool not in self.POOLS:
+            raise ValueError(f"unknown zero-padding shortcut pool {pool!r}; expected one of {self.POOLS}")
         self.extra = out_chs - in_chs
         self.stride = stride
+        self.pool = pool
+
+    def extra_repr(self) -> str:
+        return f"extra={self.extra}, stride={self.stride}, pool={self.pool!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride > 1:
+        if self.stride > 1 and self.pool == "avg":
+            x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
+        elif self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         if self.extra:
             x = torch.cat([x, x.new_zeros(x.shape[0], self.extra, *x.shape[2:])], dim=1)
@@ -68,8 +95,12 @@ def make_shortcut(
     """Build the shortcut of a residual block.
 
     Args:
-        kind: ``'conv1x1'`` (projection: 1x1 conv + norm when shapes change) or ``'zeropad'``
-            (identity, subsampled and zero-padded when shapes change).
+        kind: ``'conv1x1'`` (projection: 1x1 conv + norm when shapes change), ``'zeropad'``
+            (identity, subsampled by ``stride`` and zero-padded when shapes change: He et al.'s
+            option A, used by the SELU models) or ``'zeropad_avg'`` (the same, but downsampled
+            by ``stride x stride`` average pooling instead of subsampling: the stochastic-depth
+            code, used by ``resnet110_sd``). See ``ZeroPadShortcut``; neither zero-padding kind
+            has parameters.
         in_chs: Input channels.
         out_chs: Output channels of the residual branch.
         stride: Spatial stride of the block.
@@ -85,8 +116,8 @@ def make_shortcut(
         raise ValueError(f"unknown shortcut {kind!r}; expected one of {SHORTCUTS}")
     if stride == 1 and in_chs == out_chs:
         return nn.Identity()
-    if kind == "zeropad":
-        return ZeroPadShortcut(in_chs, out_chs, stride)
+    if kind in ("zeropad", "zeropad_avg"):
+        return ZeroPadShortcut(in_chs, out_chs, stride, pool="avg" if kind == "zeropad_avg" else "subsample")
     return nn.Sequential(conv1x1(in_chs, out_chs, stride), norm_layer(out_chs))
 
 
@@ -97,7 +128,8 @@ class BasicBlock(nn.Module):
         in_chs: Input channels.
         planes: Channels of both convs (output = ``planes``).
         stride: Stride of the first conv.
-        shortcut: ``'conv1x1'`` or ``'zeropad'`` when shapes change.
+        shortcut: ``'conv1x1'``, ``'zeropad'`` or ``'zeropad_avg'`` when shapes change (see
+            ``make_shortcut``).
         act_layer: Activation class (``nn.ReLU``, ``nn.SELU``, ...).
         norm_layer: Norm class.
         attn_layer: Optional ``channels -> module`` applied to the branch before the addition.
@@ -285,7 +317,7 @@ class ResNet(nn.Module):
         stem_kernel: Override the stem conv kernel size.
         stem_stride: Override the stem conv stride.
         stem_pool: Override whether the stem ends with a max-pool.
-        shortcut: ``'conv1x1'`` or ``'zeropad'``.
+        shortcut: ``'conv1x1'``, ``'zeropad'`` or ``'zeropad_avg'`` (see ``make_shortcut``).
         act_layer: Activation class or name (``'relu'``, ``'selu'``).
         attn_layer: Optional ``channels -> module`` in every block (e.g. ``SoftThreshold``).
         final_survival: Stochastic depth: survival probability of the last block, decaying
@@ -391,12 +423,34 @@ def resnet110_sd(num_classes: int = 10, in_chans: int = 3, pretrained: bool = Fa
     """ResNet-110 with stochastic depth (Huang et al. 2016; survey Table 8, 1.7M parameters).
 
     CIFAR ResNet of He et al.: 3x3 stem with 16 channels, three stages of 18 basic blocks with
-    16/32/64 channels, option-A (zero-padding) shortcuts. Survival probability decays linearly
-    from 1 to ``final_survival=0.5`` at the last block; branches are dropped per mini-batch in
-    training and scaled by their survival probability at evaluation.
+    16/32/64 channels. Survival probability decays linearly from 1 to ``final_survival=0.5`` at
+    the last block; branches are dropped per mini-batch in training and scaled by their survival
+    probability at evaluation.
+
+    Built as the authors' Torch code (yueatsprograms/Stochastic_Depth, ``main.lua`` and
+    ``ResidualDrop.lua``; read, not copied). Two points to know:
+
+    - Shortcut (``'zeropad_avg'``): where a block downsamples, the identity is average-pooled
+      over 2x2 windows with stride 2 (``nn.SpatialAveragePooling(stride, stride, stride,
+      stride)``), then ``nn.Padding`` appends zero channels after the input's (option A with
+      pooling, no parameters). The repository's first version pooled 1x1 windows with stride 2,
+      i.e. plain subsampling (what ``'zeropad'`` does); the paper's first author changed it to
+      2x2 windows in February 2017 ("Bug in Average Pooling layer", commit 8389752), after the
+      paper, so the published numbers were probably obtained with subsampling. We follow the
+      current code; ``create_model('resnet110_sd', shortcut='zeropad')`` builds the earlier one.
+      On odd feature maps (from inputs such as 30x30; never from 32x32) our pooling uses
+      ``ceil_mode=True`` so the shortcut keeps the branch's ``ceil(H / 2)`` size, where Torch's
+      floor mode would make the addition fail.
+    - Conv biases: every ``cudnn.SpatialConvolution`` of the original (stem and blocks) has a
+      bias, initialised to 0; ours have none, since each conv is followed by BatchNorm, which
+      subtracts the per-channel mean (in training and, through the running mean, at evaluation)
+      and so cancels a bias exactly; BN's own shift plays its role. The networks represent the
+      same functions; the parameter count differs: 1,727,962 here versus 1,732,010 with the
+      original's 4,048 conv biases (109 convs: 16 + 36 x 16 + 36 x 32 + 36 x 64 output
+      channels), for 10 classes. Both round to the printed 1.7M.
     """
     args = dict(
-        block=BasicBlock, layers=(18, 18, 18), widths=(16, 32, 64), stem="cifar", shortcut="zeropad",
+        block=BasicBlock, layers=(18, 18, 18), widths=(16, 32, 64), stem="cifar", shortcut="zeropad_avg",
         final_survival=0.5, sd_mode="batch", num_classes=num_classes, in_chans=in_chans,
     )
     return _create_resnet("resnet110_sd", pretrained, args, **kwargs)
