@@ -16,6 +16,10 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m ipykernel install --sys-prefix --name reslab --display-name "Python (reslab)"
+	# JupyterLab in this venv does not autosave: Run All must not rewrite the committed notebooks.
+	mkdir -p $(VENV)/share/jupyter/lab/settings
+	printf '%s\n' '{"@jupyterlab/docmanager-extension:plugin": {"autosave": false}}' \
+	  > $(VENV)/share/jupyter/lab/settings/overrides.json
 	touch $(STAMP)
 
 # Every notebook through papermill into results/$(PROFILE)/ (PROFILE=paper for the papers' recipes),

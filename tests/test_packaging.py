@@ -102,3 +102,15 @@ def test_tests_and_make_test_clean_up_their_temporary_folders():
     assert options["tmp_path_retention_policy"] == "failed" and int(options["tmp_path_retention_count"]) <= 1
     recipe = (REPO / "Makefile").read_text().split("\ntest:", 1)[1].split("\n\n", 1)[0]
     assert 'rm -rf "$$tmp"' in recipe and "exit $$status" in recipe
+
+
+def test_jupyterlab_of_the_venv_does_not_autosave() -> None:
+    """Run All in JupyterLab must not rewrite a committed notebook behind the user's back."""
+    import json
+    import sys
+
+    if not (Path(sys.prefix) / ".reslab-setup").is_file():
+        pytest.skip("not the venv that `make setup` builds")
+    overrides = json.loads((Path(sys.prefix) / "share/jupyter/lab/settings/overrides.json").read_text())
+    assert overrides["@jupyterlab/docmanager-extension:plugin"]["autosave"] is False
+    assert "overrides.json" in (REPO / "Makefile").read_text()
