@@ -323,12 +323,13 @@ def _print_run_store(runs: Path) -> None:
           f"of which checkpoints {_size(checkpoints)}", flush=True)
 
 
-def _size(n_bytes: int) -> str:
+def _size(n_bytes: float) -> str:
+    unit = "B"
     for unit in ("B", "KB", "MB", "GB"):
         if n_bytes < 1000 or unit == "GB":
-            return f"{n_bytes:.0f} {unit}" if unit == "B" else f"{n_bytes:.1f} {unit}"
+            break
         n_bytes /= 1000
-    return ""
+    return f"{n_bytes:.0f} B" if unit == "B" else f"{n_bytes:.1f} {unit}"
 
 
 def _checkout_results() -> Path | None:

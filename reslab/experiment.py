@@ -37,7 +37,7 @@ import torch
 from .data import Augment, BatchLoader, Dataset, load_dataset
 from .models import count_params, create_model
 from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
-from .results import make_row, results_root, write_csv, write_json
+from .results import file_sha256, make_row, results_root, write_csv, write_json
 from .train import CHECKPOINT_NAME, TrainConfig, finish_checkpoint, load_checkpoint, resolve_device, train
 
 RESULT_NAME = "result.json"
@@ -306,11 +306,7 @@ def load_splits(dataset: str, profile: str | Profile, data_root: str | os.PathLi
 def _file_digest(path: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"init_from checkpoint {path} does not exist; train the run it comes from first.")
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()[:16]
+    return file_sha256(path)[:16]
 
 
 def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -> str:
@@ -394,8 +390,7 @@ def run_one(
 def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
                folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
-    model = create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
-                         **spec.model_kwargs)
+    model = _build_model(spec, train_data)
     fresh = _init_weights(model, spec.init_from) if spec.init_from else []
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
@@ -429,6 +424,12 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     else:
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     return row, frame
+
+
+def _build_model(spec: RunSpec, train_data: Dataset) -> torch.nn.Module:
+    """The network of ``spec``, with the data set's classes and input channels."""
+    return create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
+                        **spec.model_kwargs)
 
 
 def _in_chans(spec: RunSpec, data: Dataset) -> int:
@@ -544,8 +545,7 @@ def _on_cpu(device: str) -> bool:
 def _step_seconds(spec: RunSpec, train_data: Dataset) -> float:
     """Seconds of one forward, backward and SGD step of :data:`ESTIMATE_BATCH` training images (the
     second of two, after a warm-up)."""
-    model = create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
-                         **spec.model_kwargs)
+    model = _build_model(spec, train_data)
     model.train()
     train_aug, _ = spec.augments()
     loader = BatchLoader.for_split(train_data, ESTIMATE_BATCH, train_aug, train=True, device=torch.device("cpu"),
