@@ -260,7 +260,9 @@ def run_drstn_table4(
     seeds, recipe = run.seeds(seeds, recipe)
     specs = table4_specs(recipe, models)
     rows, hist = run.train(specs, seeds, data_root, force)
-    rows["checkpoint"] = rows["run_dir"] + "/" + CHECKPOINT_NAME
+    # Only the checkpoints the run store keeps (in smoke, the ones a later table reads).
+    kept = {s.label: s.recipe.checkpoint and s.recipe.keep_checkpoint for s in specs}
+    rows["checkpoint"] = [f"{d}/{CHECKPOINT_NAME}" if kept[label] else "" for d, label in zip(rows["run_dir"], rows["label"])]
 
     summary = summarise(rows)
     claims = _claims("Table 4").set_index("model")
