@@ -9,6 +9,10 @@ Public API (see README.md):
 """
 
 from ._version import __version__  # noqa: E402
+from ._env import require_torch
+
+require_torch()  # a clear message on an older torch, before a model or loader fails obscurely
+
 
 from . import models, tables  # noqa: E402  (importing models registers every model)
 from .claims import load_claims  # noqa: E402

@@ -1,8 +1,9 @@
-"""Environment switches shared by the data layer and the model zoo."""
+"""Environment switches shared by the data layer and the model zoo, and the torch versions needed."""
 
 from __future__ import annotations
 
 import os
+import re
 
 DOWNLOAD_ENV = "RESLAB_DOWNLOAD"
 
@@ -17,3 +18,35 @@ def download_allowed(download: bool | None = None) -> bool:
     if download is not None:
         return bool(download)
     return os.environ.get(DOWNLOAD_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+#: The oldest releases reslab runs on (pyproject.toml and environment.yml say the same): GPU images
+#: often carry an older torch than a workstation, so nothing newer than these is used.
+MIN_TORCH, MIN_TORCHVISION = (2, 4), (0, 19)
+
+
+def _release(version: str) -> tuple[int, int]:
+    """``(major, minor)`` of a version string such as ``2.4.1+cu121`` (``(0, 0)`` if unreadable)."""
+    m = re.match(r"(\d+)\.(\d+)", version)
+    return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+def require_torch(torch_version: str | None = None, torchvision_version: str | None = None) -> None:
+    """Check that torch and torchvision are recent enough for reslab (versions default to the installed).
+
+    Raises:
+        ImportError: naming the versions found, the versions needed and how to upgrade.
+    """
+    if torch_version is None or torchvision_version is None:
+        import torch
+        import torchvision
+
+        torch_version = torch_version or torch.__version__
+        torchvision_version = torchvision_version or torchvision.__version__
+    if _release(torch_version) < MIN_TORCH or _release(torchvision_version) < MIN_TORCHVISION:
+        need = f"torch>={MIN_TORCH[0]}.{MIN_TORCH[1]}", f"torchvision>={MIN_TORCHVISION[0]}.{MIN_TORCHVISION[1]}"
+        raise ImportError(
+            f"reslab needs {need[0]} and {need[1]}; this Python has torch {torch_version} and torchvision "
+            f"{torchvision_version}. Upgrade them together, e.g. pip install '{need[0]}' '{need[1]}' (on a GPU "
+            "machine, the build that matches its CUDA driver)."
+        )

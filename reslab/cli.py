@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .profiles import PROFILES, get_profile
 from .results import MANIFEST, add_to_manifest, results_root
+from .train import COMPILE_ENV, COMPILE_MODES
 
 # Dependency order: a notebook that reads another's results runs after it; the summary runs last.
 NOTEBOOK_ORDER = [
@@ -237,6 +238,9 @@ def _reproduce_parser() -> argparse.ArgumentParser:
     parser.add_argument("--data-root", help="The folder that holds the data sets (default: $RESLAB_DATA).")
     parser.add_argument("--device", help="The training device: auto, cpu, cuda or cuda:N (default: each "
                         "notebook's own).")
+    parser.add_argument("--compile", choices=[m for m in COMPILE_MODES if m != "auto"],
+                        help="torch.compile the training step of every run on CUDA with this mode (default: "
+                        "$RESLAB_COMPILE, else off); a speed setting that each result row records.")
     parser.add_argument("--results", help="The results root (default: $RESLAB_RESULTS, else results/ of the "
                         "checkout).")
     parser.add_argument("--list", action="store_true", help="List the notebooks in run order and exit.")
@@ -280,6 +284,8 @@ def reproduce(argv: list[str] | None = None) -> int:
             parser.error(f"--data-root {args.data_root} is not a folder")
     if args.device:
         params["device"] = args.device
+    if args.compile:
+        os.environ[COMPILE_ENV] = args.compile  # the notebooks' kernels inherit it
     results = Path(args.results).expanduser().resolve() if args.results else results_root()
 
     failures = []

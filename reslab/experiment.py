@@ -38,13 +38,20 @@ from .data import Augment, BatchLoader, Dataset, load_dataset
 from .models import count_params, create_model
 from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import file_sha256, make_row, results_root, write_csv, write_json
-from .train import CHECKPOINT_NAME, TrainConfig, finish_checkpoint, load_checkpoint, resolve_device, train
+from .train import (
+    CHECKPOINT_NAME,
+    SPEED_FIELDS,
+    TrainConfig,
+    finish_checkpoint,
+    load_checkpoint,
+    resolve_device,
+    train,
+    use_channels_last,
+)
 
 RESULT_NAME = "result.json"
 HISTORY_NAME = "history.csv"
 
-#: TrainConfig fields that change how fast a run goes, not its numbers: never an override.
-SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile")
 #: Recipe fields (besides the TrainConfig's) a notebook may override.
 RECIPE_OVERRIDES = ("input_size", "test_subset")
 
@@ -310,9 +317,9 @@ def _file_digest(path: Path) -> str:
 
 
 def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -> str:
-    """A hash of everything that changes a run's numbers."""
+    """A hash of everything that changes a run's numbers (not :data:`~reslab.train.SPEED_FIELDS`)."""
     cfg = spec.cfg.replace(seed=seed).to_dict()
-    for k in ("device", "progress", "eval_batch_size"):
+    for k in SPEED_FIELDS:
         cfg.pop(k)
     train_aug, test_aug = spec.augments()
     payload = {
@@ -395,10 +402,11 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
     device = resolve_device(cfg.device)
+    channels_last = use_channels_last(cfg, device)
     train_loader = BatchLoader.for_split(train_data, cfg.batch_size, train_aug, train=True, device=device, seed=seed,
-                                         channels_last=cfg.channels_last)
+                                         channels_last=channels_last)
     test_loader = BatchLoader.for_split(test_data, cfg.eval_batch_size, test_aug, train=False, device=device,
-                                        channels_last=cfg.channels_last)
+                                        channels_last=channels_last)
     t0 = time.perf_counter()
     history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None)
     summary = history.summary()
@@ -407,6 +415,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
+        precision=summary["precision"], compile=summary["compile"], channels_last=summary["channels_last"],
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),
@@ -565,9 +574,9 @@ def _step_seconds(spec: RunSpec, train_data: Dataset) -> float:
 def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:
     """Mean, standard deviation and n over seeds of final- and best-epoch accuracy.
 
-    The data sources, profile, epochs and parameter counts are carried along (they must agree
-    within a group; if not, the group lists them all), and the group's evidence is the weakest of
-    its runs (:func:`weakest_evidence`).
+    The data sources, profile, epochs, devices, precision and parameter counts are carried along
+    (they must agree within a group; if not, the group lists them all), and the group's evidence is
+    the weakest of its runs (:func:`weakest_evidence`).
     """
     def join(values: pd.Series) -> str:
         return ",".join(sorted({str(v) for v in values}))
@@ -580,6 +589,7 @@ def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "datase
         params=("params", "first"), trainable_params=("trainable_params", "first"),
         epochs=("epochs", join), data_source=("data_source", join), profile=("profile", join),
         seeds=("seed", join), device=("device", join),
+        **({"precision": ("precision", join)} if "precision" in rows else {}),
     ).reset_index()
     return out.merge(evidence_columns(rows, by), on=list(by))
 

@@ -1,8 +1,8 @@
 """Result rows with provenance, written atomically.
 
-Every measured row says how it was made: table, model, dataset,
-data source, profile, seed, epochs, parameters, final- and best-epoch accuracy, wall time,
-images/s, device, torch version, reslab version and git commit. Files are written to a temporary
+Every measured row says how it was made: table, model, dataset, data source, profile, seed,
+epochs, parameters, final- and best-epoch accuracy, wall time, images/s, device, precision (fp32
+or bf16 autocast), torch version, reslab version and git commit. Files are written to a temporary
 name and renamed, so a failed or interrupted run never leaves half a file nor replaces a good one.
 """
 
@@ -27,7 +27,7 @@ from ._version import __version__
 # The columns every measured row carries, in this order; extra columns follow.
 PROVENANCE_COLUMNS = [
     "table", "model", "dataset", "data_source", "profile", "seed", "epochs", "params",
-    "final_acc", "best_acc", "best_epoch", "wall_s", "images_per_s", "device",
+    "final_acc", "best_acc", "best_epoch", "wall_s", "images_per_s", "device", "precision",
     "torch_version", "reslab_version", "git_commit",
 ]
 

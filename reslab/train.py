@@ -7,8 +7,14 @@ from it; on the CPU the resumed run's weights and history equal an uninterrupted
 bit, because each epoch's shuffling and augmentation depend only on ``(seed, epoch)``.
 
 :func:`train` is a short driver over the parts, as in torchvision's reference script:
-:func:`resume` (restore the last checkpoint, or seed a fresh run), :func:`train_one_epoch`,
-:func:`evaluate` and :func:`save_checkpoint`.
+:func:`resume` (restore the last checkpoint, or seed a fresh run), :func:`train_one_epoch` (a loop
+over :func:`train_step`), :func:`evaluate` and :func:`save_checkpoint`.
+
+On CUDA the loop is built not to wait for the GPU: batches are made on the device, the step never
+copies between host and device, the NaN check reads its flag asynchronously, channels-last is on
+by default, bf16 autocast is a recipe field (``amp``) and ``torch.compile`` an option (``compile``),
+with CUDA graphs (``reduce-overhead``) for the launch-bound small CIFAR networks. What a run used
+is recorded in its result row (``precision``, ``compile``, ``channels_last``).
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import math
 import os
 import random
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +41,14 @@ from .data import Augment, BatchLoader, Dataset
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
+#: ``torch.compile`` modes: ``reduce-overhead`` adds CUDA graphs (for launch-bound small models);
+#: ``auto`` takes ``$RESLAB_COMPILE`` on CUDA (default ``off``) and is ``off`` on the CPU.
+COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_ENV = "RESLAB_COMPILE"
 CHECKPOINT_NAME = "last.pt"
+#: TrainConfig fields that change how fast a run goes, not its numbers beyond floating-point noise:
+#: never a recipe override, not part of a run's key, and free to differ when a run resumes.
+SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile")
 
 
 @dataclass
@@ -57,11 +71,15 @@ class TrainConfig:
         gamma: Decay factor.
         warmup_epochs: Linear warm-up from 0 over this many (fractional) epochs.
         label_smoothing: Cross-entropy label smoothing.
-        amp: bfloat16 autocast on CUDA (ignored on the CPU, and recorded as such).
-        channels_last: Channels-last memory format for model and batches. Faster convolutions
-            on GPUs (turn it on there); on CPUs it depends on the model: a CIFAR ResNet-18 step
-            was 1.2x faster here, a DRSTN step (per-channel thresholding) 8x slower.
-        compile: ``torch.compile`` the model.
+        amp: bfloat16 autocast on CUDA (ignored on the CPU; the result row's ``precision`` says
+            which was used).
+        channels_last: Channels-last memory format for model and batches; ``None`` (default) =
+            on for CUDA, off on the CPU. Faster convolutions on GPUs; on CPUs it depends on the
+            model: a CIFAR ResNet-18 step was 1.2x faster here, a DRSTN step (per-channel
+            thresholding) 8x slower.
+        compile: ``torch.compile`` the model for training (evaluation stays eager): one of
+            :data:`COMPILE_MODES` (``True`` = ``default``, ``False`` = ``off``). If compiling
+            fails, the run goes on eagerly and its row says why.
         seed: Seed of initialisation-independent randomness: shuffling, augmentation, dropout.
         device: ``cpu``, ``cuda``, ``cuda:1``... or ``auto`` (CUDA when available).
         max_steps: Stop after this many optimiser steps in total (smoke budgets); 0 = no cap.
@@ -83,8 +101,8 @@ class TrainConfig:
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     amp: bool = False
-    channels_last: bool = False
-    compile: bool = False
+    channels_last: bool | None = None
+    compile: str = "auto"
     seed: int = 0
     device: str = "auto"
     max_steps: int = 0
@@ -93,6 +111,10 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
+        if isinstance(self.compile, bool):
+            self.compile = "default" if self.compile else "off"
+        if self.compile not in COMPILE_MODES:
+            raise ValueError(f"compile must be one of {COMPILE_MODES} (or True / False), got {self.compile!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
         if self.schedule not in SCHEDULES:
@@ -137,6 +159,9 @@ class History:
     rows: list[dict[str, Any]] = field(default_factory=list)
     device: str = ""
     resumed_from_epoch: int = 0
+    #: How the run was executed: ``precision``, ``compile`` (the mode, or why it fell back to
+    #: eager) and ``channels_last``, as the result row states them.
+    setup: dict[str, Any] = field(default_factory=dict)
 
     @property
     def final_acc(self) -> float:
@@ -179,6 +204,7 @@ class History:
             "wall_s": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 1),
             "device": self.device,
+            **self.setup,
         }
 
 
@@ -208,6 +234,34 @@ def resolve_device(device: str | torch.device) -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but no CUDA device is available; use 'cpu' or 'auto'.")
     return dev
+
+
+def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
+    """Whether a run on ``device`` uses channels-last (``cfg.channels_last``; ``None``: on CUDA only)."""
+    return device.type == "cuda" if cfg.channels_last is None else bool(cfg.channels_last)
+
+
+def compile_mode(cfg: TrainConfig, device: torch.device) -> str:
+    """The ``torch.compile`` mode a run on ``device`` uses (``off`` for none).
+
+    ``auto`` is ``$RESLAB_COMPILE`` (default ``off``) on CUDA and ``off`` on the CPU.
+
+    Raises:
+        ValueError: when ``$RESLAB_COMPILE`` is not one of :data:`COMPILE_MODES`.
+    """
+    if cfg.compile != "auto":
+        return cfg.compile
+    if device.type != "cuda":
+        return "off"
+    mode = os.environ.get(COMPILE_ENV, "off").strip() or "off"
+    if mode not in COMPILE_MODES or mode == "auto":
+        raise ValueError(f"${COMPILE_ENV}={mode!r}; use one of {[m for m in COMPILE_MODES if m != 'auto']}.")
+    return mode
+
+
+def precision(cfg: TrainConfig, device: torch.device) -> str:
+    """What arithmetic the forward pass uses: ``bf16-autocast`` (``amp`` on CUDA) or ``fp32``."""
+    return "bf16-autocast" if cfg.amp and device.type == "cuda" else "fp32"
 
 
 def device_name(device: torch.device) -> str:
@@ -257,7 +311,7 @@ def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.de
         raise TypeError(f"expected a reslab Dataset or BatchLoader, got {type(data).__name__}.")
     return BatchLoader.for_split(data, cfg.batch_size if train else cfg.eval_batch_size,
                                  Augment.standard(data.name, train=train), train=train, device=device,
-                                 seed=cfg.seed, channels_last=cfg.channels_last)
+                                 seed=cfg.seed, channels_last=use_channels_last(cfg, device))
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
@@ -311,7 +365,7 @@ def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
 def _config_key(cfg: TrainConfig) -> dict[str, Any]:
     # Fields that do not change the numbers may differ between the run and its resumption.
     d = cfg.to_dict()
-    for k in ("progress", "device", "eval_batch_size"):
+    for k in SPEED_FIELDS:
         d.pop(k)
     return d
 
@@ -452,6 +506,8 @@ class EpochStats:
         train_acc: Training accuracy over the epoch's images.
         train_images: Images trained on.
         train_seconds: Wall time of the epoch's training (evaluation not included).
+        compile_error: Why the compiled model failed on its first step and the epoch went on with
+            the eager one (``""`` when it did not, or nothing was compiled).
     """
 
     steps: int
@@ -459,10 +515,79 @@ class EpochStats:
     train_acc: float
     train_images: int
     train_seconds: float
+    compile_error: str = ""
 
     @property
     def images_per_s(self) -> float:
         return self.train_images / self.train_seconds if self.train_seconds > 0 else float("nan")
+
+
+def train_step(
+    model: nn.Module,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    optimizer: torch.optim.Optimizer,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None,
+    cfg: TrainConfig,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """One optimiser step on the batch ``(x, y)``: forward (under bf16 autocast with ``cfg.amp`` on
+    CUDA) and cross-entropy, backward, optimiser and scheduler step. Nothing in it waits for the
+    device or copies between host and device.
+
+    Returns:
+        ``(loss, logits)``, on the device (the loss detached from the graph).
+    """
+    with _autocast(cfg, x.device):
+        out = model(x)
+        loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    if scheduler is not None:
+        scheduler.step()
+    return loss.detach(), out.detach()
+
+
+class _NonFiniteWatch:
+    """Remembers the first step with a NaN or infinite loss, on the device, and raises
+    :class:`NonFiniteLossError` once the host sees it.
+
+    On the CPU the flag is read every step (free). On CUDA it is copied to the host without
+    waiting (every 50 steps) and read when that copy has landed, so the loop never stalls the GPU;
+    :meth:`finish` waits for the last value at the end of the epoch.
+    """
+
+    def __init__(self, device: torch.device, epoch: int, first_step: int):
+        self.device, self.epoch, self.first_step = device, epoch, first_step
+        self.bad = torch.full((), -1, device=device, dtype=torch.long)  # first bad global step
+        self.step = torch.full((), first_step, device=device, dtype=torch.long)  # counts on the device
+        self._pending: tuple[torch.Tensor, Any] | None = None
+
+    def update(self, loss: torch.Tensor, i: int) -> None:
+        self.bad = torch.where((self.bad < 0) & ~torch.isfinite(loss), self.step, self.bad)
+        self.step += 1
+        if self.device.type != "cuda":
+            self._raise_if_bad(int(self.bad))
+            return
+        if self._pending is not None and self._pending[1].query():
+            self._raise_if_bad(int(self._pending[0]))
+            self._pending = None
+        if self._pending is None and i % 50 == 49:
+            event = torch.cuda.Event()
+            host = self.bad.to("cpu", non_blocking=True)
+            event.record()
+            self._pending = (host, event)
+
+    def finish(self) -> None:
+        self._raise_if_bad(int(self.bad))
+
+    def _raise_if_bad(self, s: int) -> None:
+        if s >= 0:
+            raise NonFiniteLossError(
+                f"the loss became NaN or infinite at epoch {self.epoch + 1}, step {s - self.first_step + 1} "
+                f"of that epoch (global step {s + 1}). Lower the learning rate, check the data, or "
+                f"turn off amp; the last checkpoint (if any) is from the epoch before."
+            )
 
 
 def train_one_epoch(
@@ -473,11 +598,9 @@ def train_one_epoch(
     cfg: TrainConfig,
     epoch: int,
     step: int,
+    eager: nn.Module | None = None,
 ) -> EpochStats:
     """Train ``model`` for one epoch of ``loader``, or until ``cfg.max_steps`` steps in all.
-
-    The scheduler steps after every optimiser step; with ``cfg.amp`` on CUDA the forward pass and
-    loss run under bfloat16 autocast.
 
     Args:
         model: The model to train (or its ``torch.compile`` wrapper).
@@ -487,6 +610,10 @@ def train_one_epoch(
         cfg: The recipe.
         epoch: The epoch (0-based); it selects the loader's shuffling and augmentation.
         step: Optimiser steps taken before this epoch.
+        eager: When ``model`` is a compiled wrapper that has not yet taken a step: the plain model.
+            If the first step fails, the model's buffers and the RNG states are put back, the
+            failure is reported in :attr:`EpochStats.compile_error`, and the epoch goes on with
+            ``eager`` (an error that the eager model raises too is raised).
 
     Returns:
         The epoch's :class:`EpochStats`.
@@ -498,49 +625,50 @@ def train_one_epoch(
     loader.set_epoch(epoch)
     model.train()
     t0 = time.perf_counter()
-    first_step = step
+    watch = _NonFiniteWatch(device, epoch, step)
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    # First non-finite step, tracked on the device so the loop never waits for the GPU.
-    bad_step = torch.full((), -1, device=device, dtype=torch.long)
-    seen = 0
+    seen, compile_error = 0, ""
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
     for i, (x, y) in enumerate(bar):
-        with _autocast(cfg, device):
-            out = model(x)
-            loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-        finite = torch.isfinite(loss)
-        bad_step = torch.where((bad_step < 0) & ~finite, torch.tensor(step, device=device), bad_step)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        scheduler.step()
+        if eager is not None and i == 0:
+            (loss, out), model, compile_error = _first_step(model, eager, x, y, optimizer, scheduler, cfg)
+        else:
+            loss, out = train_step(model, x, y, optimizer, scheduler, cfg)
         step += 1
-        loss_sum += loss.detach() * y.numel()
+        watch.update(loss, i)
+        loss_sum += loss * y.numel()
         correct += (out.argmax(1) == y).sum()
         seen += y.numel()
-        # Reading bad_step waits for the device: free on the CPU, so every step there; on a GPU
-        # only every 50 steps, so that a NaN run is still stopped soon.
-        if device.type == "cpu" or i % 50 == 49:
-            _raise_if_bad(bad_step, epoch, first_step)
         if cfg.max_steps and step >= cfg.max_steps:
             break
-    _raise_if_bad(bad_step, epoch, first_step)
+    watch.finish()
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_seconds = time.perf_counter() - t0
     return EpochStats(steps=step, train_loss=(loss_sum / seen).item(), train_acc=correct.item() / seen,
-                      train_images=seen, train_seconds=train_seconds)
+                      train_images=seen, train_seconds=train_seconds, compile_error=compile_error)
 
 
-def _raise_if_bad(bad_step: torch.Tensor, epoch: int, epoch_first_step: int) -> None:
-    s = int(bad_step.item())
-    if s >= 0:
-        raise NonFiniteLossError(
-            f"the loss became NaN or infinite at epoch {epoch + 1}, step {s - epoch_first_step + 1} "
-            f"of that epoch (global step {s + 1}). Lower the learning rate, check the data, or "
-            f"turn off amp; the last checkpoint (if any) is from the epoch before."
-        )
+def _first_step(compiled: nn.Module, eager: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                cfg: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], nn.Module, str]:
+    """The first step of a compiled model: ``(step outputs, the model to go on with, why compiling
+    failed or "")``. On failure the weights, buffers and RNG states are put back as they were
+    before the step, so the eager step that replaces it gives the numbers an eager run would."""
+    state = {k: v.clone() for k, v in eager.state_dict().items()}
+    rng = _rng_state(x.device)
+    try:
+        return train_step(compiled, x, y, optimizer, scheduler, cfg), compiled, ""
+    except Exception as exc:  # torch.compile raises many kinds: backend, dynamo, inductor, triton
+        eager.load_state_dict(state)
+        _set_rng_state(rng, x.device)
+        optimizer.zero_grad(set_to_none=True)
+        lines = str(exc).strip().splitlines()
+        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+        warnings.warn(f"torch.compile failed on the first training step ({reason}); the run goes on without "
+                      "it, and its result row says so.", RuntimeWarning, stacklevel=3)
+        return train_step(eager, x, y, optimizer, scheduler, cfg), eager, reason
 
 
 def train(
@@ -561,7 +689,7 @@ def train(
             finding a checkpoint of the same recipe resumes from it.
 
     Returns:
-        The :class:`History`.
+        The :class:`History`; its :attr:`History.setup` says how the run was executed.
 
     Raises:
         NonFiniteLossError: on a NaN or infinite loss, naming epoch and step; the last good
@@ -570,7 +698,8 @@ def train(
     """
     device = resolve_device(cfg.device)
     model.to(device)
-    if cfg.channels_last:
+    channels_last = use_channels_last(cfg, device)
+    if channels_last:
         model.to(memory_format=torch.channels_last)
     train_loader = _make_loader(train_data, cfg, device, train=True)
     test_loader = _make_loader(test_data, cfg, device, train=False)
@@ -585,14 +714,23 @@ def train(
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start_epoch, step, history = resume(ckpt_path, model, optimizer, scheduler, cfg, device)
 
-    run_model = torch.compile(model) if cfg.compile else model
+    mode = compile_mode(cfg, device)
+    # Evaluation stays eager: it is a small share of the work, and a second graph to compile.
+    run_model = model if mode == "off" else torch.compile(model, mode=None if mode == "default" else mode)
+    untried = run_model is not model
+    history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last}
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
         t0 = time.perf_counter()
-        stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step)
+        stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step,
+                                eager=model if untried else None)
+        untried = False
+        if stats.compile_error:
+            run_model = model
+            history.setup["compile"] = f"off (torch.compile {mode} failed: {stats.compile_error})"
         step = stats.steps
-        test_loss, test_acc = evaluate(run_model, test_loader, cfg.amp)
+        test_loss, test_acc = evaluate(model, test_loader, cfg.amp)
         history.rows.append({
             "epoch": epoch + 1,
             "steps": step,

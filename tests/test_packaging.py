@@ -114,3 +114,16 @@ def test_jupyterlab_of_the_venv_does_not_autosave() -> None:
     overrides = json.loads((Path(sys.prefix) / "share/jupyter/lab/settings/overrides.json").read_text())
     assert overrides["@jupyterlab/docmanager-extension:plugin"]["autosave"] is False
     assert "overrides.json" in (REPO / "Makefile").read_text()
+
+
+def test_an_older_torch_is_refused_with_what_to_install():
+    from reslab._env import MIN_TORCH, require_torch
+
+    require_torch("2.4.0+cu121", "0.19.0")  # the oldest supported pair passes
+    require_torch("2.11.0", "0.26.0")
+    with pytest.raises(ImportError, match=r"needs torch>=2\.4 and torchvision>=0\.19; this Python has torch 2\.3\.1"):
+        require_torch("2.3.1", "0.18.1")
+    with pytest.raises(ImportError, match="torchvision 0.18.0"):
+        require_torch("2.5.0", "0.18.0")
+    deps = dict(d.split(">=") for d in _pyproject_deps() if ">=" in d)
+    assert deps["torch"] == ".".join(map(str, MIN_TORCH))

@@ -206,3 +206,118 @@ def test_nan_loss_stops_naming_epoch_and_step(synth, make_tiny, tmp_path):
     ckpt = load_checkpoint(tmp_path / CHECKPOINT_NAME)
     assert ckpt["epoch"] == 1
     assert all(math.isfinite(v.float().sum().item()) for v in ckpt["model"].values())
+
+
+# ------------------------------------------------------------------ speed options (CUDA defaults, compile)
+
+def test_speed_defaults_resolve_per_device(monkeypatch):
+    from reslab.train import compile_mode, precision, use_channels_last
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    cfg = TrainConfig(amp=True)
+    assert use_channels_last(cfg, cuda) and not use_channels_last(cfg, cpu)
+    assert use_channels_last(cfg.replace(channels_last=True), cpu)
+    assert not use_channels_last(cfg.replace(channels_last=False), cuda)
+    assert precision(cfg, cuda) == "bf16-autocast" and precision(cfg, cpu) == "fp32"
+    assert precision(cfg.replace(amp=False), cuda) == "fp32"
+    monkeypatch.delenv("RESLAB_COMPILE", raising=False)
+    assert compile_mode(cfg, cuda) == "off" and compile_mode(cfg, cpu) == "off"
+    monkeypatch.setenv("RESLAB_COMPILE", "reduce-overhead")
+    assert compile_mode(cfg, cuda) == "reduce-overhead" and compile_mode(cfg, cpu) == "off"
+    assert compile_mode(cfg.replace(compile="default"), cpu) == "default"
+    monkeypatch.setenv("RESLAB_COMPILE", "fast")
+    with pytest.raises(ValueError, match=r"RESLAB_COMPILE='fast'"):
+        compile_mode(cfg, cuda)
+    assert TrainConfig(compile=True).compile == "default" and TrainConfig(compile=False).compile == "off"
+    with pytest.raises(ValueError, match="compile must be one of"):
+        TrainConfig(compile="turbo")
+
+
+def test_history_states_how_the_run_was_executed(synth, make_tiny):
+    tr, te = synth
+    h = train(make_tiny(), tr, te, TrainConfig(**{**CFG, "max_steps": 2, "amp": True}))
+    summary = h.summary()
+    # amp is a no-op on the CPU, channels-last is off there by default, compile "auto" is off there
+    assert {k: summary[k] for k in ("precision", "compile", "channels_last")} == {
+        "precision": "fp32", "compile": "off", "channels_last": False}
+
+
+class _BrokenCompile(nn.Module):
+    """What torch.compile returns in this test: a wrapper whose first call fails, as a failing
+    backend does; it touches a BatchNorm buffer and the RNG first, as a real forward would."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x):
+        for m in self.model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.add_(1.0)
+        torch.rand(3)
+        raise RuntimeError("backend compiler failed\nlong traceback")
+
+
+def test_failed_compile_falls_back_to_eager_with_the_same_numbers(synth, make_tiny, monkeypatch):
+    tr, te = synth
+    cfg = TrainConfig(**{**CFG, "epochs": 2})
+    eager_model, fallback_model = make_tiny(0), make_tiny(0)
+    h_eager = train(eager_model, tr, te, cfg)
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: _BrokenCompile(model))
+    with pytest.warns(RuntimeWarning, match="torch.compile failed on the first training step"):
+        h_fallback = train(fallback_model, tr, te, cfg.replace(compile="reduce-overhead"))
+    assert state_equal(eager_model, fallback_model) and comparable(h_eager) == comparable(h_fallback)
+    note = h_fallback.summary()["compile"]
+    assert note.startswith("off (torch.compile reduce-overhead failed: RuntimeError: backend compiler failed")
+
+
+def test_an_error_of_the_model_itself_is_not_hidden_by_the_fallback(synth, monkeypatch):
+    tr, te = synth
+
+    class Wrong(nn.Module):  # expects 1 channel: fails compiled or not
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(1, 10, 3)
+
+        def forward(self, x):
+            return self.conv(x).mean((2, 3))
+
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: nn.Sequential(model))  # a wrapper
+    with pytest.raises(RuntimeError, match="channels"):
+        with pytest.warns(RuntimeWarning):
+            train(Wrong(), tr, te, TrainConfig(**{**CFG, "compile": "default", "max_steps": 1}))
+
+
+def test_resume_accepts_other_speed_settings(synth, make_tiny, tmp_path):
+    tr, te = synth
+    cfg = TrainConfig(**{**CFG, "epochs": 2, "channels_last": False})
+    model = make_tiny(0)
+    calls = {"n": 0}
+
+    def interrupt(module, inputs):
+        calls["n"] += 1
+        if calls["n"] == len(tr) // cfg.batch_size + 2:  # in epoch 2
+            raise Interrupt
+
+    handle = model.register_forward_pre_hook(interrupt)
+    with pytest.raises(Interrupt):
+        train(model, tr, te, cfg, checkpoint_dir=tmp_path)
+    handle.remove()
+    # Another machine may pick the run up with other speed settings: the same run, resumed.
+    faster = cfg.replace(channels_last=True, compile="off", eval_batch_size=64)
+    h = train(make_tiny(0), tr, te, faster, checkpoint_dir=tmp_path)
+    assert h.resumed_from_epoch == 1 and h.epochs == 2 and h.summary()["channels_last"] is True
+
+
+@pytest.mark.slow
+def test_torch_compile_trains_to_the_eager_numbers(synth, make_tiny):
+    """A real torch.compile (inductor's CPU backend here, about 20 s): a speed option, so the
+    weights after a few steps match an eager run's up to float rounding."""
+    tr, te = synth
+    cfg = TrainConfig(**{**CFG, "epochs": 1, "max_steps": 4})
+    eager, compiled = make_tiny(0), make_tiny(0)
+    train(eager, tr, te, cfg)
+    h = train(compiled, tr, te, cfg.replace(compile="default"))
+    assert h.summary()["compile"] == "default"  # it compiled: no fallback
+    sa, sb = eager.state_dict(), compiled.state_dict()
+    assert all(torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-4, atol=1e-5) for k in sa)

@@ -7,6 +7,7 @@ normalisation. Every random draw takes an optional generator, so seeding it fixe
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 from typing import Sequence
@@ -84,10 +85,18 @@ class Augment:
                     f"normalisation has {len(self.mean)} channel(s) but the batch has {x.shape[1]}; "
                     f"set to_rgb or give per-channel mean/std of the right length."
                 )
-            mean = torch.tensor(self.mean, device=x.device).view(1, -1, 1, 1) * scale
-            inv_std = 1 / (torch.tensor(self.std, device=x.device).view(1, -1, 1, 1) * scale)
+            mean, inv_std = _normalisation(self.mean, self.std, scale, x.device)
             x = x.sub_(mean).mul_(inv_std)
         return x
+
+
+@functools.lru_cache(maxsize=64)
+def _normalisation(mean: tuple[float, ...], std: tuple[float, ...], scale: float,
+                   device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(mean, 1 / std)`` as ``(1, C, 1, 1)`` tensors on ``device``, both times ``scale``: made once
+    per device, so a batch on the GPU never waits for a copy from the host."""
+    m = torch.tensor(mean, device=device).view(1, -1, 1, 1) * scale
+    return m, 1 / (torch.tensor(std, device=device).view(1, -1, 1, 1) * scale)
 
 
 def _rand(shape: Sequence[int], device: torch.device, generator: torch.Generator | None) -> torch.Tensor:
