@@ -239,7 +239,7 @@ def _reproduce_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", help="The training device: auto, cpu, cuda or cuda:N (default: each "
                         "notebook's own).")
     parser.add_argument("--compile", choices=[m for m in COMPILE_MODES if m != "auto"],
-                        help="torch.compile the training step of every run on CUDA with this mode (default: "
+                        help="Compile the training step of every run on CUDA with torch.compile in this mode (default: "
                         "$RESLAB_COMPILE, else off); a speed setting that each result row records.")
     parser.add_argument("--results", help="The results root (default: $RESLAB_RESULTS, else results/ of the "
                         "checkout).")

@@ -415,7 +415,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
-        precision=summary["precision"], compile=summary["compile"], channels_last=summary["channels_last"],
+        **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last")},
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),

@@ -537,6 +537,8 @@ def train_step(
     Returns:
         ``(loss, logits)``, on the device (the loss detached from the graph).
     """
+    # A new step for compiled CUDA graphs (reduce-overhead): the last step's outputs may be reused.
+    torch.compiler.cudagraph_mark_step_begin()
     with _autocast(cfg, x.device):
         out = model(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)

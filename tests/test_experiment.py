@@ -41,6 +41,8 @@ def test_rows_carry_provenance_and_runs_are_reused(runs, monkeypatch):
     assert len(rows) == 2 and set(PROVENANCE_COLUMNS) <= set(rows.columns)
     assert (rows["data_source"] == "synthetic").all() and (rows["profile"] == "smoke").all()
     assert not rows["reused"].any() and list(hist["seed"].unique()) == [0, 1]
+    # Every row states how it ran (on the CPU: float32, eager, channels-first by default).
+    assert (rows["precision"] == "fp32").all() and (rows["compile"] == "off").all() and not rows["channels_last"].any()
     assert rows.loc[0, "best_acc"] != rows.loc[1, "best_acc"] or rows.loc[0, "final_acc"] != rows.loc[1, "final_acc"]
 
     def no_training(*a, **k):
@@ -55,6 +57,10 @@ def test_rows_carry_provenance_and_runs_are_reused(runs, monkeypatch):
         E.run_specs([spec()], "smoke", seeds=[0], force=True)
     with pytest.raises(AssertionError, match="trained again"):  # another recipe is another run
         E.run_specs([spec(cfg=CFG.replace(lr=0.01))], "smoke", seeds=[0])
+    # Speed settings are not: the same run, found again.
+    faster, _ = E.run_specs([spec(cfg=CFG.replace(channels_last=True, compile="default", eval_batch_size=7))],
+                            "smoke", seeds=[1])  # seed 0's run went with force=True above
+    assert faster["reused"].all()
 
 
 def test_init_from_loads_matching_weights(runs):
