@@ -176,6 +176,15 @@ def read_later() -> dict[tuple[str, str], list[str]]:
 STOCK_PREINSTALLED = ("torch", "torchvision", "timm", "pandas", "seaborn", "matplotlib", "tqdm")
 #: reslab requirements never bundled: not needed on a compute node.
 NOT_ON_TARGET = ("jupyterlab",)
+#: Declared dependencies that a headless run never imports, left out of the wheels (``--full``
+#: bundles them): each costs megabytes, and the round-trip test runs a notebook without them.
+NOT_NEEDED_HEADLESS = {
+    "debugpy": "ipykernel's debugger; ipykernel imports it inside a try and runs without it",
+    "jedi": "IPython's tab completion; IPython imports it only to complete",
+    "widgetsnbextension": "the browser side of ipywidgets; a headless run renders no widget",
+    "jupyterlab-widgets": "the JupyterLab side of ipywidgets; a headless run renders no widget",
+    "aiohttp": "papermill declares it for Python 3.12 only and imports it nowhere",
+}
 #: The target must have these itself (too large to bundle); ``run.sh`` checks them first.
 TARGET_TORCH_MIN = "2.4"
 TARGET_MUST_HAVE = ("torch", "torchvision")
@@ -252,6 +261,7 @@ class Closure:
         names: Canonical name -> the project name as its metadata spells it.
         needed_by: Canonical name -> who asked for it first (``reslab`` for reslab's own requirements).
         relied_on: Packages of the target the bundle needs -> who needs them.
+        left_out: Declared dependencies left out (:data:`NOT_NEEDED_HEADLESS`) -> who declares them.
         notes: Things worth saying (a ``cv2`` alias used, a target version too old...).
     """
 
@@ -259,6 +269,7 @@ class Closure:
     names: dict[str, str] = field(default_factory=dict)
     needed_by: dict[str, str] = field(default_factory=dict)
     relied_on: dict[str, list[str]] = field(default_factory=dict)
+    left_out: dict[str, list[str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def requirements(self) -> list[str]:
@@ -267,7 +278,8 @@ class Closure:
 
 
 def resolve(roots: Iterable[Requirement], have: Have, python: str,
-            dists: dict[str, metadata.Distribution] | None = None, strict: bool = True) -> Closure:
+            dists: dict[str, metadata.Distribution] | None = None, strict: bool = True,
+            skip: Iterable[str] = ()) -> Closure:
     """The dependency closure of ``roots`` on CPython ``python`` / Linux, minus what ``have`` holds.
 
     Walks ``Requires-Dist`` of the distributions installed here (``dists``; default
@@ -284,6 +296,8 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
         strict: Raise on a package that is not installed here (its dependencies would be
             unknown) or does not support the target's Python; ``False`` keeps such a package by
             name without following it (for the stock set, which only names what the target has).
+        skip: Packages not to bundle although declared (:data:`NOT_NEEDED_HEADLESS`); the
+            closure lists who declares them in ``left_out``.
 
     Returns:
         The :class:`Closure`.
@@ -295,6 +309,7 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
     """
     env = target_environment(python)
     dists = installed_distributions() if dists is None else dists
+    skip = {canonicalize_name(n) for n in skip}
     out = Closure()
     extras_seen: dict[str, set[str]] = {}
     queue = deque(("reslab", r) for r in roots)
@@ -318,6 +333,11 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
                                  "bundle.")
             _note(out, f"the target has {provider}=={version} but {parent} needs {req}: the bundle carries the "
                        "version installed here, which comes first on the target's path")
+        if name in skip:
+            out.left_out.setdefault(name, [])
+            if parent not in out.left_out[name]:
+                out.left_out[name].append(parent)
+            continue
         if name in TARGET_MUST_HAVE and strict:
             raise ValueError(f"the target must have {name} itself (reslab needs torch >= {TARGET_TORCH_MIN} with "
                              f"torchvision; they are too large to bundle), but the --have list ({have.source}) has "
@@ -332,7 +352,8 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
         dist = dists.get(name)
         if dist is None:
             if strict:
-                missing.append(f"{req} (needed by {parent})")
+                missing.append((f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
+                                f"{req.specifier}", parent))
             else:
                 out.pins.setdefault(wanted, "")
                 out.names.setdefault(wanted, req.name)
@@ -355,11 +376,13 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
             if _applies(dep, env, new):
                 queue.append((out.names[wanted], dep))
     if missing:
+        listed = "; ".join(f"{spec} (needed by {parent})" for spec, parent in missing)
+        one = len(missing) == 1
         raise ValueError(
-            f"cannot compute the dependencies for Python {python}: {'; '.join(missing)} "
-            f"{'is' if len(missing) == 1 else 'are'} not installed here, so their own requirements are unknown. "
-            "Install them here (python -m pip install '<requirement>'), or list them in a --have file if the "
-            "target has them.")
+            f"cannot compute the dependencies for Python {python}: {listed} {'is' if one else 'are'} not installed "
+            f"here, so {'its' if one else 'their'} own requirements are unknown. Install "
+            f"{'it' if one else 'them'} here (python -m pip install {' '.join(repr(s) for s, _ in missing)}), or list "
+            f"{'it' if one else 'them'} in a --have file if the target has {'it' if one else 'them'}.")
     if too_new:
         raise ValueError(f"not installable on Python {python}: {'; '.join(too_new)}. Bundle for a newer Python "
                          "(--python), or install versions here that support it.")
@@ -548,7 +571,7 @@ def _check_wheel_requirements(wheels: list[Path], closure: Closure, python: str)
             dep_name = canonicalize_name(dep.name)
             if not _applies(dep, env, [""]):
                 continue
-            if dep_name in bundled or dep_name in closure.relied_on or (
+            if dep_name in bundled or dep_name in closure.relied_on or dep_name in closure.left_out or (
                     dep_name in CV2_PROVIDERS and (bundled | set(closure.relied_on)) & set(CV2_PROVIDERS)):
                 continue
             gaps.append(f"{dep} (required by {closure.names.get(name, name)})")
@@ -627,7 +650,8 @@ def write_source(notebooks: list[str], dest: Path) -> tuple[str, list[str]]:
             target = dest / member.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(tar.extractfile(member).read())
-    dirty = [line[3:] for line in _git("status", "--porcelain", "--", *paths).splitlines() if line.strip()]
+    dirty = [line.split(maxsplit=1)[-1] for line in _git("status", "--porcelain", "--", *paths).splitlines()
+             if line.strip()]
     return commit, dirty
 
 
@@ -716,7 +740,7 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _mib(n: float) -> str:
-    return f"{n / MIB:.1f} MiB"
+    return f"{n / MIB:.1f} MiB" if n >= MIB // 10 else f"{n / 1024:.0f} KiB"
 
 
 def plan_datasets(notebooks: list[str], narrow: list[str] | None) -> tuple[dict[str, list[str]], dict[str, object]]:
@@ -776,7 +800,8 @@ def bundle_parser() -> argparse.ArgumentParser:
         prog="reslab bundle", description=DESCRIPTIONS["bundle"] + " On that machine, bash run.sh installs the "
         "wheels into a private folder, runs the notebooks and writes one results archive to bring back for "
         "reslab import. The code is taken as committed at HEAD.")
-    parser.add_argument("out_dir", metavar="OUT_DIR", help="The folder to create (it must not exist, or be empty).")
+    parser.add_argument("out_dir", metavar="OUT_DIR", nargs="?",
+                        help="The folder to create (it must not exist, or be empty).")
     parser.add_argument("--only", nargs="+", required=True, metavar="NAME",
                         help=f"The notebooks to run there: any of {', '.join(NOTEBOOKS)}.")
     parser.add_argument("--datasets", nargs="+", metavar="NAME",
@@ -796,6 +821,9 @@ def bundle_parser() -> argparse.ArgumentParser:
                         "_runs under the results root).")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="A notebook parameter for the run there, as for reslab reproduce --param (repeatable).")
+    parser.add_argument("--full", action="store_true",
+                        help="Bundle also the declared dependencies a headless run never imports (debugger, tab "
+                        f"completion, widget front-ends: {', '.join(NOT_NEEDED_HEADLESS)}).")
     return parser
 
 
@@ -803,6 +831,15 @@ def main_bundle(argv: list[str] | None = None) -> int:
     """``reslab bundle``: build the offline bundle; return the exit code."""
     parser = bundle_parser()
     args = parser.parse_args(argv)
+    if args.out_dir is None:  # ``--only a b OUT_DIR``: argparse gives OUT_DIR to the list before it
+        from .data import DATASETS
+
+        for values, known in ((args.only, NOTEBOOKS), (args.datasets, DATASETS)):
+            if values and len(values) > 1 and values[-1] not in known:
+                args.out_dir = values.pop()
+                break
+        else:
+            parser.error("the following arguments are required: OUT_DIR")
     try:
         return _bundle(args)
     except ValueError as exc:
@@ -837,7 +874,8 @@ def _bundle(args: argparse.Namespace) -> int:
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise ValueError(f"{out} already exists and is not an empty folder; choose a new OUT_DIR.")
     have = read_have(args.have) if args.have else stock_have(args.python)
-    closure = resolve(runtime_requirements(notebooks, args.python), have, args.python)
+    closure = resolve(runtime_requirements(notebooks, args.python), have, args.python,
+                      skip=() if args.full else NOT_NEEDED_HEADLESS)
 
     partial = out.parent / f".{out.name}.partial-{os.getpid()}"
     shutil.rmtree(partial, ignore_errors=True)
@@ -879,6 +917,7 @@ def _bundle(args: argparse.Namespace) -> int:
                         "needed_by": closure.needed_by[canonicalize_name(parse_wheel_filename(w.name)[0])]}
                        for w in wheels],
             "wheel_notes": closure.notes,
+            "left_out": {n: {"declared_by": who, "why": NOT_NEEDED_HEADLESS[n]} for n, who in closure.left_out.items()},
             "runs": run_report, "runs_absent": absent,
             "hub_weights": hub,
             "sizes": sizes | {"total": sum(sizes.values())},
@@ -976,6 +1015,8 @@ def _report(out: Path, manifest: dict, closure: Closure, absent: list[str]) -> N
         print("[reslab] largest wheels: " + ", ".join(f"{w['name']} {_mib(w['bytes'])}" for w in biggest))
     for note in closure.notes:
         print(f"[reslab] note: {note}")
+    if closure.left_out:
+        print(f"[reslab] left out as never imported headless (--full bundles them): {', '.join(closure.left_out)}")
     for run in manifest["runs"]:
         print(f"[reslab] run {run['path']} ({_mib(run['bytes'])}): {run['why']}")
     for line in absent:
