@@ -73,13 +73,15 @@ class Reads:
         table: The notebook (run-store table) whose runs are read.
         models: The registered models of those runs.
         seeds: The seeds read, given the profile (``()`` when the notebook has no recipe for it).
-        why: One line for the bundle's report.
+        why: Why the notebook reads them, for the bundle's report.
+        if_absent: What the notebook does on the target when a run is not bundled.
     """
 
     table: str
     models: tuple[str, ...]
     seeds: Callable[[Profile], tuple[int, ...]]
     why: str
+    if_absent: str
 
 
 @dataclass(frozen=True)
@@ -129,12 +131,14 @@ NOTEBOOKS: dict[str, Needs] = {
         why_also="the key of DRSTN V5's Table 4 run (the source of the transfer) hashes the CIFAR-10 splits, "
                  "and the run is trained there when it is not bundled",
         reads=(Reads(drstn.TABLE4, (drstn.TRANSFER_MODEL,), _table5_seeds,
-                     "Table 5 starts from DRSTN V5's Table 4 checkpoint of the same profile and seed"),)),
+                     "Table 5 starts from DRSTN V5's Table 4 checkpoint of the same profile and seed",
+                     "the notebook trains it there first, with Table 4's recipe"),)),
     "drstn_table1_gradcam": Needs(
         datasets=("cifar10",), requires=("grad-cam",),
         reads=(Reads(drstn.TABLE4, _TABLE1_FROM_TABLE4, _seed0,
                      "Table 1 shows Grad-CAM of these Table 4 networks' CIFAR-10 weights (seed 0) where it "
-                     "has no ImageNet weights"),),
+                     "has no ImageNet weights",
+                     "the notebook uses the network's ImageNet weights there, else stops (random weights in smoke)"),),
         hub_models=tuple(m for _, m, _ in drstn.CAM_MODELS if m != drstn.TRANSFER_MODEL)),
     "selu_ablation_fashion_mnist": Needs(datasets=("fashion_mnist",)),
     "cbam_resnet50_cifar10": Needs(datasets=("cifar10",), hub_models=("resnet50",)),
@@ -496,42 +500,113 @@ def import_names(dist: metadata.Distribution) -> list[str]:
 # Wheels
 
 
-def download_wheels(closure: Closure, python: str, dest: Path) -> list[Path]:
-    """Fetch the wheels of ``closure`` for CPython ``python`` / manylinux x86_64 with ONE
+def download_wheels(closure: Closure, python: str, dest: Path) -> dict[str, str]:
+    """Fetch the wheels of ``closure`` for CPython ``python`` / manylinux x86_64 with one
     ``pip download --no-deps --only-binary=:all:`` call, then check that every wheel's own
     requirements are in the bundle or on the target.
 
+    A pure-Python package the index publishes no wheel of (``grad-cam`` ships only a source
+    archive) is packed into a wheel from its files installed here (:func:`repack_wheel`), and pip
+    is asked again for the rest.
+
     Returns:
-        The wheel files, sorted.
+        ``{wheel file name: "index" | "repacked"}``.
 
     Raises:
-        ValueError: naming the package pip found no wheel of, or the requirements the wheels
-            declare that neither the bundle nor the target holds.
+        ValueError: naming the package pip found no wheel of (and that cannot be repacked), or
+            the requirements the wheels declare that neither the bundle nor the target holds.
     """
     dest.mkdir(parents=True, exist_ok=True)
-    reqs = closure.requirements()
-    if not reqs:
-        return []
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
-           "--implementation", "cp", "--disable-pip-version-check", "--progress-bar", "off"]
-    for platform in PLATFORMS:
-        cmd += ["--platform", platform]
-    cmd += ["-d", str(dest), *reqs]
-    print(f"[reslab] pip download of {len(reqs)} wheel(s) for CPython {python} / manylinux x86_64 ...", flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise ValueError(_pip_failure(proc.stdout + proc.stderr, python, closure))
+    pending = closure.requirements()
+    if not pending:
+        return {}
+    repacked: list[str] = []
+    dists = installed_distributions()
+    while pending:
+        print(f"[reslab] pip download of {len(pending)} wheel(s) for CPython {python} / manylinux x86_64 ...", flush=True)
+        proc = subprocess.run(_pip_download_command(pending, python, dest), capture_output=True, text=True)
+        if proc.returncode == 0:
+            break
+        output = proc.stdout + proc.stderr
+        failed = _pip_failed_name(output)
+        dist = dists.get(failed) if failed in closure.pins else None
+        if dist is None or dist.version != closure.pins[failed] or not _is_pure(dist):
+            raise ValueError(_pip_failure(output, python, closure))
+        wheel = repack_wheel(dist, dest)
+        repacked.append(wheel.name)
+        print(f"[reslab] the index has no wheel of {closure.names[failed]}=={dist.version}: packed {wheel.name} from "
+              "its files installed here (pure Python)", flush=True)
+        pending = [r for r in pending if canonicalize_name(r.split("==")[0]) != failed]
     wheels = sorted(dest.glob("*.whl"))
-    got = {}
-    for wheel in wheels:
-        name, version, *_ = parse_wheel_filename(wheel.name)
-        got[canonicalize_name(name)] = str(version)
-    absent = [r for r in reqs if canonicalize_name(r.split("==")[0]) not in got]
+    got = {canonicalize_name(str(parse_wheel_filename(w.name)[0])) for w in wheels}
+    absent = [r for r in closure.requirements() if canonicalize_name(r.split("==")[0]) not in got]
     if absent:
         raise ValueError(f"pip download finished but left out {absent}; run it again, or report the pip version "
                          f"({_pip_version()}).")
     _check_wheel_requirements(wheels, closure, python)
-    return wheels
+    return {w.name: "repacked" if w.name in repacked else "index" for w in wheels}
+
+
+def _pip_download_command(requirements: list[str], python: str, dest: Path) -> list[str]:
+    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--python-version", python,
+           "--implementation", "cp", "--disable-pip-version-check", "--progress-bar", "off"]
+    for platform in PLATFORMS:
+        cmd += ["--platform", platform]
+    return cmd + ["-d", str(dest), *requirements]
+
+
+def _pip_failed_name(output: str) -> str | None:
+    failed = re.search(r"(?:No matching distribution found for|satisfies the requirement) ([^\s(]+)", output)
+    return canonicalize_name(re.split(r"[=<>!~ ;\[]", failed.group(1))[0]) if failed else None
+
+
+def _is_pure(dist: metadata.Distribution) -> bool:
+    """Whether an installed distribution is pure Python (one wheel fits every platform)."""
+    wheel = dist.read_text("WHEEL") or ""
+    compiled = any(str(f).endswith((".so", ".pyd", ".dylib")) for f in dist.files or [])
+    return "Root-Is-Purelib: true" in wheel and not compiled
+
+
+def repack_wheel(dist: metadata.Distribution, dest: Path) -> Path:
+    """Pack an installed pure-Python distribution into a ``py3-none-any`` wheel in ``dest``.
+
+    The wheel holds the files its ``RECORD`` lists inside the installation (no scripts, no
+    bytecode), its ``METADATA``, licence files and entry points, a new ``WHEEL`` and ``RECORD``.
+
+    Raises:
+        ValueError: for a distribution that is not pure Python or lists no files.
+    """
+    import base64
+
+    if not _is_pure(dist) or not dist.files:
+        raise ValueError(f"{dist.metadata['Name']} {dist.version} is not a pure-Python installation with a RECORD; "
+                         "it cannot be packed into a wheel here.")
+    stem = f"{re.sub(r'[-_.]+', '_', dist.metadata['Name']).lower()}-{dist.version}"
+    info = f"{stem}.dist-info"
+    entries: dict[str, bytes] = {}
+    for entry in dist.files:
+        parts = PurePosixPath(str(entry)).parts
+        if not parts or parts[0] == ".." or "__pycache__" in parts or str(entry).endswith(".pyc"):
+            continue
+        if parts[0].endswith(".dist-info"):
+            if parts[1:2] in (("METADATA",), ("entry_points.txt",), ("top_level.txt",)) or parts[1:2] == ("licenses",):
+                entries["/".join((info, *parts[1:]))] = Path(dist.locate_file(entry)).read_bytes()
+            continue
+        entries["/".join(parts)] = Path(dist.locate_file(entry)).read_bytes()
+    entries[f"{info}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: reslab bundle {__version__}\nRoot-Is-Purelib: true\n"
+                                "Tag: py3-none-any\n").encode()
+
+    def digest(data: bytes) -> str:
+        return base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+
+    record = "".join(f"{name},sha256={digest(data)},{len(data)}\n" for name, data in sorted(entries.items()))
+    entries[f"{info}/RECORD"] = (record + f"{info}/RECORD,,\n").encode()
+    wheel = dest / f"{stem}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(entries.items()):
+            zf.writestr(zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0)), data,
+                        compress_type=zipfile.ZIP_DEFLATED)
+    return wheel
 
 
 def _pip_version() -> str:
@@ -542,14 +617,16 @@ def _pip_version() -> str:
 
 
 def _pip_failure(output: str, python: str, closure: Closure) -> str:
-    tail = " | ".join(line.strip() for line in output.strip().splitlines()[-4:])
-    failed = re.search(r"(?:No matching distribution found for|satisfies the requirement) ([^\s(]+)", output)
-    if failed:
-        name = canonicalize_name(re.split(r"[=<>!~ ]", failed.group(1))[0])
+    lines = [line.strip() for line in output.strip().splitlines() if not line.startswith("WARNING: Location")]
+    tail = " | ".join(lines[-2:])
+    name = _pip_failed_name(output)
+    if name:
+        spec = f"{closure.names.get(name, name)}=={closure.pins.get(name, '?')}"
         who = closure.needed_by.get(name, "?")
-        return (f"pip found no wheel of {failed.group(1)} (needed by {who}) for CPython {python} on manylinux x86_64 "
-                f"(pip: {tail}). If the target has it, list it in a --have file; otherwise install here a version "
-                f"that publishes such a wheel (python -m pip install '{name}==<version>') and bundle again.")
+        return (f"pip found no wheel of {spec} (needed by {who}) for CPython {python} on manylinux x86_64, and it is "
+                f"not a pure-Python package installed here that could be packed into one (pip: {tail}). If the target "
+                f"has it, list it in a --have file; otherwise install here a version that publishes such a wheel "
+                f"(python -m pip install '{name}==<version>') and bundle again.")
     return (f"pip download failed (pip {_pip_version()}: {tail}). It needs the package index (or a local mirror "
             "through PIP_INDEX_URL / PIP_FIND_LINKS) on this machine; the target itself needs none.")
 
@@ -715,8 +792,8 @@ def runs_read(notebooks: list[str], profile: Profile, data_root: Path | None,
                     folder = checkpoint.parent
                     rel = folder.relative_to(runs).as_posix()
                     if not (folder / "result.json").is_file() or not (folder / CHECKPOINT_NAME).is_file():
-                        absent.append(f"{read.table} {model} seed {seed} ({profile.name}): not in the run store here, "
-                                      f"so {name} trains it on the target first ({rel})")
+                        absent.append(f"{read.table} {model} seed {seed} ({profile.name}, read by {name}): not in the "
+                                      f"run store here ({rel}); {read.if_absent}")
                         continue
                     copy = found.setdefault(rel, RunCopy(rel, read.table, model, seed, [], read.why))
                     if name not in copy.read_by:
@@ -886,7 +963,8 @@ def _bundle(args: argparse.Namespace) -> int:
         if dirty:
             warnings.append(f"uncommitted changes in {', '.join(dirty[:6])}{' ...' if len(dirty) > 6 else ''} are NOT "
                             f"in the bundle: it holds the code of commit {commit}")
-        wheels = download_wheels(closure, args.python, partial / "wheels")
+        sources = download_wheels(closure, args.python, partial / "wheels")
+        wheels = sorted((partial / "wheels").glob("*.whl"))
         data_report, missing_data = _copy_data(datasets, data_root, partial / "data")
         for dataset, reason in missing_data.items():
             warnings.append(reason)
@@ -913,7 +991,7 @@ def _bundle(args: argparse.Namespace) -> int:
             },
             "wheels": [{"file": w.name, "name": closure.names[canonicalize_name(parse_wheel_filename(w.name)[0])],
                         "version": str(parse_wheel_filename(w.name)[1]), "bytes": w.stat().st_size,
-                        "sha256": file_sha256(w),
+                        "sha256": file_sha256(w), "source": sources.get(w.name, "index"),
                         "needed_by": closure.needed_by[canonicalize_name(parse_wheel_filename(w.name)[0])]}
                        for w in wheels],
             "wheel_notes": closure.notes,
@@ -1013,6 +1091,11 @@ def _report(out: Path, manifest: dict, closure: Closure, absent: list[str]) -> N
     biggest = sorted(manifest["wheels"], key=lambda w: -w["bytes"])[:3]
     if biggest:
         print("[reslab] largest wheels: " + ", ".join(f"{w['name']} {_mib(w['bytes'])}" for w in biggest))
+    for name in manifest["notebooks"]:
+        need = needs(name)
+        for dataset in need.also_datasets:
+            if dataset in manifest["datasets"]:
+                print(f"[reslab] {name} also needs {dataset}: {need.why_also}")
     for note in closure.notes:
         print(f"[reslab] note: {note}")
     if closure.left_out:
