@@ -986,7 +986,7 @@ def _bundle(args: argparse.Namespace) -> int:
                 "stock": list(STOCK_PREINSTALLED) if have.source == "stock" else [],
                 "assumed": sorted(have.versions),
                 "relied_on": {k: sorted(v) for k, v in sorted(closure.relied_on.items())},
-                "imports": _imports_to_check(closure, have),
+                "checks": _preinstalled_checks(closure),
                 "torch_min": TARGET_TORCH_MIN,
             },
             "wheels": [{"file": w.name, "name": closure.names[canonicalize_name(parse_wheel_filename(w.name)[0])],
@@ -1066,17 +1066,18 @@ def _hub_weights(notebooks: list[str]) -> list[dict]:
             for n in notebooks for m in needs(n).hub_models]
 
 
-def _imports_to_check(closure: Closure, have: Have) -> list[str]:
-    """Modules run.sh imports on the target before anything else: the stock packages, else the
-    preinstalled ones reslab requires directly."""
-    if have.source == "stock":
-        return list(STOCK_PREINSTALLED)
+def _preinstalled_checks(closure: Closure) -> list[dict]:
+    """What run.sh checks on the target before anything else: each preinstalled package the
+    bundle relies on, by its metadata and, where it is installed here too, by importing its
+    top-level module (torch and torchvision have a check of their own)."""
     dists = installed_distributions()
-    out = []
-    for name, who in closure.relied_on.items():
-        if "reslab" in who and name in dists:
-            out += import_names(dists[name])[:1]
-    return sorted(set(out) | set(TARGET_MUST_HAVE))
+    checks = []
+    for name in sorted(closure.relied_on):
+        if name in TARGET_MUST_HAVE:
+            continue
+        modules = import_names(dists[name]) if name in dists else []
+        checks.append({"dist": name, "module": modules[0] if modules else None})
+    return checks
 
 
 def _report(out: Path, manifest: dict, closure: Closure, absent: list[str]) -> None:

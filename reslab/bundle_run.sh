@@ -60,18 +60,17 @@ except Exception as exc:
     problems.append(f"torchvision does not import ({type(exc).__name__}: {exc}). Install the torchvision that "
                     "matches this machine's torch.")
 missing = []
-for name in pre["relied_on"]:
+for check in pre["checks"]:
     try:
-        md.distribution(name)
+        md.distribution(check["dist"])
     except md.PackageNotFoundError:
-        missing.append(name)
-for module in pre["imports"]:
-    if module in ("torch", "torchvision"):
+        missing.append(check["dist"])
         continue
-    try:
-        importlib.import_module(module)
-    except Exception as exc:
-        missing.append(f"{module} (import fails: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})")
+    if check["module"]:
+        try:
+            importlib.import_module(check["module"])
+        except Exception as exc:
+            missing.append(f"{check['dist']} (import {check['module']} fails: {type(exc).__name__}: {exc})")
 if missing:
     assumed = ("the stock set " + ", ".join(pre["stock"]) + " and their dependencies" if pre["source"] == "stock"
                else f"the packages of {pre['source']}")
