@@ -664,8 +664,8 @@ def _check_wheel_requirements(wheels: list[Path], closure: Closure, python: str)
 
 def dataset_files(dataset: str, root: Path | None) -> tuple[Path, list[Path]] | None:
     """The files the data loader reads for both splits of ``dataset``: ``(base, files)``, where
-    ``base`` is the data root they were found under (``root``, else the torchvision download
-    folder), or ``None`` when the data set is not there.
+    ``base`` is the folder they were found under (``root``; without one, the torchvision download
+    folder, as :func:`reslab.data.load_dataset` does), or ``None`` when the data set is not there.
 
     The loader's own :func:`reslab.data.sources.locate` decides, so the bundle holds exactly the
     files it would read, in the layout it found them in.
@@ -673,13 +673,12 @@ def dataset_files(dataset: str, root: Path | None) -> tuple[Path, list[Path]] | 
     from .data import SPLITS, download_dir, get_spec, locate
 
     spec = get_spec(dataset)
-    for base in ([root] if root is not None else []) + [download_dir()]:
-        found = locate(spec, base)
-        if found is not None:
-            files = sorted({f for split in SPLITS for f in found.files(spec, split) if f.is_file()})
-            if files:
-                return base, files
-    return None
+    base = root if root is not None else download_dir()
+    found = locate(spec, base)
+    if found is None:
+        return None
+    files = sorted({f for split in SPLITS for f in found.files(spec, split) if f.is_file()})
+    return (base, files) if files else None
 
 
 def _checkout() -> Path:
@@ -898,6 +897,9 @@ def bundle_parser() -> argparse.ArgumentParser:
                         "_runs under the results root).")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="A notebook parameter for the run there, as for reslab reproduce --param (repeatable).")
+    parser.add_argument("--no-runs", action="store_true",
+                        help="Carry no runs of other notebooks: Table 5 then trains DRSTN V5 there first, and Table 1 "
+                        "relies on ImageNet weights in the target's torch hub cache.")
     parser.add_argument("--full", action="store_true",
                         help="Bundle also the declared dependencies a headless run never imports (debugger, tab "
                         f"completion, widget front-ends: {', '.join(NOT_NEEDED_HEADLESS)}).")
@@ -968,7 +970,7 @@ def _bundle(args: argparse.Namespace) -> int:
         data_report, missing_data = _copy_data(datasets, data_root, partial / "data")
         for dataset, reason in missing_data.items():
             warnings.append(reason)
-        copies, absent = runs_read(notebooks, profile, data_root, runs)
+        copies, absent = runs_read(notebooks, profile, data_root, runs) if not args.no_runs else ([], [])
         run_report = _copy_runs(copies, runs, partial / "runs")
         shutil.copyfile(Path(__file__).with_name("bundle_run.sh"), partial / "run.sh")
         os.chmod(partial / "run.sh", 0o755)
@@ -989,11 +991,7 @@ def _bundle(args: argparse.Namespace) -> int:
                 "checks": _preinstalled_checks(closure),
                 "torch_min": TARGET_TORCH_MIN,
             },
-            "wheels": [{"file": w.name, "name": closure.names[canonicalize_name(parse_wheel_filename(w.name)[0])],
-                        "version": str(parse_wheel_filename(w.name)[1]), "bytes": w.stat().st_size,
-                        "sha256": file_sha256(w), "source": sources.get(w.name, "index"),
-                        "needed_by": closure.needed_by[canonicalize_name(parse_wheel_filename(w.name)[0])]}
-                       for w in wheels],
+            "wheels": [_wheel_entry(w, closure, sources) for w in wheels],
             "wheel_notes": closure.notes,
             "left_out": {n: {"declared_by": who, "why": NOT_NEEDED_HEADLESS[n]} for n, who in closure.left_out.items()},
             "runs": run_report, "runs_absent": absent,
@@ -1011,6 +1009,13 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _wheel_entry(wheel: Path, closure: Closure, sources: dict[str, str]) -> dict:
+    name, version, *_ = parse_wheel_filename(wheel.name)
+    key = canonicalize_name(str(name))
+    return {"file": wheel.name, "name": closure.names[key], "version": str(version), "bytes": wheel.stat().st_size,
+            "sha256": file_sha256(wheel), "source": sources.get(wheel.name, "index"), "needed_by": closure.needed_by[key]}
+
+
 def _copy_data(datasets: dict[str, list[str]], root: Path | None,
                dest: Path) -> tuple[dict[str, dict], dict[str, str]]:
     from .data import get_spec, locate
@@ -1020,10 +1025,10 @@ def _copy_data(datasets: dict[str, list[str]], root: Path | None,
     for dataset, users in sorted(datasets.items()):
         located = dataset_files(dataset, root)
         if located is None:
-            missing[dataset] = (f"{dataset} (needed by {', '.join(users)}) is not in the data root here "
-                                f"({root or 'none given: set --data-root or RESLAB_DATA'}), so the bundle leaves it out: "
-                                f"on the target those notebooks will not find it (no download there). Put {dataset} "
-                                "into the data root and bundle again.")
+            where = "the data root given" if root else "any data root (none given: set --data-root or RESLAB_DATA)"
+            missing[dataset] = (f"{dataset} (needed by {', '.join(users)}) is not in {where} here, so the bundle "
+                                "leaves it out: on the target that notebook will not find it (it downloads nothing "
+                                f"there). Put {dataset} into the data root and bundle again.")
             continue
         base, files = located
         rels = []
