@@ -355,9 +355,9 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
             wanted, name = CV2_BUNDLED, local or name
         dist = dists.get(name)
         if dist is None:
-            if strict:
-                missing.append((f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
-                                f"{req.specifier}", parent))
+            if strict and wanted not in {m[0] for m in missing}:
+                missing.append((wanted, f"{req.name}{'[' + ','.join(sorted(req.extras)) + ']' if req.extras else ''}"
+                                        f"{req.specifier}", parent))
             else:
                 out.pins.setdefault(wanted, "")
                 out.names.setdefault(wanted, req.name)
@@ -380,16 +380,16 @@ def resolve(roots: Iterable[Requirement], have: Have, python: str,
             if _applies(dep, env, new):
                 queue.append((out.names[wanted], dep))
     if missing:
-        listed = "; ".join(f"{spec} (needed by {parent})" for spec, parent in missing)
+        listed = "; ".join(f"{spec} (needed by {parent})" for _, spec, parent in missing)
         one = len(missing) == 1
         raise ValueError(
             f"cannot compute the dependencies for Python {python}: {listed} {'is' if one else 'are'} not installed "
             f"here, so {'its' if one else 'their'} own requirements are unknown. Install "
-            f"{'it' if one else 'them'} here (python -m pip install {' '.join(repr(s) for s, _ in missing)}), or list "
+            f"{'it' if one else 'them'} here (python -m pip install {' '.join(repr(s) for _, s, _ in missing)}), or list "
             f"{'it' if one else 'them'} in a --have file if the target has {'it' if one else 'them'}.")
     if too_new:
-        raise ValueError(f"not installable on Python {python}: {'; '.join(too_new)}. Bundle for a newer Python "
-                         "(--python), or install versions here that support it.")
+        raise ValueError(f"not installable on Python {python}: {'; '.join(too_new)}. Install versions here that "
+                         f"support Python {python}, or bundle for a Python they support (--python).")
     return out
 
 
@@ -1209,6 +1209,9 @@ def export_results(results: Path, profile: str, notebooks: list[str] | None, out
     present = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))) \
         if folder.is_dir() else []
     names = list(notebooks) if notebooks else present
+    if not names:
+        raise ValueError(f"no results of profile {profile} under {results}; nothing to export (run reslab reproduce "
+                         "first, or pass --results).")
     finished = [n for n in names if (folder / n / MANIFEST).is_file()]
     not_finished = [n for n in names if n not in finished]
     runs = _run_store(results)
