@@ -698,7 +698,8 @@ def write_source(notebooks: list[str], dest: Path) -> tuple[str, list[str]]:
 
     Returns:
         ``(commit, uncommitted)``: the 12-character commit, and the paths under ``reslab/``,
-        ``notebooks/`` and ``pyproject.toml`` that differ from it (a warning, not an error).
+        ``notebooks/`` and ``pyproject.toml`` that differ from it (a warning, not an error: the
+        bundle holds the commit, never these changes).
 
     Raises:
         ValueError: when the checkout is not a git repository, or a notebook is not committed.
@@ -707,13 +708,11 @@ def write_source(notebooks: list[str], dest: Path) -> tuple[str, list[str]]:
     paths = ["reslab", "pyproject.toml", *(f"notebooks/{n}.ipynb" for n in notebooks)]
     try:
         commit = _git("rev-parse", "--short=12", "HEAD")
-        top = Path(_git("rev-parse", "--show-toplevel")).resolve()
+        tracked = set(_git("ls-tree", "-r", "--name-only", "HEAD", "--", *paths).splitlines())  # as given
     except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
         raise ValueError(f"the bundle takes its code from git (HEAD of the reslab checkout), but {repo} is not a git "
                          f"checkout ({exc}). Bundle from a clone of the repository.") from None
-    prefix = repo.relative_to(top).as_posix() if repo != top else ""
-    tracked = set(_git("ls-tree", "-r", "--name-only", "HEAD", "--", *paths).splitlines())
-    absent = [p for p in paths[2:] if f"{prefix}/{p}".lstrip("/") not in tracked]
+    absent = [p for p in paths[2:] if p not in tracked]
     if absent:
         raise ValueError(f"{', '.join(absent)} {'is' if len(absent) == 1 else 'are'} not committed; the bundle takes "
                          "the notebooks as committed at HEAD: commit them first.")
@@ -726,8 +725,8 @@ def write_source(notebooks: list[str], dest: Path) -> tuple[str, list[str]]:
             target = dest / member.name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.write_bytes(tar.extractfile(member).read())
-    dirty = [line.split(maxsplit=1)[-1] for line in _git("status", "--porcelain", "--", *paths).splitlines()
-             if line.strip()]
+    status = _git("status", "--porcelain", "--", "reslab", "pyproject.toml", "notebooks")
+    dirty = [line.split(maxsplit=1)[-1] for line in status.splitlines() if line.strip()]
     return commit, dirty
 
 
@@ -816,7 +815,7 @@ def _folder_bytes(folder: Path) -> int:
 
 
 def _mib(n: float) -> str:
-    return f"{n / MIB:.1f} MiB" if n >= MIB // 10 else f"{n / 1024:.0f} KiB"
+    return f"{n / MIB:.1f} MiB" if n >= MIB // 10 else f"{n / 1024:.1f} KiB"
 
 
 def plan_datasets(notebooks: list[str], narrow: list[str] | None) -> tuple[dict[str, list[str]], dict[str, object]]:
@@ -1250,8 +1249,9 @@ def export_results(results: Path, profile: str, notebooks: list[str] | None, out
     out = out.expanduser().resolve()
     out.mkdir(parents=True, exist_ok=True)
     final = out / f"{stem}.tar.gz"
+    errors = {n: err for n in not_finished if (err := _notebook_error(folder / "_failed" / f"{n}.ipynb"))}
     info = {"format": ARCHIVE_FORMAT, "version": 1, "created": now(), "profile": profile, "notebooks": finished,
-            "not_finished": not_finished, "git_commit": git_commit(), "reslab_version": __version__,
+            "not_finished": not_finished, "errors": errors, "git_commit": git_commit(), "reslab_version": __version__,
             "max_mb": max_mb, "tag": tag or ""}
     tmp = out / f".{stem}.tar.gz.partial-{os.getpid()}"
     try:
@@ -1283,12 +1283,27 @@ def export_results(results: Path, profile: str, notebooks: list[str] | None, out
     n_runs = len({m.arcname.rsplit("/", 1)[0] for m in base if m.arcname.startswith("_runs/")})
     print(f"[reslab] wrote {final} ({_mib(final.stat().st_size)}): results of {', '.join(finished) or 'no notebook'}"
           f" ({profile}), {n_runs} run(s), {len(chosen)} checkpoint(s)")
-    if not_finished:
-        print(f"[reslab] not finished, so not in the archive: {', '.join(not_finished)}")
+    for name in not_finished:
+        print(f"[reslab] not finished, so not in the archive: {name}"
+              + (f" ({errors[name]})" if name in errors else ""))
     for readers, member, why in left_out:
         print(f"[reslab] checkpoint left out ({why}; read by {', '.join(readers)}): {member.arcname} "
               f"({_mib(member.path.stat().st_size)})")
     return final
+
+
+def _notebook_error(path: Path) -> str:
+    """The error a failed notebook (``results/<profile>/_failed/<name>.ipynb``) stopped with, or ``""``."""
+    try:
+        cells = json.loads(path.read_text(encoding="utf-8")).get("cells", [])
+    except (OSError, ValueError):
+        return ""
+    for cell in cells:
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                first = (str(output.get("evalue") or "").splitlines() or [""])[0][:300]
+                return f"{output.get('ename', 'Error')}: {first}"
+    return ""
 
 
 def _gz_size(path: Path) -> int:
@@ -1499,9 +1514,11 @@ def _place(stage: Path, results: Path, runs: Path, force: bool) -> dict:
 def _import_report(archive: Path, info: dict, report: dict, results: Path) -> None:
     print(f"[reslab] {archive.name}: made at commit {info.get('git_commit', '?')} ({info.get('profile', '?')}); "
           f"this checkout is at {git_commit()}")
+    for name in info.get("not_finished", []):
+        error = info.get("errors", {}).get(name)
+        print(f"[reslab] {name} did not finish there" + (f": {error}" if error else ""))
     if not report["results"] and not report["runs_added"]:
-        print(f"[reslab] nothing placed: the archive holds no finished notebook (not finished: "
-              f"{', '.join(info.get('not_finished', [])) or 'none listed'})")
+        print("[reslab] nothing placed: the archive holds no finished notebook")
     for rel in report["results"]:
         print(f"[reslab] placed {results / rel}" + (" (replaced the one that was there)" if rel in report["replaced"] else ""))
     runs = _run_store(results)
