@@ -56,7 +56,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
 from ._version import __version__
-from .cli import ACROSS_PROFILES, DESCRIPTIONS, list_notebooks, parse_param
+from .cli import ACROSS_PROFILES, DESCRIPTIONS, _notebook_params, list_notebooks, notebooks_dir
 from .profiles import PROFILES, Profile, resolve_profile
 from .results import MANIFEST, code_fingerprints, file_sha256, git_commit, now, results_root
 from .tables import drstn
@@ -935,7 +935,7 @@ def _bundle(args: argparse.Namespace) -> int:
         raise ValueError(f"unknown notebook(s) {unknown}; known: {', '.join(known)}.")
     for name in notebooks:
         needs(name)
-    params = dict(parse_param(p) for p in args.param)
+    params = _notebook_params(args.param, notebooks, notebooks_dir()) if args.param else {}
     if "datasets" in params or "profile" in params:
         raise ValueError("set data sets with --datasets and the profile with --profile, not with --param.")
     datasets, narrowed = plan_datasets(notebooks, args.datasets)

@@ -348,7 +348,8 @@ def _notebook_params(pairs: list[str], names: list[str], folder: Path) -> dict:
     declared = set().union(*(notebook_parameters(folder / f"{n}.ipynb") for n in names)) if names else set()
     unknown = sorted(set(params) - declared)
     if unknown:
-        raise ValueError(f"--param {', '.join(unknown)}: no notebook among {', '.join(names)} declares it.")
+        raise ValueError(f"--param {', '.join(unknown)}: no notebook among {', '.join(names)} declares it; the "
+                         "parameters cell of each notebook lists the names it takes.")
     return params
 
 
