@@ -35,6 +35,10 @@ DESCRIPTIONS = {
     "notebooks": "Re-execute the notebooks in place with their default parameters.",
     "params": "Print the parameter table of every paper model beside the values the papers print.",
     "readme": "Regenerate the Results section of README.md from results/summary.",
+    "bundle": "Gather the wheels, data, code and runs that notebooks need into one folder that reruns them on a "
+              "GPU machine without internet.",
+    "export": "Pack finished results, and the checkpoints later notebooks read, into one archive to bring home.",
+    "import": "Put the results and runs of an archive made by reslab export into the results folder.",
 }
 KERNEL_NAME = "reslab"
 REQUIRED_PARAMETERS = ("profile",)
@@ -243,6 +247,9 @@ def _reproduce_parser() -> argparse.ArgumentParser:
                         "$RESLAB_COMPILE, else off); a speed setting that each result row records.")
     parser.add_argument("--results", help="The results root (default: $RESLAB_RESULTS, else results/ of the "
                         "checkout).")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="Pass a parameter to every notebook that declares it (repeatable); VALUE is JSON when "
+                        "it parses, e.g. --param 'seeds=[0, 1]', else text.")
     parser.add_argument("--list", action="store_true", help="List the notebooks in run order and exit.")
     parser.add_argument("--check", action="store_true",
                         help="Run nothing; report the results whose code or data changed since they were made, "
@@ -286,6 +293,11 @@ def reproduce(argv: list[str] | None = None) -> int:
         params["device"] = args.device
     if args.compile:
         os.environ[COMPILE_ENV] = args.compile  # the notebooks' kernels inherit it
+    if args.param:
+        try:
+            params |= _notebook_params(args.param, [n for n in names if n not in ACROSS_PROFILES], folder)
+        except ValueError as exc:
+            parser.error(str(exc))
     results = Path(args.results).expanduser().resolve() if args.results else results_root()
 
     failures = []
@@ -312,6 +324,39 @@ def reproduce(argv: list[str] | None = None) -> int:
         return 1
     print(f"\n[reslab] all {len(names)} notebook(s) finished; results in {results / args.profile}")
     return 0
+
+
+def parse_param(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` -> ``(NAME, VALUE)``; VALUE is JSON when it parses (``[0, 1]``, ``true``,
+    ``["mnist"]``), else the text itself (``weights=random``).
+
+    Raises:
+        ValueError: when ``text`` is not ``NAME=VALUE`` with a Python identifier as NAME.
+    """
+    import json
+
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip().isidentifier():
+        raise ValueError(f"a notebook parameter is NAME=VALUE with the parameter's name, got {text!r}.")
+    try:
+        return name.strip(), json.loads(value)
+    except json.JSONDecodeError:
+        return name.strip(), value
+
+
+def _notebook_params(pairs: list[str], names: list[str], folder: Path) -> dict:
+    """``--param NAME=VALUE`` of ``reslab reproduce`` as a dict (VALUE parsed as JSON when it can be).
+
+    Raises:
+        ValueError: for a malformed pair, or a name that none of ``names`` declares.
+    """
+    params = dict(parse_param(p) for p in pairs)
+    declared = set().union(*(notebook_parameters(folder / f"{n}.ipynb") for n in names)) if names else set()
+    unknown = sorted(set(params) - declared)
+    if unknown:
+        raise ValueError(f"--param {', '.join(unknown)}: no notebook among {', '.join(names)} declares it; the "
+                         "parameters cell of each notebook lists the names it takes.")
+    return params
 
 
 def _print_run_store(runs: Path) -> None:
@@ -457,9 +502,50 @@ def _params_parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def bundle(argv: list[str] | None = None) -> int:
+    """``reslab bundle``: an offline bundle for a GPU machine without internet (:mod:`reslab.bundle`)."""
+    from .bundle import main_bundle
+
+    return main_bundle(argv)
+
+
+def _bundle_parser() -> argparse.ArgumentParser:
+    from .bundle import bundle_parser
+
+    return bundle_parser()
+
+
+def export(argv: list[str] | None = None) -> int:
+    """``reslab export``: one archive of finished results to bring home (:mod:`reslab.bundle`)."""
+    from .bundle import main_export
+
+    return main_export(argv)
+
+
+def _export_parser() -> argparse.ArgumentParser:
+    from .bundle import export_parser
+
+    return export_parser()
+
+
+def import_results(argv: list[str] | None = None) -> int:
+    """``reslab import``: check an archive of ``reslab export``, then put it in place (:mod:`reslab.bundle`)."""
+    from .bundle import main_import
+
+    return main_import(argv)
+
+
+def _import_parser() -> argparse.ArgumentParser:
+    from .bundle import import_parser
+
+    return import_parser()
+
+
 #: Each command: (function, parser builder); its one-line description is in :data:`DESCRIPTIONS`.
 COMMANDS = {"reproduce": (reproduce, _reproduce_parser), "notebooks": (refresh_notebooks, _notebooks_parser),
             "params": (params, _params_parser), "readme": (readme, _readme_parser)}
+COMMANDS |= {"bundle": (bundle, _bundle_parser), "export": (export, _export_parser),
+             "import": (import_results, _import_parser)}
 
 
 class _CommandsFormatter(argparse.HelpFormatter):

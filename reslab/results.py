@@ -32,20 +32,34 @@ PROVENANCE_COLUMNS = [
 ]
 
 
+#: Where the package runs from no git checkout (an offline bundle's ``src/``), the commit its code
+#: was taken from; the bundle's ``run.sh`` sets it from ``bundle.json``.
+COMMIT_ENV = "RESLAB_GIT_COMMIT"
+
+
 @lru_cache(maxsize=1)
 def git_commit() -> str:
-    """The commit of the reslab checkout (``+dirty`` when its code has uncommitted changes), or ``unknown``."""
+    """The commit of the reslab checkout (``+dirty`` when its code has uncommitted changes).
+
+    Where the package is not in a git checkout (no git, no repository, or a repository that does
+    not track this package: an offline bundle unpacked anywhere), ``$RESLAB_GIT_COMMIT``, else
+    ``unknown``.
+    """
     here = Path(__file__).resolve().parent
     try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
-                             text=True, timeout=10, check=True).stdout.strip()
-        # Dirty means the code differs from the commit; results/ and executed notebooks do not count.
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "reslab",
-                                "pyproject.toml"], cwd=here.parent, capture_output=True, text=True,
-                               timeout=10).stdout.strip()
+        tracked = subprocess.run(["git", "ls-files", "--error-unmatch", "results.py"], cwd=here, capture_output=True,
+                                 text=True, timeout=10)
+        if tracked.returncode == 0:
+            sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=here, capture_output=True,
+                                 text=True, timeout=10, check=True).stdout.strip()
+            # Dirty means the code differs from the commit; results/ and executed notebooks do not count.
+            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "reslab",
+                                    "pyproject.toml"], cwd=here.parent, capture_output=True, text=True,
+                                   timeout=10).stdout.strip()
+            return f"{sha}+dirty" if dirty else sha
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
-    return f"{sha}+dirty" if dirty else sha
+        pass
+    return os.environ.get(COMMIT_ENV, "").strip() or "unknown"
 
 
 def environment() -> dict[str, Any]:
@@ -181,8 +195,9 @@ def notebook_code_hash(path: str | os.PathLike) -> str:
     return _sha(code.encode())
 
 
-# The command line starts notebooks and moves folders; it computes no number of a result.
-NOT_RESULT_CODE = ("reslab/cli.py",)
+# The command line starts notebooks and moves folders, and the offline bundle packs and unpacks
+# them; neither computes a number of a result.
+NOT_RESULT_CODE = ("reslab/cli.py", "reslab/bundle.py")
 
 
 def code_fingerprints(table: str | None = None) -> dict[str, str]:

@@ -169,7 +169,8 @@ def test_help_lists_every_command_with_its_description(capsys):
 def test_unknown_command_is_named(capsys):
     assert cli.main(["bogus"]) == 2
     err = capsys.readouterr().err
-    assert "unknown command 'bogus'; choose from reproduce, notebooks, params, readme" in err
+    assert f"unknown command 'bogus'; choose from {', '.join(cli.COMMANDS)}" in err
+    assert "reproduce, notebooks, params, readme" in err
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
