@@ -55,6 +55,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.utils import canonicalize_name, parse_wheel_filename
 from packaging.version import InvalidVersion, Version
 
+from ._env import MIN_TORCH
 from ._version import __version__
 from .cli import ACROSS_PROFILES, DESCRIPTIONS, _notebook_params, list_notebooks, notebooks_dir
 from .profiles import PROFILES, Profile, resolve_profile
@@ -75,6 +76,8 @@ class Reads:
         seeds: The seeds read, given the profile (``()`` when the notebook has no recipe for it).
         why: Why the notebook reads them, for the bundle's report.
         if_absent: What the notebook does on the target when a run is not bundled.
+        train_data: Data sets the notebook needs on the target only to train these runs when they
+            are not bundled (with them bundled, it finds them from their recorded fingerprints).
     """
 
     table: str
@@ -82,6 +85,7 @@ class Reads:
     seeds: Callable[[Profile], tuple[int, ...]]
     why: str
     if_absent: str
+    train_data: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -93,8 +97,6 @@ class Needs:
             where it has one).
         narrow_param: The notebook parameter that runs it on fewer data sets (``--datasets``
             sets it); ``None`` when it always needs every one of ``datasets``.
-        also_datasets: Data sets it needs whatever ``--datasets`` says, with the reason in
-            ``why_also``.
         requires: reslab requirements it needs beyond the notebook runtime (e.g. ``grad-cam``).
         reads: Runs of other notebooks it reads.
         hub_models: Registered torchvision models whose ImageNet weights it reads from
@@ -103,8 +105,6 @@ class Needs:
 
     datasets: tuple[str, ...]
     narrow_param: str | None = None
-    also_datasets: tuple[str, ...] = ()
-    why_also: str = ""
     requires: tuple[str, ...] = ()
     reads: tuple[Reads, ...] = ()
     hub_models: tuple[str, ...] = ()
@@ -127,12 +127,11 @@ NOTEBOOKS: dict[str, Needs] = {
     "datasets": Needs(datasets=("mnist", "fashion_mnist", "cifar10"), narrow_param="datasets"),
     "drstn_table4_cifar10": Needs(datasets=("cifar10",)),
     "drstn_table5_transfer": Needs(
-        datasets=drstn.TRANSFER_DATASETS, narrow_param="datasets", also_datasets=("cifar10",),
-        why_also="the key of DRSTN V5's Table 4 run (the source of the transfer) hashes the CIFAR-10 splits, "
-                 "and the run is trained there when it is not bundled",
+        datasets=drstn.TRANSFER_DATASETS, narrow_param="datasets",
         reads=(Reads(drstn.TABLE4, (drstn.TRANSFER_MODEL,), _table5_seeds,
                      "Table 5 starts from DRSTN V5's Table 4 checkpoint of the same profile and seed",
-                     "the notebook trains it there first, with Table 4's recipe"),)),
+                     "the notebook trains it there first, with Table 4's recipe, so CIFAR-10 is bundled",
+                     train_data=("cifar10",)),)),
     "drstn_table1_gradcam": Needs(
         datasets=("cifar10",), requires=("grad-cam",),
         reads=(Reads(drstn.TABLE4, _TABLE1_FROM_TABLE4, _seed0,
@@ -190,7 +189,7 @@ NOT_NEEDED_HEADLESS = {
     "aiohttp": "papermill declares it for Python 3.12 only and imports it nowhere",
 }
 #: The target must have these itself (too large to bundle); ``run.sh`` checks them first.
-TARGET_TORCH_MIN = "2.4"
+TARGET_TORCH_MIN = ".".join(map(str, MIN_TORCH))
 TARGET_MUST_HAVE = ("torch", "torchvision")
 #: Distributions that all provide the ``cv2`` module: any of them satisfies a requirement on another.
 CV2_PROVIDERS = ("opencv-python-headless", "opencv-python", "opencv-contrib-python-headless",
@@ -799,6 +798,22 @@ def runs_read(notebooks: list[str], profile: Profile, data_root: Path | None,
     return list(found.values()), absent
 
 
+def datasets_to_train(notebooks: list[str], profile: Profile, copies: list[RunCopy]) -> dict[str, list[str]]:
+    """``{dataset: [notebooks]}``: the data sets a notebook needs on the target only because runs it
+    reads (:attr:`Reads.train_data`) are not among ``copies`` and will be trained there."""
+    out: dict[str, list[str]] = {}
+    for name in notebooks:
+        for read in needs(name).reads:
+            if read.table in notebooks or not read.train_data:
+                continue
+            wanted = {(m, s) for m in read.models for s in read.seeds(profile)}
+            got = {(c.model, c.seed) for c in copies if name in c.read_by}
+            if wanted - got:
+                for dataset in read.train_data:
+                    out.setdefault(dataset, []).append(name)
+    return out
+
+
 RUN_FILES = ("result.json", "history.csv")
 
 
@@ -836,7 +851,7 @@ def plan_datasets(notebooks: list[str], narrow: list[str] | None) -> tuple[dict[
         unknown = sorted(set(narrow) - set(DATASETS))
         if unknown:
             raise ValueError(f"--datasets names unknown data set(s) {unknown}; known: {', '.join(DATASETS)}.")
-        used = {d for n in notebooks for d in (*needs(n).datasets, *needs(n).also_datasets)}
+        used = {d for n in notebooks for d in needs(n).datasets}
         unused = sorted(set(narrow) - used)
         if unused:
             raise ValueError(f"--datasets names {unused}, which none of {notebooks} uses.")
@@ -857,7 +872,7 @@ def plan_datasets(notebooks: list[str], narrow: list[str] | None) -> tuple[dict[
                                      f"differently ({params[need.narrow_param]} and {kept} for {name}); make one "
                                      "bundle per notebook.")
                 params[need.narrow_param] = kept
-        for d in (*kept, *need.also_datasets):
+        for d in kept:
             wanted.setdefault(d, []).append(name)
     return wanted, params
 
@@ -966,10 +981,13 @@ def _bundle(args: argparse.Namespace) -> int:
                             f"in the bundle: it holds the code of commit {commit}")
         sources = download_wheels(closure, args.python, partial / "wheels")
         wheels = sorted((partial / "wheels").glob("*.whl"))
+        copies, absent = runs_read(notebooks, profile, data_root, runs) if not args.no_runs else ([], [])
+        to_train = datasets_to_train(notebooks, profile, copies)
+        for dataset, readers in to_train.items():
+            datasets.setdefault(dataset, []).extend(r for r in readers if r not in datasets.get(dataset, []))
         data_report, missing_data = _copy_data(datasets, data_root, partial / "data")
         for dataset, reason in missing_data.items():
             warnings.append(reason)
-        copies, absent = runs_read(notebooks, profile, data_root, runs) if not args.no_runs else ([], [])
         run_report = _copy_runs(copies, runs, partial / "runs")
         shutil.copyfile(Path(__file__).with_name("bundle_run.sh"), partial / "run.sh")
         os.chmod(partial / "run.sh", 0o755)
@@ -982,6 +1000,7 @@ def _bundle(args: argparse.Namespace) -> int:
             "parameters": [f"{k}={json.dumps(v)}" for k, v in params.items()],
             "archive_tag": "-".join(params["datasets"]) if "datasets" in narrowed else "",
             "datasets": data_report, "datasets_missing": missing_data,
+            "datasets_to_train_reads": {d: f"{', '.join(r)} will train there the {d} runs it reads" for d, r in to_train.items()},
             "preinstalled": {
                 "source": have.source,
                 "stock": list(STOCK_PREINSTALLED) if have.source == "stock" else [],
@@ -1096,11 +1115,8 @@ def _report(out: Path, manifest: dict, closure: Closure, absent: list[str]) -> N
     biggest = sorted(manifest["wheels"], key=lambda w: -w["bytes"])[:3]
     if biggest:
         print("[reslab] largest wheels: " + ", ".join(f"{w['name']} {_mib(w['bytes'])}" for w in biggest))
-    for name in manifest["notebooks"]:
-        need = needs(name)
-        for dataset in need.also_datasets:
-            if dataset in manifest["datasets"]:
-                print(f"[reslab] {name} also needs {dataset}: {need.why_also}")
+    for dataset, why in manifest["datasets_to_train_reads"].items():
+        print(f"[reslab] {dataset} is bundled to train runs that were not found here: {why}")
     for note in closure.notes:
         print(f"[reslab] note: {note}")
     if closure.left_out:

@@ -296,18 +296,24 @@ def relative_to_runs(path: str | os.PathLike) -> str:
 
 
 def load_splits(dataset: str, profile: str | Profile, data_root: str | os.PathLike | None = None,
-                test_subset: int | None = None) -> tuple[Dataset, Dataset]:
+                test_subset: int | None = None, download: bool | None = None) -> tuple[Dataset, Dataset]:
     """The train and test splits a profile uses (its subsets; the subset seed is fixed at 0 so
     every model and seed of a table sees the same images).
 
     Args:
         test_subset: A smaller stratified test subset than the profile's (a table whose smoke
             run evaluates large networks); ``None`` = the profile's.
+        download: ``False`` never downloads (the data set must be on disk); ``None`` = the profile's.
     """
     prof = resolve_profile(profile)
     subsets = {"train": None, "test": test_subset}
-    return tuple(load_dataset(dataset, split, root=data_root, seed=0, **prof.data_kwargs(split, subsets[split]))
-                 for split in ("train", "test"))
+    splits = []
+    for split in ("train", "test"):
+        kwargs = prof.data_kwargs(split, subsets[split])
+        if download is not None:
+            kwargs["download"] = download
+        splits.append(load_dataset(dataset, split, root=data_root, seed=0, **kwargs))
+    return tuple(splits)
 
 
 def _file_digest(path: Path) -> str:
@@ -316,7 +322,7 @@ def _file_digest(path: Path) -> str:
     return file_sha256(path)[:16]
 
 
-def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -> str:
+def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Dataset | str) -> str:
     """A hash of everything that changes a run's numbers (not :data:`~reslab.train.SPEED_FIELDS`)."""
     cfg = spec.cfg.replace(seed=seed).to_dict()
     for k in SPEED_FIELDS:
@@ -330,7 +336,7 @@ def run_key(spec: RunSpec, seed: int, train_data: Dataset, test_data: Dataset) -
         "train_augment": repr(train_aug),
         "test_augment": repr(test_aug),
         "init_from": _file_digest(Path(spec.init_from)) if spec.init_from else None,
-        "data": [train_data.fingerprint, test_data.fingerprint],
+        "data": [getattr(d, "fingerprint", d) for d in (train_data, test_data)],  # a Dataset or its fingerprint
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
@@ -339,6 +345,24 @@ def run_dir(spec: RunSpec, profile: str | Profile, seed: int, train_data: Datase
     """The folder of one run in the run store (its checkpoint, history and result row)."""
     key = run_key(spec, seed, train_data, test_data)
     return runs_root() / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+
+
+def find_run(spec: RunSpec, profile: str | Profile, seed: int) -> Path | None:
+    """The folder of a finished run of ``spec`` in the run store, found without its data: a
+    candidate folder (same row and seed) is taken when the key made from the data fingerprints its
+    result row recorded is its own key. ``None`` when there is none; the latest finished if several
+    (runs of the same recipe on other data, e.g. official CIFAR-10 and its JPEG copy)."""
+    folder = runs_root() / resolve_profile(profile).name / spec.table
+    found = []
+    for candidate in folder.glob(f"{slug(spec.label)}-s{seed}-*"):
+        try:
+            row = json.loads((candidate / RESULT_NAME).read_text())["row"]
+            key = run_key(spec, seed, row["train_fingerprint"], row["test_fingerprint"])
+        except (OSError, ValueError, KeyError):  # unfinished, unreadable, or an init_from not here
+            continue
+        if candidate.name == f"{slug(spec.label)}-s{seed}-{key}":
+            found.append(candidate)
+    return max(found, key=lambda p: (p / RESULT_NAME).stat().st_mtime) if found else None
 
 
 def checkpoint_path(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:

@@ -20,6 +20,8 @@ from packaging.utils import canonicalize_name
 from reslab import bundle, cli, results
 from reslab.bundle import NOT_NEEDED_HEADLESS, NOTEBOOKS, Have
 from reslab.data import get_spec, write_synthetic
+from reslab.profiles import resolve_profile
+from reslab.tables import drstn
 
 REPO = Path(__file__).resolve().parent.parent
 PY = "%d.%d" % sys.version_info[:2]
@@ -168,7 +170,7 @@ def test_a_pure_python_distribution_is_packed_into_a_wheel(tmp_path):
 
 def test_datasets_per_notebook_and_narrowing():
     wanted, params = bundle.plan_datasets(["drstn_table5_transfer"], ["mnist"])
-    assert wanted == {"mnist": ["drstn_table5_transfer"], "cifar10": ["drstn_table5_transfer"]}
+    assert wanted == {"mnist": ["drstn_table5_transfer"]}  # CIFAR-10 only if V5's run must be trained there
     assert params == {"datasets": ["mnist"]}
     wanted, params = bundle.plan_datasets(["datasets", "selu_ablation_fashion_mnist"], None)
     assert set(wanted) == {"mnist", "fashion_mnist", "cifar10"} and params == {}
@@ -424,3 +426,15 @@ def test_round_trip_bundle_run_sh_export_import(tmp_path, shared_data, capsys):
     assert json.loads((folder / "manifest.json").read_text())["git_commit"] == sha
     runs = list((home / "_runs" / "smoke" / "selu_ablation_fashion_mnist").glob("*/result.json"))
     assert len(runs) == 1 and (runs[0].parent / "history.csv").is_file()
+
+
+def test_cifar10_travels_with_table5_only_when_its_source_run_does_not():
+    paper = resolve_profile("paper")
+    seeds = drstn.TABLE5_RECIPES["paper"].seeds
+    assert bundle.datasets_to_train(["drstn_table5_transfer"], paper, []) == {"cifar10": ["drstn_table5_transfer"]}
+    copies = [bundle.RunCopy(f"paper/{drstn.TABLE4}/v5-s{s}", drstn.TABLE4, drstn.TRANSFER_MODEL, s,
+                             ["drstn_table5_transfer"], "why") for s in seeds]
+    assert bundle.datasets_to_train(["drstn_table5_transfer"], paper, copies) == {}
+    assert bundle.datasets_to_train(["drstn_table5_transfer"], paper, copies[:-1]) == {"cifar10": ["drstn_table5_transfer"]}
+    # With Table 4 in the same bundle, it trains V5 there anyway, on the CIFAR-10 it carries.
+    assert bundle.datasets_to_train(["drstn_table4_cifar10", "drstn_table5_transfer"], paper, []) == {}

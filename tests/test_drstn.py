@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -183,3 +185,23 @@ def test_table1_random_weights_in_smoke_and_an_error_when_not_allowed(runs, tmp_
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file() and any("RANDOM" in n for n in out.notes)
     with pytest.raises(FileNotFoundError, match="no usable weights"):
         drstn.run_drstn_table1(weights="random", allow_random=False, n_images=1, image_size=64, device="cpu")
+
+
+def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):
+    """A GPU machine given Table 4's DRSTN V5 run but not CIFAR-10 (a Table 5 bundle): the run is
+    found from the data fingerprints its result row recorded; a folder whose key does not match
+    them (another recipe) is not taken."""
+    monkeypatch.setenv("RESLAB_DOWNLOAD", "0")
+    spec = drstn.table4_specs(drstn.TABLE4_RECIPES["paper"], models=[drstn.TRANSFER_MODEL])[0]
+    store = runs / "paper" / drstn.TABLE4
+    key = E.run_key(spec, 0, "train-fp", "test-fp")
+    for name in (f"{E.slug(spec.label)}-s0-{key}", f"{E.slug(spec.label)}-s0-0123456789"):
+        (store / name).mkdir(parents=True)
+        E.write_json({"row": {"train_fingerprint": "train-fp", "test_fingerprint": "test-fp"}, "columns": []},
+                     store / name / E.RESULT_NAME)
+    found, path = drstn.table4_checkpoint("paper", 0)
+    assert found == spec and path == store / f"{E.slug(spec.label)}-s0-{key}" / "last.pt"
+    assert E.find_run(spec, "paper", 1) is None  # no run of seed 1
+    shutil.rmtree(store / f"{E.slug(spec.label)}-s0-{key}")
+    with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # then the data is needed
+        drstn.table4_checkpoint("paper", 0)

@@ -68,8 +68,8 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..experiment import (STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, get_recipe, load_splits,
-                          relative_to_runs, run_specs, summarise, weakest_evidence)
+from ..experiment import (STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, find_run, get_recipe,
+                          load_splits, relative_to_runs, run_specs, summarise, weakest_evidence)
 from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights,
                       weights_filename)
 from ..profiles import Profile, resolve_profile
@@ -186,10 +186,22 @@ def table4_specs(recipe: Recipe, models: Sequence[str] | None = None) -> list[Ru
 
 def table4_checkpoint(profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
                       model: str = TRANSFER_MODEL) -> tuple[RunSpec, Path]:
-    """The Table 4 run of ``model`` at the profile's unchanged recipe, and where its ``last.pt`` is."""
+    """The Table 4 run of ``model`` at the profile's unchanged recipe, and where its ``last.pt`` is.
+
+    With CIFAR-10 on disk the run is the one of that data; without it, a finished run found in the
+    run store from the data fingerprints it recorded (a GPU machine that was given Table 4's runs
+    but not CIFAR-10, to run Table 5), else where the run will be once CIFAR-10 is downloaded.
+    """
     prof = resolve_profile(profile)
     spec = table4_specs(get_recipe(TABLE4_RECIPES, prof, "DRSTN Table 4"), models=[model])[0]
-    return spec, checkpoint_path(spec, prof, seed, *load_splits("cifar10", prof, data_root))
+    try:
+        splits = load_splits("cifar10", prof, data_root, download=False)
+    except FileNotFoundError:
+        found = find_run(spec, prof, seed)
+        if found is not None:
+            return spec, found / CHECKPOINT_NAME
+        splits = load_splits("cifar10", prof, data_root)  # downloads when allowed, else says what is missing
+    return spec, checkpoint_path(spec, prof, seed, *splits)
 
 
 def _gain_table(summary: pd.DataFrame) -> pd.DataFrame:
