@@ -11,28 +11,35 @@ How a run is costed:
 - **Images**: the training split (from :mod:`reslab.data.specs`, at the profile's subset; the
   split as loaded when the data is found) in full batches (the loader drops the last incomplete
   one), times the epochs, capped by ``max_steps``; the test split once per epoch trained.
-- **FLOPs**: forward FLOPs per image from ``torch.utils.flop_counter.FlopCounterMode`` on the
-  ``meta`` device (no memory, no arithmetic), else on one real image; training counts about 3x
-  the forward pass (backward twice the forward), an approximation (a frozen backbone costs less).
+- **FLOPs**: forward FLOPs per image from ``torch.utils.flop_counter.FlopCounterMode``, on the
+  ``meta`` device (no memory, no arithmetic) or on one real image, whichever is cheaper first
+  (:data:`META_FLOPS_PIXELS`); training counts about 3x the forward pass (backward twice the
+  forward), an approximation (a frozen backbone costs less).
 - **Step time** (:func:`measure`): one training step as :func:`reslab.train.train_one_epoch`
   makes it (the recipe's training augmentation of a uint8 batch of the data set's stored shape,
   forward under the recipe's autocast, cross-entropy with its label smoothing, backward, the
-  recipe's optimiser and scheduler step) on random inputs, after a warm-up step. On a GPU at the
-  recipe's batch (halved on out-of-memory and scaled back linearly). On the CPU the batch grows
-  from 2 images until a step takes about :data:`CPU_STEP_BUDGET_S` or reaches the recipe's batch:
-  a small batch is mostly fixed cost per step (a 4-image DRSTN step costs 4x more per image than
-  a 128-image one here), so the time at the recipe's batch is the last step measured, or the
-  straight line through the last two batch sizes, or for a network whose 2-image step is already
-  slow, that step scaled linearly (its fixed part is then small). Evaluation batches are timed
-  the same way (forward only, no gradients). One measurement per distinct network, input shape,
-  batch and optimiser, not one per seed or data set (the head's size is left out of the key).
+  recipe's optimiser and scheduler step) on random inputs, after a warm-up step; the fastest of
+  a few timed steps (other work on a shared machine only slows a step down). On a GPU at the
+  recipe's batch (halved on out-of-memory and scaled back linearly). On the CPU a small batch is
+  mostly fixed cost per step (a 4-image DRSTN step costs 4x more per image than a 128-image one
+  here), so timing 2-4 images and scaling linearly would overstate a run several times; instead
+  the first batch is chosen from the FLOP count (:func:`first_cpu_batch`) and grown until a step
+  takes about :data:`CPU_STEP_BUDGET_S` or is the recipe's batch. The time at the recipe's batch
+  is then the step measured there, or the straight line through the last two batch sizes (fixed
+  cost plus cost per image), or, for a network whose one-image step is already slow, that step
+  scaled linearly (its fixed part is then small; the estimate errs long). Evaluation batches are
+  timed at the same sizes (forward only, no gradients). One measurement per distinct network,
+  input shape, batch, optimiser and device, not one per seed or data set (the head's size is
+  left out of the key).
 - **Overhead per run**: building the network, the first step's extra cost (memory first
   touched), and writing the checkpoint after every epoch (its bytes at a write rate measured
   once).
 
 Denormal floats are flushed to zero while timing on the CPU, as the SELU table trains (random
 inputs produce few of them in any network). An estimate never stops what it describes: a network
-that fails to build or to step is reported as ``not timed``.
+that fails to build or to step is reported as ``not timed``. Checked against one real run by
+``benchmarks/bench_plan.py`` (estimate / measured, target 0.7-1.3); timing on a busy machine
+overstates every step, and the plan says so (:func:`busy_note`).
 """
 
 from __future__ import annotations
@@ -62,12 +69,21 @@ from .profiles import PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import results_root, write_csv
 from .train import TrainConfig, build_optimizer, device_name, lr_factor, resolve_device
 
-#: On the CPU, grow the timed batch until one step takes about this long (or reaches the recipe's).
-CPU_STEP_BUDGET_S = 0.5
+#: On the CPU, the timed batch is grown until one step takes about this long (or is the recipe's).
+CPU_STEP_BUDGET_S = 0.3
+#: On the CPU, a guess of training GFLOP/s used only to pick the first batch size to time
+#: (:func:`first_cpu_batch`); the times themselves are measured. Networks here ran at 30-140.
+CPU_GUESS_GFLOPS_PER_S = 50.0
 #: On the CPU, stop growing the batch once one network has taken this long to time.
-CPU_MODEL_BUDGET_S = 6.0
-#: A step slower than this is timed once after its warm-up (else three times, the fastest kept).
-SLOW_STEP_S = 1.0
+CPU_MODEL_BUDGET_S = 4.0
+#: A step slower than this is timed once after its warm-up (else two or three times, the fastest kept).
+SLOW_STEP_S = 0.5
+#: Inputs of at least this many pixels have their FLOPs counted on the meta device first; smaller
+#: ones on one real image through the network built for timing first. Building a deep CIFAR
+#: network again on meta and dispatching its many small operators there costs more than one real
+#: 32x32 image (5.8 s against 0.8 s for the 452-layer Residual Attention network here); a 600x600
+#: EfficientNet-B7 image costs more than its meta pass.
+META_FLOPS_PIXELS = 96 * 96
 
 #: Run statuses: still to train, finished in the run store, or not looked up (no data, so no key).
 TO_TRAIN, FINISHED, NOT_CHECKED = "to train", "finished", "run store not checked"
@@ -144,34 +160,39 @@ def _timing_model(spec: RunSpec) -> torch.nn.Module:
 
 
 def forward_gflops(spec: RunSpec, model: torch.nn.Module | None = None) -> float:
-    """Forward GFLOPs of one image through the network of ``spec`` (eval mode).
+    """Forward GFLOPs of one image through the network of ``spec`` (eval mode, no gradients).
 
-    Counted on the ``meta`` device first (no memory, no arithmetic); where a network cannot run
-    there, on one real image through ``model`` (on its device; ``None``: built here on the CPU).
-    NaN if both fail.
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on the ``meta`` device (no memory, no
+    arithmetic) or on one real image through ``model`` (on its device; ``None``: built here on the
+    CPU), whichever is cheaper first (:data:`META_FLOPS_PIXELS`), the other if the first fails
+    (a network that reads a value cannot run on meta). NaN if both fail.
     """
     c, h, w = input_shape(spec)
-    try:
+
+    def on_meta() -> float:
         with torch.device("meta"):
             net = _timing_model(spec).eval()
             x = torch.empty(1, c, h, w)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             net(x)
         return counter.get_total_flops() / 1e9
-    except Exception:
-        pass
-    was_training = model.training if model is not None else False
-    try:
-        model = _timing_model(spec) if model is None else model
-        device = next(model.parameters()).device
-        with FlopCounterMode(display=False) as counter, torch.no_grad():
-            model.eval()(torch.randn(1, c, h, w, device=device))
+
+    def on_one_image() -> float:
+        net = _timing_model(spec) if model is None else model
+        was_training = net.training
+        try:
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                net.eval()(torch.randn(1, c, h, w, device=next(net.parameters()).device))
+        finally:
+            net.train(was_training)
         return counter.get_total_flops() / 1e9
-    except Exception:
-        return float("nan")
-    finally:
-        if model is not None:
-            model.train(was_training)
+
+    for count in ((on_meta, on_one_image) if h * w >= META_FLOPS_PIXELS else (on_one_image, on_meta)):
+        try:
+            return count()
+        except Exception:
+            continue
+    return float("nan")
 
 
 def _sync(device: torch.device) -> None:
@@ -301,9 +322,9 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
         if spec.cfg.channels_last:
             model.to(memory_format=torch.channels_last)
         build_s = time.perf_counter() - t0
-        with _flushed_denormals(dev):
-            cost = _measure_steps(model, spec, dev)
         gflops = forward_gflops(spec, model)
+        with _flushed_denormals(dev):
+            cost = _measure_steps(model, spec, dev, gflops)
         state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         return dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state)
     except Exception as exc:  # an estimate must never stop the run it describes
@@ -314,25 +335,38 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
             torch.cuda.empty_cache()
 
 
-def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device) -> StepCost:
+def first_cpu_batch(gflops: float, batch: int) -> int:
+    """The first batch size to time on the CPU: a quarter of the one whose step the FLOP count (at
+    :data:`CPU_GUESS_GFLOPS_PER_S`) puts near :data:`CPU_STEP_BUDGET_S`, so that a second, larger
+    batch gives a line through two points; between 1 and the recipe's ``batch``; 2 when the FLOPs
+    are unknown."""
+    if not math.isfinite(gflops) or gflops <= 0:
+        return min(2, batch)
+    per_image = 3 * gflops / CPU_GUESS_GFLOPS_PER_S  # forward + backward ~ 3x the forward
+    return max(1, min(batch, int(CPU_STEP_BUDGET_S / per_image) // 4))
+
+
+def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device, gflops: float) -> StepCost:
+    """Time training steps (and one evaluation batch) at one or more batch sizes; see the module docstring."""
     cfg = spec.cfg
     optimizer = build_optimizer(model, cfg)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / 100, cfg.epochs))
     batch = cfg.batch_size
+    on_cpu = dev.type == "cpu"
     points: list[tuple[int, float]] = []
-    warm: list[float] = []
     evals: list[tuple[int, float]] = []
+    warm = 0.0
     t_start = time.perf_counter()
-    b = batch if dev.type == "cuda" else min(2, batch)
+    b = first_cpu_batch(gflops, batch) if on_cpu else batch
     while True:
         try:
             images, labels = _batch(spec, b, dev)
-            first = _time_step(model, optimizer, scheduler, images, labels, spec, dev, 3 if dev.type == "cuda" else 1)
-            repeats = 10 if dev.type == "cuda" else (1 if first[-1] > SLOW_STEP_S else 3)
+            first = _time_step(model, optimizer, scheduler, images, labels, spec, dev, 1 if on_cpu else 3)
+            repeats = (3 if first[-1] < SLOW_STEP_S / 2 else 2 if first[-1] < SLOW_STEP_S else 1) if on_cpu else 10
             # The fastest: other work on a shared machine only ever slows a step down.
             t = min(_time_step(model, optimizer, scheduler, images, labels, spec, dev, repeats))
-            # Evaluation at the same batch (its memory is warm now): once more after a pass if cheap.
-            e = _time_eval(model, images, labels, spec, dev, 1 if t > SLOW_STEP_S else 2)
+            # Evaluation at the same batch: its first pass in eval mode is a warm-up unless slow.
+            e = _time_eval(model, images, labels, spec, dev, (1 if t > SLOW_STEP_S else 2) if on_cpu else 5)
         except torch.cuda.OutOfMemoryError:
             if b == 1:
                 raise
@@ -341,9 +375,9 @@ def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device) -> 
             b //= 2
             continue
         points.append((b, t))
-        warm.append(first[0] - t)
         evals.append((b, e))
-        if dev.type == "cuda" or b >= batch or t >= CPU_STEP_BUDGET_S \
+        warm = max(0.0, first[0] - t) * batch / b  # the first step's extra cost, at the recipe's batch
+        if not on_cpu or b >= batch or t >= CPU_STEP_BUDGET_S \
                 or time.perf_counter() - t_start > CPU_MODEL_BUDGET_S:
             break
         b = min(batch, max(2 * b, int(b * CPU_STEP_BUDGET_S / t)))
@@ -352,8 +386,7 @@ def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device) -> 
     optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                           if torch.is_tensor(t))
     return StepCost(device="", timing=how, train_fixed_s=fixed, train_per_image_s=per_image, eval_fixed_s=e_fixed,
-                    eval_per_image_s=e_per_image, warmup_s=max(0.0, warm[-1]) * batch / points[-1][0],
-                    optimizer_bytes=optimizer_bytes)
+                    eval_per_image_s=e_per_image, warmup_s=warm, optimizer_bytes=optimizer_bytes)
 
 
 def measure_key(spec: RunSpec, device: torch.device) -> str:
@@ -611,6 +644,7 @@ class Plan:
         notes: Per notebook, what the plan says besides its runs (trains nothing, no recipe...).
         not_checked: Data sets whose splits were not found, so their runs' status is unknown.
         seconds: Wall time of making the plan.
+        busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
     """
 
     profile: Profile
@@ -619,6 +653,7 @@ class Plan:
     notes: dict[str, list[str]] = field(default_factory=dict)
     not_checked: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    busy: str = ""
 
     @property
     def overall(self) -> pd.Series:
@@ -643,6 +678,8 @@ class Plan:
             lines.append(f"[reslab] run store not checked for {', '.join(self.not_checked)} (data not found: set "
                          "RESLAB_DATA or --data-root); those runs count as still to train.")
         lines.append(self.honesty())
+        if self.busy:
+            lines.append(f"[reslab] {self.busy}")
         return "\n".join(lines)
 
     def honesty(self) -> str:
@@ -747,7 +784,20 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             planned.append(_planned(name, spec, seed, prof, splits_of(spec)))
     rows = with_totals(cost_runs(planned, dev))
     not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_CHECKED})
-    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0)
+    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev))
+
+
+def busy_note(device: torch.device) -> str:
+    """A warning when the machine ran other work while the CPU steps were timed: the 1-minute load
+    average above this process's own torch threads (which timing keeps busy) by more than 0.75.
+    Step times are then too long. Empty on a GPU, or where the load average cannot be read."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= torch.get_num_threads() + 0.75:
+        return ""
+    return (f"the machine was busy while timing (load average {load:.1f} on {cores} CPU(s)): other work slows "
+            "the timed steps down, so these estimates are likely too long; plan again when it is idle.")
 
 
 def _identity(spec: RunSpec, seed: int) -> str:

@@ -239,3 +239,10 @@ def test_the_step_time_at_the_recipe_batch_comes_from_the_last_two_batches():
 
 def test_durations_read_well():
     assert [plan.duration(m) for m in (0.5, 12, 200, 5000, float("nan"))] == ["30 s", "12 min", "3.3 h", "3.5 days", "?"]
+
+
+def test_the_first_cpu_batch_follows_the_flops():
+    assert plan.first_cpu_batch(0.001, 128) == 128  # a tiny network: the recipe's batch at once
+    assert plan.first_cpu_batch(0.054, 128) == 23  # DRSTN V5 on CIFAR-10: a quarter of ~92 images
+    assert plan.first_cpu_batch(75.5, 64) == 1  # EfficientNet-B7 at 600x600: one image
+    assert plan.first_cpu_batch(float("nan"), 128) == 2

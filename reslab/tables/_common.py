@@ -1,5 +1,6 @@
-"""What every table shares: :class:`TableRun`, the scaffolding of a ``run_<table>()`` call, and
-the :class:`TableOutput` it returns.
+"""What every table shares: :class:`TableRun`, the scaffolding of a ``run_<table>()`` call, the
+:class:`TableOutput` it returns, and :class:`TableRuns`, the runs it trains (built by one function
+per table that ``reslab plan`` calls too).
 
 A table module holds its recipes (one :class:`~reslab.experiment.Recipe` per profile), builds its
 :class:`~reslab.experiment.RunSpec` list and turns the runs into the paper's table; everything else
