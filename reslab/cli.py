@@ -39,6 +39,7 @@ DESCRIPTIONS = {
               "GPU machine without internet.",
     "export": "Pack finished results, and the checkpoints later notebooks read, into one archive to bring home.",
     "import": "Put the results and runs of an archive made by reslab export into the results folder.",
+    "plan": "Estimate what a profile's runs cost on this device (images, FLOPs, measured step time, minutes).",
 }
 KERNEL_NAME = "reslab"
 REQUIRED_PARAMETERS = ("profile",)
@@ -502,6 +503,44 @@ def _params_parser() -> argparse.ArgumentParser:
     return build_parser()
 
 
+def _plan_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab plan", description=DESCRIPTIONS["plan"] + " For every run of the chosen notebooks (model x "
+        "seed, at the notebook's default parameters) it prints the images to process, forward GFLOPs per image, "
+        "a training step timed on this device, the minutes of training, evaluation and overhead, and whether the "
+        "run is already finished in the run store; then the totals per notebook and overall. No data set is "
+        "needed, only to look runs up in the run store.")
+    parser.add_argument("--profile", default="paper",
+                        help=f"The profile to plan: one of {', '.join(PROFILES)} (default: paper).")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="Plan only these notebooks (default: all).")
+    parser.add_argument("--device", default="auto",
+                        help="Where to time the steps: auto, cpu, cuda or cuda:N (default: auto).")
+    parser.add_argument("--csv", metavar="PATH",
+                        help="Where to write the plan as CSV (default: <results>/_plan/plan-<profile>-<device>.csv).")
+    parser.add_argument("--data-root", help="The folder that holds the data sets, to look finished runs up in the "
+                        "run store (default: $RESLAB_DATA).")
+    return parser
+
+
+def plan(argv: list[str] | None = None) -> int:
+    """``reslab plan``: print the cost plan of a profile's runs and write it as CSV."""
+    from .plan import make_plan
+
+    parser = _plan_parser()
+    args = parser.parse_args(argv)
+    data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
+    if data_root is not None and not data_root.is_dir():
+        parser.error(f"--data-root {args.data_root} is not a folder")
+    try:
+        result = make_plan(args.profile, only=args.only, device=args.device, data_root=data_root)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(result.text())
+    path = result.write_csv(args.csv)
+    print(f"[reslab] plan written to {path} (made in {result.seconds:.0f} s)")
+    return 0
+
+
 def bundle(argv: list[str] | None = None) -> int:
     """``reslab bundle``: an offline bundle for a GPU machine without internet (:mod:`reslab.bundle`)."""
     from .bundle import main_bundle
@@ -543,9 +582,9 @@ def _import_parser() -> argparse.ArgumentParser:
 
 #: Each command: (function, parser builder); its one-line description is in :data:`DESCRIPTIONS`.
 COMMANDS = {"reproduce": (reproduce, _reproduce_parser), "notebooks": (refresh_notebooks, _notebooks_parser),
-            "params": (params, _params_parser), "readme": (readme, _readme_parser)}
-COMMANDS |= {"bundle": (bundle, _bundle_parser), "export": (export, _export_parser),
-             "import": (import_results, _import_parser)}
+            "params": (params, _params_parser), "readme": (readme, _readme_parser), "plan": (plan, _plan_parser),
+            "bundle": (bundle, _bundle_parser), "export": (export, _export_parser),
+            "import": (import_results, _import_parser)}
 
 
 class _CommandsFormatter(argparse.HelpFormatter):

@@ -421,7 +421,7 @@ def run_one(
 def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
                folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
-    model = _build_model(spec, train_data)
+    model = build_model(spec, train_data.num_classes, train_data.images.shape[1])
     fresh = _init_weights(model, spec.init_from) if spec.init_from else []
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
@@ -459,15 +459,19 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     return row, frame
 
 
-def _build_model(spec: RunSpec, train_data: Dataset) -> torch.nn.Module:
-    """The network of ``spec``, with the data set's classes and input channels."""
-    return create_model(spec.model, num_classes=train_data.num_classes, in_chans=_in_chans(spec, train_data),
-                        **spec.model_kwargs)
+def build_model(spec: RunSpec, num_classes: int, channels: int, pretrained: bool = True) -> torch.nn.Module:
+    """The network of ``spec`` for a data set of ``num_classes`` classes and ``channels`` stored
+    channels (three when the recipe repeats grey images to RGB).
 
-
-def _in_chans(spec: RunSpec, data: Dataset) -> int:
+    Args:
+        pretrained: ``False`` builds it without reading pretrained weights: the same shapes and
+            the same speed, for the cost plan (:mod:`reslab.plan`); a frozen backbone stays frozen.
+    """
+    kwargs = dict(spec.model_kwargs)
+    if not pretrained:
+        kwargs.pop("pretrained", None)
     train_aug, _ = spec.augments()
-    return 3 if train_aug.to_rgb else data.images.shape[1]
+    return create_model(spec.model, num_classes=num_classes, in_chans=3 if train_aug.to_rgb else channels, **kwargs)
 
 
 @dataclass
@@ -516,7 +520,7 @@ def run_specs(
     for spec in specs:
         if spec.dataset not in splits:
             splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
-    estimate = cpu_cost_estimate(specs, prof, seeds, splits, force)
+    estimate = announce_cost(specs, prof, seeds, splits, force)
     if estimate:
         print(estimate, flush=True)
     rows, histories = [], []
@@ -528,71 +532,41 @@ def run_specs(
     return Runs(pd.DataFrame(rows), pd.concat(histories, ignore_index=True), splits)
 
 
-ESTIMATE_BATCH = 4  # images per timed step: large networks at large inputs fit in CPU memory
+def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
+                  splits: dict[str, tuple[Dataset, Dataset]], force: bool = False) -> str | None:
+    """What :func:`run_specs` prints before training: the cost of the runs still to train.
 
-
-def cpu_cost_estimate(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
-                      splits: dict[str, tuple[Dataset, Dataset]], force: bool = False) -> str | None:
-    """Before a run that is not ``smoke`` trains on the CPU: how long it would take, as a line to print.
-
-    Times one training step of :data:`ESTIMATE_BATCH` images for each model still to train (its
-    real input, augmentation and loss), scales it to the recipe's batch size, steps per epoch (or
-    step cap) and epochs, and sums over the runs not yet in the run store. Evaluation is not counted,
-    so the estimate is a lower bound. ``None`` for ``smoke``, a GPU, or nothing left to train.
+    Under a protocol profile (``paper``, ``strong``), on any device, the plan of those runs
+    (:mod:`reslab.plan`: images, FLOPs, a measured step, minutes; then the total); under a budget
+    profile (``cpu15``) on the CPU, one line from the same machinery; ``None`` under ``smoke``,
+    when nothing is left to train, or (budget) off the CPU. An estimate never stops the run it
+    describes: if it fails, the text says so and training goes on.
     """
     if profile.evidence == SMOKE:
         return None
-    pending = [(spec, [s for s in seeds if force or not (run_dir(spec, profile, s, *splits[spec.dataset])
-                                                          / RESULT_NAME).is_file()]) for spec in specs]
-    pending = [(spec, todo) for spec, todo in pending if todo and _on_cpu(spec.cfg.device)]
-    if not pending:
-        return None
-    total, parts = 0.0, []
-    for spec, todo in pending:
-        train_data = splits[spec.dataset][0]
-        cfg = spec.cfg
-        steps = -(-len(train_data) // cfg.batch_size) * cfg.epochs
-        steps = min(steps, cfg.max_steps) if cfg.max_steps else steps
-        try:
-            seconds = _step_seconds(spec, train_data) * cfg.batch_size / ESTIMATE_BATCH * steps * len(todo)
-        except Exception as exc:  # an estimate must never stop the run it describes
-            parts.append(f"{spec.label} not timed ({type(exc).__name__})")
-            continue
-        total += seconds
-        parts.append(f"{spec.label} {seconds / 3600:.1f} h")
-    runs = sum(len(todo) for _, todo in pending)
-    return (f"[reslab] profile {profile.name} on the CPU: about {total / 3600:.1f} hours for {runs} run(s) still to "
-            f"train ({'; '.join(parts)}), from one timed step of {ESTIMATE_BATCH} images per model scaled to the "
-            "recipe (evaluation not counted). A GPU (device='cuda') is the way to run it; profiles cpu15 or smoke "
-            "fit a CPU.")
-
-
-def _on_cpu(device: str) -> bool:
-    """Whether ``device`` resolves to the CPU (a device that cannot be had is left to training to report)."""
     try:
-        return resolve_device(device).type == "cpu"
+        pending = [(spec, s) for spec in specs for s in seeds if force or not (
+            run_dir(spec, profile, s, *splits[spec.dataset]) / RESULT_NAME).is_file()]
+        pending = [(spec, s) for spec, s in pending if _device_type(spec.cfg.device) in (
+            ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
+        if not pending:
+            return None
+        from . import plan  # here: reslab.plan builds on this module
+
+        runs = [plan.PlannedRun("", spec, s, len(splits[spec.dataset][0]), len(splits[spec.dataset][1]))
+                for spec, s in pending]
+        return plan.before_training(plan.with_totals(plan.cost_runs(runs)), profile)
+    except Exception as exc:  # an estimate must never stop the run it describes
+        return f"[reslab] no cost estimate ({type(exc).__name__}: {exc}); training goes on."
+
+
+def _device_type(device: str) -> str | None:
+    """``cpu`` / ``cuda`` for the device ``device`` resolves to; ``None`` for one that cannot be had
+    (training reports that, not the estimate)."""
+    try:
+        return resolve_device(device).type
     except ValueError:
-        return False
-
-
-def _step_seconds(spec: RunSpec, train_data: Dataset) -> float:
-    """Seconds of one forward, backward and SGD step of :data:`ESTIMATE_BATCH` training images (the
-    second of two, after a warm-up)."""
-    model = _build_model(spec, train_data)
-    model.train()
-    train_aug, _ = spec.augments()
-    loader = BatchLoader.for_split(train_data, ESTIMATE_BATCH, train_aug, train=True, device=torch.device("cpu"),
-                                   seed=0)
-    x, y = next(iter(loader))
-    opt = torch.optim.SGD(model.parameters(), lr=1e-3)
-    seconds = 0.0
-    for _ in range(2):
-        t0 = time.perf_counter()
-        opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        opt.step()
-        seconds = time.perf_counter() - t0
-    return seconds
+        return None
 
 
 def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:

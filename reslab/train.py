@@ -314,7 +314,8 @@ def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.de
                                  seed=cfg.seed, channels_last=use_channels_last(cfg, device))
 
 
-def _autocast(cfg: TrainConfig, device: torch.device):
+def autocast(cfg: TrainConfig, device: torch.device):
+    """bf16 autocast when ``cfg.amp`` and ``device`` is CUDA; a no-op context otherwise."""
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=cfg.amp and device.type == "cuda")
 
 
@@ -539,7 +540,7 @@ def train_step(
     """
     # A new step for compiled CUDA graphs (reduce-overhead): the last step's outputs may be reused.
     torch.compiler.cudagraph_mark_step_begin()
-    with _autocast(cfg, x.device):
+    with autocast(cfg, x.device):
         out = model(x)
         loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
     optimizer.zero_grad(set_to_none=True)

@@ -201,18 +201,45 @@ def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
     assert rows.loc[0, "init"] == "x" and "epochs=1" not in rows.loc[0, "evidence_note"]  # smoke says smoke
 
 
-def test_a_run_that_is_not_smoke_on_the_cpu_says_how_long_it_would_take(runs):
+def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs, capsys):
     from reslab.profiles import resolve_profile
 
     splits = {"mnist": E.load_splits("mnist", resolve_profile("smoke"))}
-    paper, smoke = resolve_profile("paper"), resolve_profile("smoke")
-    line = E.cpu_cost_estimate([spec(), spec("other")], paper, [0, 1], splits)
-    assert line.startswith("[reslab] profile paper on the CPU: about ") and "for 4 run(s) still to train" in line
-    assert "tiny " in line and "other " in line and "GPU" in line
-    assert E.cpu_cost_estimate([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
+    paper, cpu15, smoke = (resolve_profile(p) for p in ("paper", "cpu15", "smoke"))
+    text = E.announce_cost([spec(), spec("other")], paper, [0, 1], splits)
+    lines = text.splitlines()
+    assert lines[0].startswith("[reslab] cost plan of the 4 run(s) still to train (profile paper; step times "
+                               "measured on cpu")
+    table = [line.split() for line in lines[2:6]]  # under the header: one line per run
+    assert [(r[0], r[3]) for r in table] == [("tiny", "0"), ("tiny", "1"), ("other", "0"), ("other", "1")]
+    assert all(r[-1] == "train" and r[-2] == "to" for r in table)  # status "to train"
+    assert "4 still to train" in lines[6] and "training" in lines[6] and "evaluation" in lines[6]
+    line = E.announce_cost([spec()], cpu15, [0], splits)
+    assert line.startswith("[reslab] profile cpu15 on the CPU: about ") and "for 1 run(s) still to train" in line
+    assert "\n" not in line and "measured here on cpu" in line
+    assert E.announce_cost([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
     if not torch.cuda.is_available():  # a device that cannot be had is training's to report, not the estimate's
-        assert E.cpu_cost_estimate([spec(cfg=CFG.replace(device="cuda"))], paper, [0], splits) is None
-    # Finished runs cost nothing more: only the runs still to train are counted.
+        assert E.announce_cost([spec(cfg=CFG.replace(device="cuda"))], paper, [0], splits) is None
+    # run_specs prints it before training; finished runs cost nothing more: only the runs still to train are listed.
     E.run_specs([spec()], paper, seeds=[0], splits=splits)
-    assert "for 1 run(s) still to train" in E.cpu_cost_estimate([spec()], paper, [0, 1], splits)
-    assert E.cpu_cost_estimate([spec()], paper, [0], splits) is None
+    assert "cost plan of the 1 run(s) still to train" in capsys.readouterr().out
+    again = E.announce_cost([spec()], paper, [0, 1], splits)
+    assert "cost plan of the 1 run(s) still to train" in again and again.splitlines()[2].split()[3] == "1"
+    assert E.announce_cost([spec()], paper, [0], splits) is None
+
+
+def test_an_estimate_never_stops_the_run_it_describes(runs, monkeypatch, capsys):
+    from reslab import plan
+    from reslab.profiles import resolve_profile
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no timing today")
+
+    splits = {"mnist": E.load_splits("mnist", resolve_profile("smoke"))}
+    monkeypatch.setattr(plan, "_measure_steps", broken)  # a network that fails to step: reported, not counted
+    text = E.announce_cost([spec()], resolve_profile("paper"), [0], splits)
+    assert "not timed (RuntimeError: no timing today)" in text and "1 run(s) not timed, not counted" in text
+    monkeypatch.setattr(plan, "cost_runs", broken)  # the machinery itself failing: said, and training goes on
+    rows, _ = E.run_specs([spec()], "paper", seeds=[0], splits=splits)
+    assert "[reslab] no cost estimate (RuntimeError: no timing today); training goes on." in capsys.readouterr().out
+    assert len(rows) == 1 and not rows["reused"].any()

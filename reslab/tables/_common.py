@@ -1,5 +1,6 @@
-"""What every table shares: :class:`TableRun`, the scaffolding of a ``run_<table>()`` call, and
-the :class:`TableOutput` it returns.
+"""What every table shares: :class:`TableRun`, the scaffolding of a ``run_<table>()`` call, the
+:class:`TableOutput` it returns, and :class:`TableRuns`, the runs it trains (built by one function
+per table that ``reslab plan`` calls too).
 
 A table module holds its recipes (one :class:`~reslab.experiment.Recipe` per profile), builds its
 :class:`~reslab.experiment.RunSpec` list and turns the runs into the paper's table; everything else
@@ -9,6 +10,7 @@ the data description for the manifest, saving) happens here, once.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -93,6 +95,66 @@ def check_choice(names: Sequence[str] | str | None, known: Sequence[str], what: 
     return [n for n in known if n in set(chosen)]
 
 
+def recipe_seeds(seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int], Recipe]:
+    """Checked seeds (``None``: the recipe's) and the recipe, which records an override when
+    fewer runs are made than the protocol's number (the paper's mean of n runs).
+
+    Raises:
+        ValueError: for seeds that are not distinct non-negative integers (:func:`check_seeds`).
+    """
+    values = check_seeds(seeds, recipe.seeds)
+    if len(values) < len(recipe.seeds):
+        recipe = recipe.note_override(f"runs={len(values)} (recipe: {len(recipe.seeds)})")
+    return values, recipe
+
+
+#: ``init_from`` of a spec that starts from the checkpoint of :attr:`TableRuns.first` for the same
+#: seed, which may not exist yet (Table 5 starts from DRSTN V5's Table 4 run). It names no file on
+#: purpose: :meth:`TableRuns.for_seed` puts the real checkpoint in its place before training, and a
+#: spec that still holds it cannot be keyed (:func:`reslab.experiment.run_key` finds no such file).
+FROM_FIRST_RUN = Path("<the checkpoint of the run trained first, same seed>")
+
+
+@dataclass
+class TableRuns:
+    """The training runs of one ``run_<table>()`` call at given parameters.
+
+    Each table builds this with one function (``table4_runs``, ``selu_runs``...) that its
+    ``run_<table>()`` calls and ``reslab plan`` calls too, so the plan lists exactly the runs the
+    notebook trains.
+
+    Attributes:
+        table: The table (notebook) name.
+        specs: Every run spec, trained for every seed in :attr:`seeds`.
+        seeds: The seeds.
+        recipe: The recipe the specs derive from (``None`` where each spec has its own).
+        first: Runs of another table trained first, for the same seeds, when not finished (Table 5
+            trains DRSTN V5's Table 4 run); specs whose ``init_from`` is :data:`FROM_FIRST_RUN`
+            start from its checkpoint.
+        notes: What the call decided that the caller should say (baselines added, rows skipped).
+    """
+
+    table: str
+    specs: list[RunSpec]
+    seeds: list[int]
+    recipe: Recipe | None = None
+    first: list[RunSpec] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def for_seed(self, checkpoint: str | os.PathLike | None) -> list[RunSpec]:
+        """:attr:`specs` with :data:`FROM_FIRST_RUN` replaced by ``checkpoint`` (the first run's
+        ``last.pt`` for one seed); ``None`` leaves them as they are."""
+        if checkpoint is None:
+            return list(self.specs)
+        return [dataclasses.replace(s, init_from=checkpoint) if s.init_from == FROM_FIRST_RUN else s
+                for s in self.specs]
+
+    def pairs(self) -> list[tuple[RunSpec, int]]:
+        """Every ``(spec, seed)`` the call trains: the :attr:`first` runs, then the table's own."""
+        return [(s, seed) for s in self.first for seed in self.seeds] + [
+            (s, seed) for s in self.specs for seed in self.seeds]
+
+
 def parse_list(value: Any, what: str) -> Any:
     """A list parameter as given on a command line: a JSON list (``'["drstn_v5", "resnet18"]'``, or
     ``'[0, 1]'``) or comma-separated names (``'drstn_v5,resnet18'``, ``'0,1'``); whole numbers
@@ -165,12 +227,8 @@ class TableRun:
         self._rows: list[pd.DataFrame] = []
 
     def seeds(self, seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int], Recipe]:
-        """Checked seeds (``None``: the recipe's) and the recipe, which records an override when
-        fewer runs are made than the protocol's number (the paper's mean of n runs)."""
-        values = check_seeds(seeds, recipe.seeds)
-        if len(values) < len(recipe.seeds):
-            recipe = recipe.note_override(f"runs={len(values)} (recipe: {len(recipe.seeds)})")
-        return values, recipe
+        """:func:`recipe_seeds` (kept for tables that build their specs here)."""
+        return recipe_seeds(seeds, recipe)
 
     def train(self, specs: Sequence[RunSpec], seeds: Sequence[int], data_root: str | os.PathLike | None = None,
               force: bool = False) -> Runs:

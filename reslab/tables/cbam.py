@@ -56,9 +56,9 @@ from ..data import IMAGENET_MEAN_STD, Augment
 from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
 from ..models import checkpoint_dir, load_weights_state_dict, tv_weights, weights_filename
 from ..params import param_table, paper_models
-from ..profiles import Profile
+from ..profiles import Profile, resolve_profile
 from ..train import TrainConfig
-from ._common import TableOutput, TableRun, list_parameters
+from ._common import TableOutput, TableRun, TableRuns, list_parameters, recipe_seeds
 
 TABLE = "cbam_resnet50_cifar10"
 PAPER = "cbam"
@@ -171,6 +171,12 @@ def cbam_params() -> pd.DataFrame:
     return param_table([s for s in paper_models() if s.paper == PAPER])[cols].rename(columns={"label": "paper_row"})
 
 
+def imagenet_weights_on_disk() -> bool:
+    """Whether ResNet-50's ImageNet weights file is in ``$TORCH_HOME/hub/checkpoints`` (no download)."""
+    # cbam_resnet50_attention loads the same file
+    return os.path.isfile(os.path.join(checkpoint_dir(), weights_filename(tv_weights("resnet50"))))
+
+
 def imagenet_weights_found(profile: Profile) -> bool:
     """Whether ResNet-50's ImageNet weights are on disk (downloading them if the profile may).
 
@@ -178,12 +184,11 @@ def imagenet_weights_found(profile: Profile) -> bool:
         PretrainedWeightsError: when the file is missing, cannot be downloaded and the profile
             does not allow random weights in its place; the message names the file and the folder.
     """
-    weights = tv_weights("resnet50")  # cbam_resnet50_attention loads the same file
-    if os.path.isfile(os.path.join(checkpoint_dir(), weights_filename(weights))):
+    if imagenet_weights_on_disk():
         return True
     if profile.allow_random_weights:  # never downloads: the rows run from random weights, labelled so
         return False
-    load_weights_state_dict(weights)
+    load_weights_state_dict(tv_weights("resnet50"))
     return True
 
 
@@ -223,6 +228,42 @@ def cbam_specs(recipe: Recipe, rows: Sequence[CbamRow], imagenet: bool, weights:
             model_kwargs={"pretrained": pretrained} | ({"freeze_backbone": True} if row.freeze_backbone else {}),
             tags={"paper_row": row.paper_row, "init": init, "weights_missing": missing}))
     return specs
+
+
+def cbam_runs(profile: str | Profile, seeds: Sequence[int] | None = None, epochs: int | None = None,
+              max_steps: int | None = None, resize: int | None = None, device: str = "auto",
+              weights: str = "imagenet", rows: Sequence[str] | None = None, imagenet: bool | None = None) -> TableRuns:
+    """The runs :func:`run_cbam` trains with these parameters (and ``reslab plan`` lists).
+
+    Args:
+        imagenet: Whether the ImageNet weights will be there; ``None`` asks
+            :func:`imagenet_weights_found` (the run: it may download them, or stop). ``reslab
+            plan`` passes what it assumes, so that it never downloads.
+
+    Raises:
+        ValueError: unknown profile, weights or row, bad budgets or resize.
+        PretrainedWeightsError: ImageNet weights missing where the profile allows no substitute
+            (only with ``imagenet=None``).
+    """
+    if weights not in WEIGHTS:
+        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
+    if resize is not None and int(resize) < 32:
+        raise ValueError(f"resize must be at least 32 (ResNet-50 downsamples 32x), got {resize}.")
+    prof = resolve_profile(profile)
+    recipe = get_recipe(RECIPES, prof, "the CBAM table").with_overrides(
+        device=device, epochs=epochs, max_steps=max_steps, input_size=None if resize is None else int(resize))
+    seeds, recipe = recipe_seeds(seeds, recipe)
+    if weights == "random":
+        recipe = recipe.note_override("weights=random")
+    chosen = select_rows(rows)
+    needs_imagenet = weights == "imagenet" and any(r.pretrained for r in chosen)
+    if needs_imagenet and imagenet is None:
+        imagenet = imagenet_weights_found(prof)  # raises when missing and not allowed
+    imagenet = bool(needs_imagenet and imagenet)
+    notes = []
+    if not imagenet:
+        chosen, notes = _without_twins(chosen)
+    return TableRuns(TABLE, cbam_specs(recipe, chosen, imagenet, weights), seeds, recipe, notes=notes)
 
 
 def _best_at_paper_evals(histories: pd.DataFrame) -> pd.DataFrame:
@@ -354,23 +395,11 @@ def run_cbam(
         ValueError: unknown profile, weights or row, bad budgets or resize.
         PretrainedWeightsError: ImageNet weights missing where the profile allows no substitute.
     """
-    if weights not in WEIGHTS:
-        raise ValueError(f"weights must be one of {WEIGHTS}, got {weights!r}.")
-    if resize is not None and int(resize) < 32:
-        raise ValueError(f"resize must be at least 32 (ResNet-50 downsamples 32x), got {resize}.")
     run = TableRun(TABLE, profile, out_dir)
-    recipe = get_recipe(RECIPES, run.profile, "the CBAM table").with_overrides(
-        device=device, epochs=epochs, max_steps=max_steps, input_size=None if resize is None else int(resize))
-    seeds, recipe = run.seeds(seeds, recipe)
-    if weights == "random":
-        recipe = recipe.note_override("weights=random")
-    chosen = select_rows(rows)
-    needs_imagenet = weights == "imagenet" and any(r.pretrained for r in chosen)
-    imagenet = needs_imagenet and imagenet_weights_found(run.profile)  # raises when missing and not allowed
-    if not imagenet:
-        chosen, skipped = _without_twins(chosen)
-        run.out.notes += skipped
-    runs, histories = run.train(cbam_specs(recipe, chosen, imagenet, weights), seeds, data_root, force)
+    planned = cbam_runs(run.profile, seeds, epochs, max_steps, resize, device, weights, rows)
+    seeds, recipe = planned.seeds, planned.recipe
+    run.out.notes += planned.notes
+    runs, histories = run.train(planned.specs, seeds, data_root, force)
 
     table = _cbam_table(runs, histories, recipe.input_size)
     audit, audit_notes = _audit(histories, table)
@@ -380,6 +409,6 @@ def run_cbam(
     run.out.notes += _notes(runs, recipe, run.profile) + audit_notes
     return run.finish(parameters={"seeds": seeds, "epochs": recipe.cfg.epochs, "max_steps": recipe.cfg.max_steps,
                                   "resize": recipe.input_size, "device": device, "weights": weights,
-                                  "rows": [r.label for r in chosen], "overrides": list(recipe.overrides),
+                                  "rows": [s.label for s in planned.specs], "overrides": list(recipe.overrides),
                                   "data_root": str(data_root) if data_root else None},
                       recipe=recipe.cfg.to_dict())

@@ -74,7 +74,7 @@ from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, crea
                       weights_filename)
 from ..profiles import Profile, resolve_profile
 from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
-from ._common import TableOutput, TableRun, check_choice, list_parameters
+from ._common import FROM_FIRST_RUN, TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
 
 PAPER = "drstn"
 TABLE4 = "drstn_table4_cifar10"
@@ -184,6 +184,25 @@ def table4_specs(recipe: Recipe, models: Sequence[str] | None = None) -> list[Ru
             for label, model in TABLE4_ROWS if model in chosen]
 
 
+def table4_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[int] | None = None,
+                models: Sequence[str] | None = None, epochs: int | None = None, max_steps: int | None = None,
+                batch_size: int | None = None) -> TableRuns:
+    """The runs :func:`run_drstn_table4` trains with these parameters (and ``reslab plan`` lists).
+
+    Raises:
+        ValueError: for an unknown profile or model, bad seeds or budgets.
+    """
+    prof = resolve_profile(profile)
+    recipe = _recipe(TABLE4_RECIPES, prof, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seeds, recipe = recipe_seeds(seeds, recipe)
+    return TableRuns(TABLE4, table4_specs(recipe, models), seeds, recipe)
+
+
+def table4_source_spec(profile: str | Profile, model: str = TRANSFER_MODEL) -> RunSpec:
+    """The Table 4 run of ``model`` at the profile's unchanged recipe (the run later tables read)."""
+    return table4_specs(get_recipe(TABLE4_RECIPES, resolve_profile(profile), "DRSTN Table 4"), models=[model])[0]
+
+
 def table4_checkpoint(profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
                       model: str = TRANSFER_MODEL) -> tuple[RunSpec, Path]:
     """The Table 4 run of ``model`` at the profile's unchanged recipe, and where its ``last.pt`` is.
@@ -193,7 +212,7 @@ def table4_checkpoint(profile: str | Profile, seed: int, data_root: str | os.Pat
     but not CIFAR-10, to run Table 5), else where the run will be once CIFAR-10 is downloaded.
     """
     prof = resolve_profile(profile)
-    spec = table4_specs(get_recipe(TABLE4_RECIPES, prof, "DRSTN Table 4"), models=[model])[0]
+    spec = table4_source_spec(prof, model)
     try:
         splits = load_splits("cifar10", prof, data_root, download=False)
     except FileNotFoundError:
@@ -268,9 +287,8 @@ def run_drstn_table4(
         out_dir: Where to write.
     """
     run = TableRun(TABLE4, profile, out_dir)
-    recipe = _recipe(TABLE4_RECIPES, run.profile, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
-    seeds, recipe = run.seeds(seeds, recipe)
-    specs = table4_specs(recipe, models)
+    planned = table4_runs(run.profile, device, seeds, models, epochs, max_steps, batch_size)
+    specs, seeds, recipe = planned.specs, planned.seeds, planned.recipe
     rows, hist = run.train(specs, seeds, data_root, force)
     # Only the checkpoints the run store keeps (in smoke, the ones a later table reads).
     kept = {s.label: s.recipe.checkpoint and s.recipe.keep_checkpoint for s in specs}
@@ -311,6 +329,34 @@ def table5_specs(recipe: Recipe, init_from: str | os.PathLike | None,
             specs.append(RunSpec(table=TABLE5, label=f"{name} {init}", model=TRANSFER_MODEL, dataset=name,
                                  recipe=recipe, init_from=source, tags={"init": init}))
     return specs
+
+
+def table5_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[int] | None = None,
+                datasets: Sequence[str] = TRANSFER_DATASETS, epochs: int | None = None, max_steps: int | None = None,
+                batch_size: int | None = None, source_checkpoint: str | os.PathLike | None = None) -> TableRuns:
+    """The runs :func:`run_drstn_table5` trains with these parameters (and ``reslab plan`` lists).
+
+    Without ``source_checkpoint``, :attr:`~reslab.tables._common.TableRuns.first` holds DRSTN V5's
+    Table 4 run (trained first where missing) and the transfer specs start from
+    :data:`~reslab.tables._common.FROM_FIRST_RUN`, its checkpoint of the same seed, which need not
+    exist yet.
+
+    Raises:
+        ValueError: for an unknown profile or data set, bad seeds or budgets.
+        FileNotFoundError: if ``source_checkpoint`` does not exist.
+    """
+    prof = resolve_profile(profile)
+    recipe = _recipe(TABLE5_RECIPES, prof, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seeds, recipe = recipe_seeds(seeds, recipe)
+    check_choice(datasets, TRANSFER_DATASETS, "datasets")
+    if source_checkpoint is None:
+        return TableRuns(TABLE5, table5_specs(recipe, FROM_FIRST_RUN, datasets), seeds, recipe,
+                         first=[table4_source_spec(prof)])
+    if not Path(source_checkpoint).is_file():
+        raise FileNotFoundError(f"source_checkpoint {source_checkpoint} does not exist; leave it None to use "
+                                f"(or train) DRSTN V5's Table 4 run.")
+    recipe = recipe.note_override("source_checkpoint given (not the profile's Table 4 run)")
+    return TableRuns(TABLE5, table5_specs(recipe, Path(source_checkpoint), datasets), seeds, recipe)
 
 
 def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
@@ -398,18 +444,12 @@ def run_drstn_table5(
         FileNotFoundError: if ``source_checkpoint`` does not exist.
     """
     run = TableRun(TABLE5, profile, out_dir)
-    recipe = _recipe(TABLE5_RECIPES, run.profile, device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
-    seeds, recipe = run.seeds(seeds, recipe)
-    check_choice(datasets, TRANSFER_DATASETS, "datasets")
-    if source_checkpoint is not None:
-        if not Path(source_checkpoint).is_file():
-            raise FileNotFoundError(f"source_checkpoint {source_checkpoint} does not exist; leave it None to use "
-                                    f"(or train) DRSTN V5's Table 4 run.")
-        recipe = recipe.note_override("source_checkpoint given (not the profile's Table 4 run)")
+    planned = table5_runs(run.profile, device, seeds, datasets, epochs, max_steps, batch_size, source_checkpoint)
+    seeds, recipe = planned.seeds, planned.recipe
     parts = []
     for seed in seeds:
-        source = Path(source_checkpoint) if source_checkpoint else _source_checkpoint(run, seed, data_root)
-        parts.append(run.train(table5_specs(recipe, source, datasets), [seed], data_root, force))
+        source = _source_checkpoint(run, seed, data_root) if planned.first else None
+        parts.append(run.train(planned.for_seed(source), [seed], data_root, force))
     rows = pd.concat([p.rows for p in parts], ignore_index=True)
     hist = pd.concat([p.histories for p in parts], ignore_index=True)
 
@@ -481,6 +521,20 @@ def _check_table1(weights: str, n_images: int, image_size: int) -> None:
         raise ValueError(f"image_size must be at least 64 (AlexNet needs 63x63), got {image_size}.")
 
 
+def table1_runs(profile: str | Profile, weights: str = "auto", n_images: int = 4, image_size: int = 224) -> TableRuns:
+    """What :func:`run_drstn_table1` trains: nothing. It reads the networks' weights (ImageNet, or
+    Table 4's checkpoints) and explains ``n_images`` test images, seconds of work on any device.
+
+    Raises:
+        ValueError: for an unknown profile or a bad ``weights``, ``n_images`` or ``image_size``.
+    """
+    resolve_profile(profile)
+    _check_table1(weights, n_images, image_size)
+    return TableRuns(TABLE1, [], [], notes=[
+        f"trains nothing: Grad-CAM of {len(CAM_MODELS)} networks on {n_images} test image(s) (seconds); with "
+        f"weights={weights!r} it may read the CIFAR-10 checkpoints that {TABLE4} trains."])
+
+
 def _explain(label: str, model: str, layer: str, net: torch.nn.Module, kind: str, images: torch.Tensor,
              image_size: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
     """Grad-CAM maps and class probabilities of one network on ``images`` (its own input pipeline)."""
@@ -516,7 +570,7 @@ def run_drstn_table1(
         FileNotFoundError: when a network has no usable weights (e.g. ``paper`` without
             ImageNet weights and without ``allow_random``).
     """
-    _check_table1(weights, n_images, image_size)
+    table1_runs(profile, weights, n_images, image_size)  # checks the parameters
     run = TableRun(TABLE1, profile, out_dir)
     allow_random = run.profile.allow_random_weights if allow_random is None else bool(allow_random)
     dev = resolve_device(device)

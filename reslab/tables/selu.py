@@ -62,9 +62,9 @@ from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import MEAN_STD, Augment
 from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, paired_comparison, summarise, weakest_evidence
-from ..profiles import Profile
+from ..profiles import Profile, resolve_profile
 from ..train import TrainConfig, resolve_device
-from ._common import TableOutput, TableRun, check_choice, list_parameters
+from ._common import TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
 
 TABLE = "selu_ablation_fashion_mnist"
 DATASET = "fashion_mnist"
@@ -148,6 +148,22 @@ def make_specs(recipe: Recipe, variants: Sequence[Variant]) -> list[RunSpec]:
     """The :class:`RunSpec` of every row (``recipe``: the profile's, with a notebook's overrides)."""
     return [RunSpec(table=TABLE, label=v.label, model=v.model, dataset=DATASET, recipe=v.recipe(recipe),
                     tags={"lr_decay": v.lr_decay}) for v in variants]
+
+
+def selu_runs(profile: str | Profile, seeds: Sequence[int] | None = None, epochs: int | None = None,
+              max_steps: int | None = None, batch_size: int | None = None, variants: Sequence[str] | None = None,
+              device: str = "auto") -> TableRuns:
+    """The runs :func:`run_selu_ablation` trains with these parameters (and ``reslab plan`` lists);
+    its notes say which baselines were added.
+
+    Raises:
+        ValueError: unknown profile or variant, bad seeds or budgets.
+    """
+    recipe = get_recipe(RECIPES, resolve_profile(profile), "the SELU ablation").with_overrides(
+        device=device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
+    seed_list, recipe = recipe_seeds(seeds, recipe)
+    rows_wanted, notes = _check_variants(variants, recipe.rows)
+    return TableRuns(TABLE, make_specs(recipe, rows_wanted), seed_list, recipe, notes=notes)
 
 
 def _paper_numbers(v: Variant, claims: pd.DataFrame, metric: str) -> tuple[float, str]:
@@ -260,11 +276,9 @@ def run_selu_ablation(
         FileNotFoundError: no real data for a profile that needs it.
     """
     run = TableRun(TABLE, profile, out_dir)
-    recipe = get_recipe(RECIPES, run.profile, "the SELU ablation").with_overrides(
-        device=device, epochs=epochs, max_steps=max_steps, batch_size=batch_size)
-    seed_list, recipe = run.seeds(seeds, recipe)
-    rows_wanted, notes = _check_variants(variants, recipe.rows)
-    specs = make_specs(recipe, rows_wanted)
+    planned = selu_runs(run.profile, seeds, epochs, max_steps, batch_size, variants, device)
+    specs, seed_list, recipe, notes = planned.specs, planned.seeds, planned.recipe, planned.notes
+    rows_wanted = [_BY_LABEL[s.label] for s in specs]
     with _flush_denormals(device):
         runs, histories = run.train(specs, seed_list, data_root, force)
 

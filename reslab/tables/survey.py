@@ -54,7 +54,7 @@ from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
 from ..params import PaperModel, paper_models, param_table
 from ..profiles import SMOKE, Profile, resolve_profile
 from ..train import TrainConfig
-from ._common import TableOutput, TableRun, check_choice, check_seeds, list_parameters
+from ._common import TableOutput, TableRun, TableRuns, check_choice, check_seeds, list_parameters
 
 TABLE = "survey_error_rates"
 SURVEY, ORIGINAL = "survey", "survey_original"
@@ -186,6 +186,25 @@ def _check(profile: Profile, models: Sequence[str], datasets: Sequence[str], bud
     check_choice(datasets, DATASETS, "datasets")
     if budget is not None and int(budget) <= 0:
         raise ValueError(f"budget must be a positive number of epochs or None, got {budget!r}.")
+
+
+def survey_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[int] | None = None,
+                models: Sequence[str] | None = None, datasets: Sequence[str] = DATASETS, budget: int | None = None,
+                max_steps: int | None = None) -> TableRuns:
+    """The runs :func:`run_survey` trains with these parameters (and ``reslab plan`` lists): every
+    model on every data set, each with its family's recipe.
+
+    Raises:
+        ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget or seeds.
+    """
+    prof = resolve_profile(profile)
+    families = get_recipe(RECIPES, prof, "the survey")
+    models = [m for m in cifar_models() if MODEL_FAMILY[m] in families] if models is None else list(models)
+    datasets = list(datasets)
+    _check(prof, models, datasets, budget)
+    seeds = check_seeds(seeds)
+    specs = [_run_spec(prof, m, d, budget, max_steps=max_steps, device=device) for d in datasets for m in models]
+    return TableRuns(TABLE, specs, seeds)
 
 
 # --------------------------------------------------------------------------------------------
@@ -326,18 +345,15 @@ def run_survey(
         ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget.
     """
     run = TableRun(TABLE, profile, out_dir)
-    families = get_recipe(RECIPES, run.profile, "the survey")
-    models = [m for m in cifar_models() if MODEL_FAMILY[m] in families] if models is None else list(models)
-    datasets = list(datasets)
-    _check(run.profile, models, datasets, budget)
-    seeds = check_seeds(seeds)
+    planned = survey_runs(run.profile, device, seeds, models, datasets, budget, max_steps)
+    specs, seeds, datasets = planned.specs, planned.seeds, list(datasets)
+    models = list(dict.fromkeys(s.model for s in specs))
     claims = load_claims()
 
     params = param_table(survey_rows(), flops=False)  # FLOPs are not in the survey (and cost ~15 s here)
     params.insert(params.columns.get_loc("params") + 1, "params_m", (params["params"] / 1e6).round(3))
     run.out.tables["params"] = params.drop(columns=["paper", "mode", "num_classes", "metric", "trainable", "gflops"])
     run.out.tables["consistency"] = consistency(claims)
-    specs = [_run_spec(run.profile, m, d, budget, max_steps=max_steps, device=device) for d in datasets for m in models]
     runs = run.train(specs, seeds, data_root, force).rows if specs else pd.DataFrame()
     run.out.tables["runs"] = runs
     run.out.tables["error_rates"] = error_rates(claims, runs)

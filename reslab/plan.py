@@ -1,0 +1,824 @@
+"""The cost plan before a long run: ``reslab plan`` and the estimate :func:`reslab.experiment.run_specs` prints.
+
+For every run a notebook would train (model x seed, at the notebook's default parameters for a
+profile; the specs come from the function its ``run_<table>()`` calls, so the two cannot differ)
+the plan lists the images to process, the FLOPs, a training step measured on the current device,
+the estimated minutes (training, evaluation, per-run overhead) and whether the run is already
+finished in the run store (then nothing is left to do); then the totals per notebook and overall.
+
+How a run is costed:
+
+- **Images**: the training split (from :mod:`reslab.data.specs`, at the profile's subset; the
+  split as loaded when the data is found) in full batches (the loader drops the last incomplete
+  one), times the epochs, capped by ``max_steps``; the test split once per epoch trained.
+- **FLOPs**: forward FLOPs per image from ``torch.utils.flop_counter.FlopCounterMode``, on the
+  ``meta`` device (no memory, no arithmetic) or on one real image, whichever is cheaper first
+  (:data:`META_FLOPS_PIXELS`); training counts about 3x the forward pass (backward twice the
+  forward), an approximation (a frozen backbone costs less).
+- **Step time** (:func:`measure`): one training step as :func:`reslab.train.train_one_epoch`
+  makes it (the recipe's training augmentation of a uint8 batch of the data set's stored shape,
+  forward under the recipe's autocast, cross-entropy with its label smoothing, backward, the
+  recipe's optimiser and scheduler step) on random inputs, after a warm-up step; the fastest of
+  a few timed steps (other work on a shared machine only slows a step down). On a GPU at the
+  recipe's batch (halved on out-of-memory and scaled back linearly). On the CPU a small batch is
+  mostly fixed cost per step (a 4-image DRSTN step costs 4x more per image than a 128-image one
+  here), so timing 2-4 images and scaling linearly would overstate a run several times; instead
+  the first batch is chosen from the FLOP count (:func:`first_cpu_batch`) and grown until a step
+  takes about :data:`CPU_STEP_BUDGET_S` or is the recipe's batch. The time at the recipe's batch
+  is then the step measured there, or the straight line through the last two batch sizes (fixed
+  cost plus cost per image), or, for a network whose one-image step is already slow, that step
+  scaled linearly (its fixed part is then small; the estimate errs long). Evaluation batches are
+  timed at the same sizes (forward only, no gradients). One measurement per distinct network,
+  input shape, batch, optimiser and device, not one per seed or data set (the head's size is
+  left out of the key).
+- **Overhead per run**: building the network, the first step's extra cost (memory first
+  touched), and writing the checkpoint after every epoch (its bytes at a write rate measured
+  once).
+
+Denormal floats are flushed to zero while timing on the CPU, as the SELU table trains (random
+inputs produce few of them in any network). An estimate never stops what it describes: a network
+that fails to build or to step is reported as ``not timed``. Checked against one real run by
+``benchmarks/bench_plan.py`` (estimate / measured, target 0.7-1.3); timing on a busy machine
+overstates every step, and the plan says so (:func:`busy_note`).
+"""
+
+from __future__ import annotations
+
+import ast
+import contextlib
+import dataclasses
+import functools
+import inspect
+import json
+import math
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch.utils.flop_counter import FlopCounterMode
+
+from .data import get_spec, load_dataset
+from .experiment import RESULT_NAME, RunSpec, build_model, checkpoint_path, run_dir
+from .profiles import PROTOCOL, SMOKE, Profile, resolve_profile
+from .results import results_root, write_csv
+from .train import (TrainConfig, autocast, build_optimizer, device_name, lr_factor, resolve_device, train_step,
+                    use_channels_last)
+
+#: On the CPU, the timed batch is grown until one step takes about this long (or is the recipe's).
+CPU_STEP_BUDGET_S = 0.3
+#: On the CPU, a guess of training GFLOP/s used only to pick the first batch size to time
+#: (:func:`first_cpu_batch`); the times themselves are measured. Networks here ran at 30-140.
+CPU_GUESS_GFLOPS_PER_S = 50.0
+#: On the CPU, stop growing the batch once one network has taken this long to time.
+CPU_MODEL_BUDGET_S = 4.0
+#: A step slower than this is timed once after its warm-up (else two or three times, the fastest kept).
+SLOW_STEP_S = 0.5
+#: Inputs of at least this many pixels have their FLOPs counted on the meta device first; smaller
+#: ones on one real image through the network built for timing first. Building a deep CIFAR
+#: network again on meta and dispatching its many small operators there costs more than one real
+#: 32x32 image (5.8 s against 0.8 s for the 452-layer Residual Attention network here); a 600x600
+#: EfficientNet-B7 image costs more than its meta pass.
+META_FLOPS_PIXELS = 96 * 96
+
+#: Run statuses: still to train, finished in the run store, or not looked up (no data, so no key).
+TO_TRAIN, FINISHED, NOT_CHECKED = "to train", "finished", "run store not checked"
+
+#: The plan's CSV columns (``kind``: ``run``, ``notebook`` total or ``overall`` total).
+PLAN_COLUMNS = (
+    "kind", "notebook", "table", "label", "model", "dataset", "seed", "input", "batch_size", "epochs", "max_steps",
+    "steps", "train_images", "eval_images", "gflops_per_image", "train_tflops", "eval_tflops", "step_s",
+    "timing", "train_min", "eval_min", "overhead_min", "minutes", "status", "minutes_to_go", "device", "runs",
+    "runs_to_go", "not_timed",
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Measuring one network
+
+
+@dataclass(frozen=True)
+class StepCost:
+    """What training one network costs on one device, at one input shape and batch size.
+
+    A training step of ``b`` images takes ``train_fixed_s + train_per_image_s * b`` seconds, an
+    evaluation batch ``eval_fixed_s + eval_per_image_s * b`` (one measured point: no fixed part).
+
+    Attributes:
+        device: Where it was measured, as result rows name devices (``cpu``, ``cuda:<name>``).
+        gflops: Forward GFLOPs per image (NaN when they could not be counted).
+        timing: How the step time was obtained, e.g. ``measured at batch 128`` or ``line through
+            batches 34, 112``; ``not timed (...)`` with the error when it failed.
+        warmup_s: The first step's extra seconds at the recipe's batch (once per run).
+        build_s: Seconds to build the network.
+        state_bytes: Bytes of the network's state (weights and buffers).
+        optimizer_bytes: Bytes of the optimiser's state once it has stepped.
+    """
+
+    device: str
+    gflops: float = float("nan")
+    timing: str = ""
+    train_fixed_s: float = float("nan")
+    train_per_image_s: float = float("nan")
+    eval_fixed_s: float = float("nan")
+    eval_per_image_s: float = float("nan")
+    warmup_s: float = 0.0
+    build_s: float = 0.0
+    state_bytes: int = 0
+    optimizer_bytes: int = 0
+
+    @property
+    def timed(self) -> bool:
+        return math.isfinite(self.train_per_image_s)
+
+    def step_s(self, batch: int) -> float:
+        """Seconds of one training step of ``batch`` images."""
+        return self.train_fixed_s + self.train_per_image_s * batch
+
+    def eval_s(self, images: int, batch: int) -> float:
+        """Seconds to evaluate ``images`` images in batches of ``batch``."""
+        return math.ceil(images / batch) * self.eval_fixed_s + images * self.eval_per_image_s
+
+
+def input_shape(spec: RunSpec) -> tuple[int, int, int]:
+    """``(C, H, W)`` of the batches the network of ``spec`` sees (after the recipe's resize / to_rgb)."""
+    data = get_spec(spec.dataset)
+    train_aug, _ = spec.augments()
+    side = train_aug.resize or data.size
+    return (3 if train_aug.to_rgb else data.channels), side, side
+
+
+def _timing_model(spec: RunSpec) -> torch.nn.Module:
+    """The network of ``spec`` with fresh weights: its speed does not depend on them, so pretrained
+    files are never read (a frozen backbone stays frozen)."""
+    data = get_spec(spec.dataset)
+    return build_model(spec, len(data.classes), data.channels, pretrained=False)
+
+
+def forward_gflops(spec: RunSpec, model: torch.nn.Module | None = None) -> float:
+    """Forward GFLOPs of one image through the network of ``spec`` (eval mode, no gradients).
+
+    Counted by ``torch.utils.flop_counter.FlopCounterMode`` on the ``meta`` device (no memory, no
+    arithmetic) or on one real image through ``model`` (on its device; ``None``: built here on the
+    CPU), whichever is cheaper first (:data:`META_FLOPS_PIXELS`), the other if the first fails
+    (a network that reads a value cannot run on meta). NaN if both fail.
+    """
+    c, h, w = input_shape(spec)
+
+    def on_meta() -> float:
+        with torch.device("meta"):
+            net = _timing_model(spec).eval()
+            x = torch.empty(1, c, h, w)
+        with FlopCounterMode(display=False) as counter, torch.no_grad():
+            net(x)
+        return counter.get_total_flops() / 1e9
+
+    def on_one_image() -> float:
+        net = _timing_model(spec) if model is None else model
+        was_training = net.training
+        try:
+            with FlopCounterMode(display=False) as counter, torch.no_grad():
+                net.eval()(torch.randn(1, c, h, w, device=next(net.parameters()).device))
+        finally:
+            net.train(was_training)
+        return counter.get_total_flops() / 1e9
+
+    for count in ((on_meta, on_one_image) if h * w >= META_FLOPS_PIXELS else (on_one_image, on_meta)):
+        try:
+            return count()
+        except Exception:
+            continue
+    return float("nan")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, scheduler, images: torch.Tensor,
+               labels: torch.Tensor, spec: RunSpec, device: torch.device, steps: int) -> list[float]:
+    """Seconds of each of ``steps`` training steps on one batch, as ``train_one_epoch`` makes them:
+    the batch's augmentation, then :func:`reslab.train.train_step` itself."""
+    cfg = spec.cfg
+    augment = spec.augments()[0]
+    channels_last = use_channels_last(cfg, device)
+    generator = torch.Generator(device=device).manual_seed(0)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    times = []
+    for _ in range(steps):
+        _sync(device)
+        t0 = time.perf_counter()
+        x = augment(images, generator if augment.random else None)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        loss, out = train_step(model, x, labels, optimizer, scheduler, cfg)
+        loss_sum += loss * labels.numel()
+        correct += (out.argmax(1) == labels).sum()
+        if device.type == "cpu":
+            bool(torch.isfinite(loss))  # train_one_epoch reads its non-finite flag every CPU step
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+@torch.no_grad()
+def _time_eval(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, spec: RunSpec,
+               device: torch.device, repeats: int) -> float:
+    """Seconds of one evaluation batch (the test augmentation, forward, loss, accuracy): the
+    fastest of ``repeats``."""
+    augment = spec.augments()[1]
+    was_training = model.training
+    model.eval()
+    times = []
+    try:
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            x = augment(images)
+            if use_channels_last(spec.cfg, device):
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(spec.cfg, device):
+                out = model(x)
+                F.cross_entropy(out.float(), labels, reduction="sum").item()
+                (out.argmax(1) == labels).sum().item()
+            _sync(device)
+            times.append(time.perf_counter() - t0)
+    finally:
+        model.train(was_training)
+    return min(times)
+
+
+def _batch(spec: RunSpec, b: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random uint8 images of the data set's stored shape and random labels: ``(b, C, H, W)``, ``(b,)``."""
+    data = get_spec(spec.dataset)
+    images = torch.randint(0, 256, (b, data.channels, data.size, data.size), dtype=torch.uint8, device=device)
+    return images, torch.randint(0, len(data.classes), (b,), device=device)
+
+
+@contextlib.contextmanager
+def _flushed_denormals(device: torch.device) -> Iterator[None]:
+    if device.type != "cpu":
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _line(points: list[tuple[int, float]], batch: int) -> tuple[float, float, str]:
+    """``(fixed, per image, how)`` of a step time at ``batch`` from measured ``(batch, seconds)`` points."""
+    b2, t2 = points[-1]
+    if b2 == batch:
+        if len(points) > 1:  # keep the fixed part for the last incomplete batches of evaluation
+            b1, t1 = points[-2]
+            slope = (t2 - t1) / (b2 - b1)
+            if slope > 0:
+                return t2 - slope * b2, slope, f"measured at batch {batch}"
+        return 0.0, t2 / b2, f"measured at batch {batch}"
+    if len(points) > 1:
+        b1, t1 = points[-2]
+        slope = (t2 - t1) / (b2 - b1)
+        if slope > 0:
+            return t2 - slope * b2, slope, f"line through batches {b1}, {b2}"
+    return 0.0, t2 / b2, f"scaled linearly from batch {b2}"
+
+
+def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
+    """Time a training step and an evaluation batch of the network of ``spec`` on ``device``.
+
+    See the module docstring for how. Never raises for the network's sake: a failure gives a
+    :class:`StepCost` whose ``timing`` says ``not timed`` and why.
+
+    Raises:
+        ValueError: only for a device that cannot be had (:func:`reslab.train.resolve_device`).
+    """
+    dev = resolve_device(device)
+    name = device_name(dev)
+    model = None
+    try:
+        torch.manual_seed(0)
+        t0 = time.perf_counter()
+        model = _timing_model(spec).to(dev).train()
+        if use_channels_last(spec.cfg, dev):
+            model.to(memory_format=torch.channels_last)
+        build_s = time.perf_counter() - t0
+        gflops = forward_gflops(spec, model)
+        with _flushed_denormals(dev):
+            cost = _measure_steps(model, spec, dev, gflops)
+        state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+        return dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state)
+    except Exception as exc:  # an estimate must never stop the run it describes
+        return StepCost(device=name, timing=f"not timed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+    finally:
+        del model
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()
+
+
+def first_cpu_batch(gflops: float, batch: int) -> int:
+    """The first batch size to time on the CPU: a quarter of the one whose step the FLOP count (at
+    :data:`CPU_GUESS_GFLOPS_PER_S`) puts near :data:`CPU_STEP_BUDGET_S`, so that a second, larger
+    batch gives a line through two points; between 1 and the recipe's ``batch``; 2 when the FLOPs
+    are unknown."""
+    if not math.isfinite(gflops) or gflops <= 0:
+        return min(2, batch)
+    per_image = 3 * gflops / CPU_GUESS_GFLOPS_PER_S  # forward + backward ~ 3x the forward
+    return max(1, min(batch, int(CPU_STEP_BUDGET_S / per_image) // 4))
+
+
+def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device, gflops: float) -> StepCost:
+    """Time training steps (and one evaluation batch) at one or more batch sizes; see the module docstring."""
+    cfg = spec.cfg
+    optimizer = build_optimizer(model, cfg)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(cfg, s / 100, cfg.epochs))
+    batch = cfg.batch_size
+    on_cpu = dev.type == "cpu"
+    points: list[tuple[int, float]] = []
+    evals: list[tuple[int, float]] = []
+    warm = 0.0
+    t_start = time.perf_counter()
+    b = first_cpu_batch(gflops, batch) if on_cpu else batch
+    while True:
+        try:
+            images, labels = _batch(spec, b, dev)
+            first = _time_step(model, optimizer, scheduler, images, labels, spec, dev, 1 if on_cpu else 3)
+            repeats = (3 if first[-1] < SLOW_STEP_S / 2 else 2 if first[-1] < SLOW_STEP_S else 1) if on_cpu else 10
+            # The fastest: other work on a shared machine only ever slows a step down.
+            t = min(_time_step(model, optimizer, scheduler, images, labels, spec, dev, repeats))
+            # Evaluation at the same batch: its first pass in eval mode is a warm-up unless slow.
+            e = _time_eval(model, images, labels, spec, dev, (1 if t > SLOW_STEP_S else 2) if on_cpu else 5)
+        except torch.cuda.OutOfMemoryError:
+            if b == 1:
+                raise
+            optimizer.zero_grad(set_to_none=True)
+            torch.cuda.empty_cache()
+            b //= 2
+            continue
+        points.append((b, t))
+        evals.append((b, e))
+        warm = max(0.0, first[0] - t) * batch / b  # the first step's extra cost, at the recipe's batch
+        if not on_cpu or b >= batch or t >= CPU_STEP_BUDGET_S \
+                or time.perf_counter() - t_start > CPU_MODEL_BUDGET_S:
+            break
+        b = min(batch, max(2 * b, int(b * CPU_STEP_BUDGET_S / t)))
+    fixed, per_image, how = _line(points, batch)
+    e_fixed, e_per_image, _ = _line(evals, evals[-1][0])
+    optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
+                          if torch.is_tensor(t))
+    return StepCost(device="", timing=how, train_fixed_s=fixed, train_per_image_s=per_image, eval_fixed_s=e_fixed,
+                    eval_per_image_s=e_per_image, warmup_s=warm, optimizer_bytes=optimizer_bytes)
+
+
+def measure_key(spec: RunSpec, device: torch.device) -> str:
+    """What decides a measurement: network, its arguments, input shape, batch, optimiser, autocast,
+    memory format and device (not the data set's number of classes, not the seed)."""
+    cfg = spec.cfg
+    kwargs = {k: v for k, v in spec.model_kwargs.items() if k != "pretrained"}
+    return json.dumps([spec.model, kwargs, input_shape(spec), cfg.batch_size, cfg.optimizer, cfg.momentum > 0,
+                       cfg.amp, cfg.channels_last, str(device)], sort_keys=True, default=str)
+
+
+@functools.lru_cache(maxsize=None)
+def checkpoint_write_rate() -> float:
+    """Bytes per second ``torch.save`` writes here (32 MB, measured once per process)."""
+    payload = {"w": torch.zeros(8 * 1024 * 1024)}
+    with tempfile.TemporaryDirectory(prefix="reslab-plan-") as tmp:
+        t0 = time.perf_counter()
+        torch.save(payload, Path(tmp) / "probe.pt")
+        return 32 * 1024 * 1024 / max(time.perf_counter() - t0, 1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# Costing runs
+
+
+@dataclass
+class PlannedRun:
+    """One run to cost: a spec, a seed, its split sizes and whether it is finished.
+
+    Attributes:
+        notebook: The notebook that trains it (``""`` inside :func:`reslab.experiment.run_specs`).
+        train_images: Images in the training split the run uses.
+        test_images: Images in the test split it evaluates.
+        status: :data:`TO_TRAIN`, :data:`FINISHED` or :data:`NOT_CHECKED`.
+    """
+
+    notebook: str
+    spec: RunSpec
+    seed: int
+    train_images: int
+    test_images: int
+    status: str = TO_TRAIN
+
+
+def split_sizes(spec: RunSpec, profile: Profile) -> tuple[int, int]:
+    """Training and test images of ``spec`` under ``profile`` from the data set's definition (the
+    official split sizes, at the profile's subsets and the recipe's ``test_subset``)."""
+    sizes = get_spec(spec.dataset).split_sizes
+    train = profile.data_kwargs("train")["subset"]
+    test = profile.data_kwargs("test", spec.recipe.test_subset)["subset"]
+    return (min(train, sizes["train"]) if train else sizes["train"]), (min(test, sizes["test"]) if test else sizes["test"])
+
+
+def cost_runs(runs: Sequence[PlannedRun], device: str | torch.device | None = None) -> pd.DataFrame:
+    """One row per run (columns :data:`PLAN_COLUMNS`, ``kind == "run"``), each distinct network
+    measured once.
+
+    Args:
+        runs: The runs.
+        device: Where to measure; ``None``: each run's own training device (``cfg.device``).
+    """
+    costs: dict[str, StepCost] = {}
+    rows = []
+    for run in runs:
+        dev = resolve_device(device if device is not None else run.spec.cfg.device)
+        key = measure_key(run.spec, dev)
+        if key not in costs:
+            costs[key] = measure(run.spec, dev)
+        rows.append(_run_row(run, costs[key]))
+    return pd.DataFrame(rows, columns=list(PLAN_COLUMNS))
+
+
+def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
+    spec, cfg = run.spec, run.spec.cfg
+    per_step = cfg.batch_size if run.train_images > cfg.batch_size else run.train_images  # full batches only
+    steps_per_epoch = max(1, run.train_images // cfg.batch_size) if run.train_images > cfg.batch_size else 1
+    steps = steps_per_epoch * cfg.epochs
+    steps = min(steps, cfg.max_steps) if cfg.max_steps else steps
+    epochs_run = math.ceil(steps / steps_per_epoch)
+    train_images, eval_images = steps * per_step, epochs_run * run.test_images
+    train_s = steps * cost.step_s(per_step)
+    eval_s = epochs_run * cost.eval_s(run.test_images, cfg.eval_batch_size)
+    ckpt_bytes = cost.state_bytes + cost.optimizer_bytes
+    overhead_s = cost.build_s + cost.warmup_s
+    if spec.recipe.checkpoint:  # after every epoch, then the final weights are rewritten once
+        overhead_s += (epochs_run * ckpt_bytes + 2 * cost.state_bytes) / checkpoint_write_rate()
+    minutes = (train_s + eval_s + overhead_s) / 60
+    c, h, w = input_shape(spec)
+    return {
+        "kind": "run", "notebook": run.notebook, "table": spec.table, "label": spec.label, "model": spec.model,
+        "dataset": spec.dataset, "seed": run.seed, "input": f"{c}x{h}x{w}", "batch_size": cfg.batch_size,
+        "epochs": cfg.epochs, "max_steps": cfg.max_steps, "steps": steps, "train_images": train_images,
+        "eval_images": eval_images, "gflops_per_image": round(cost.gflops, 4),
+        "train_tflops": round(3 * cost.gflops * train_images / 1e3, 3),
+        "eval_tflops": round(cost.gflops * eval_images / 1e3, 3),
+        "step_s": round(cost.step_s(per_step), 4) if cost.timed else float("nan"), "timing": cost.timing,
+        "train_min": train_s / 60, "eval_min": eval_s / 60, "overhead_min": overhead_s / 60, "minutes": minutes,
+        "status": run.status, "minutes_to_go": 0.0 if run.status == FINISHED else minutes, "device": cost.device,
+        "runs": 1, "runs_to_go": int(run.status != FINISHED), "not_timed": int(not cost.timed),
+    }
+
+
+def with_totals(rows: pd.DataFrame) -> pd.DataFrame:
+    """``rows`` followed by one total row per notebook and one overall (``kind`` says which).
+
+    Sums skip runs that were not timed (``not_timed`` counts them).
+    """
+    sums = ["train_images", "eval_images", "train_tflops", "eval_tflops", "train_min", "eval_min", "overhead_min",
+            "minutes", "minutes_to_go", "runs", "runs_to_go", "not_timed"]
+
+    def total(group: pd.DataFrame, kind: str, notebook: str) -> dict[str, Any]:
+        row = {c: group[c].sum() for c in sums} | {"kind": kind, "notebook": notebook}
+        row["device"] = ",".join(sorted({str(d) for d in group["device"].dropna() if d}))
+        return row
+
+    out = []
+    for notebook, group in rows.groupby("notebook", sort=False):
+        out += [group, pd.DataFrame([total(group, "notebook", notebook)])]
+    out.append(pd.DataFrame([total(rows, "overall", "")]))
+    frame = pd.concat([f for f in out if len(f)], ignore_index=True) if len(rows) else pd.DataFrame([total(rows, "overall", "")])
+    return frame.reindex(columns=list(PLAN_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------
+# Words
+
+
+def duration(minutes: float) -> str:
+    """``minutes`` in the unit that reads best: ``40 s``, ``12 min``, ``3.4 h``, ``2.1 days``."""
+    if not math.isfinite(minutes):
+        return "?"
+    if minutes < 1:
+        return f"{minutes * 60:.0f} s"
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    if minutes < 48 * 60:
+        return f"{minutes / 60:.1f} h"
+    return f"{minutes / 1440:.1f} days"
+
+
+def _count(n: float) -> str:
+    n = float(n)
+    for unit, size in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if n >= size:
+            return f"{n / size:.1f}{unit}"
+    return f"{n:.0f}"
+
+
+def format_runs(rows: pd.DataFrame) -> str:
+    """The runs of ``rows`` (``kind == "run"``) as a readable table."""
+    runs = rows[rows["kind"] == "run"]
+    if runs.empty:
+        return ""
+    view = pd.DataFrame({
+        "label": runs["label"].str.slice(0, 34), "model": runs["model"], "data": runs["dataset"],
+        "seed": runs["seed"].astype(int), "input": runs["input"], "batch": runs["batch_size"].astype(int),
+        "epochs": runs["epochs"].astype(int),
+        "train img": runs["train_images"].map(_count), "eval img": runs["eval_images"].map(_count),
+        "GFLOP/img": runs["gflops_per_image"].map(lambda v: f"{v:.3g}" if math.isfinite(v) else "?"),
+        "step s": runs["step_s"].map(lambda v: f"{v:.3g}" if math.isfinite(v) else "?"),
+        "timing": runs["timing"].str.slice(0, 60), "time": runs["minutes"].map(duration), "status": runs["status"],
+    })
+    return view.to_string(index=False)
+
+
+def total_line(total: pd.Series, what: str) -> str:
+    """One sentence: runs, runs to go and minutes of a total row of :func:`with_totals`."""
+    text = (f"{what}: {int(total['runs'])} run(s), {int(total['runs_to_go'])} still to train: about "
+            f"{duration(total['minutes_to_go'])} to go (of {duration(total['minutes'])} in all; training "
+            f"{duration(total['train_min'])}, evaluation {duration(total['eval_min'])}, overhead "
+            f"{duration(total['overhead_min'])}), {_count(total['train_tflops'] + total['eval_tflops'])} TFLOPs")
+    if total["not_timed"]:
+        text += f"; {int(total['not_timed'])} run(s) not timed, not counted"
+    return text
+
+
+def before_training(rows: pd.DataFrame, profile: Profile) -> str:
+    """What :func:`reslab.experiment.run_specs` prints before training the runs of ``rows``
+    (:func:`with_totals` of the runs still to train): under a protocol profile the runs and their
+    total, else (a budget profile on the CPU) one line."""
+    total = rows[rows["kind"] == "overall"].iloc[0]
+    devices = ", ".join(d for d in str(total["device"]).split(",") if d) or "?"
+    if profile.evidence != PROTOCOL:
+        text = (f"[reslab] profile {profile.name} on the CPU: about {duration(total['minutes_to_go'])} for "
+                f"{int(total['runs_to_go'])} run(s) still to train (training {duration(total['train_min'])}, "
+                f"evaluation {duration(total['eval_min'])}, overhead {duration(total['overhead_min'])}; step times "
+                f"measured here on {devices})")
+        if total["not_timed"]:
+            text += f"; {int(total['not_timed'])} run(s) not timed, not counted"
+        return text + "."
+    lines = [f"[reslab] cost plan of the {int(total['runs_to_go'])} run(s) still to train (profile {profile.name}; "
+             f"step times measured on {devices}; `reslab plan` plans whole notebooks):", format_runs(rows),
+             total_line(total, "[reslab] total")]
+    if "cpu" in devices.split(", ") and total["minutes_to_go"] > 24 * 60:
+        lines.append(f"[reslab] that is days of CPU time: profile {profile.name} is meant for a GPU (device='cuda').")
+    return "\n".join(lines)
+
+
+def device_words(device: torch.device) -> str:
+    """The device step times were measured on, in words (``cpu (2 threads, <model name>)``)."""
+    if device.type == "cuda":
+        return device_name(device)
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = ", " + line.split(":", 1)[1].strip()
+                break
+    return f"cpu ({torch.get_num_threads()} threads{model})"
+
+
+# --------------------------------------------------------------------------------------------
+# The plan of notebooks
+
+
+def planners() -> dict[str, Callable[..., Any]]:
+    """Notebook -> the function its ``run_<table>()`` builds its runs with (a
+    :class:`~reslab.tables._common.TableRuns`). Notebooks not listed train nothing."""
+    from .tables import cbam, drstn, selu, survey
+
+    return {drstn.TABLE4: drstn.table4_runs, drstn.TABLE5: drstn.table5_runs, drstn.TABLE1: drstn.table1_runs,
+            selu.TABLE: selu.selu_runs, cbam.TABLE: cbam.cbam_runs, survey.TABLE: survey.survey_runs}
+
+
+def notebook_defaults(name: str) -> dict[str, Any]:
+    """The default parameters of ``notebooks/<name>.ipynb`` (its ``parameters`` cell); empty when
+    the notebook is not there (an installed package): the functions' own defaults then apply.
+
+    Raises:
+        ValueError: for a default that is not a Python literal.
+    """
+    from .cli import notebook_parameters, notebooks_dir
+
+    path = notebooks_dir() / f"{name}.ipynb"
+    if not path.is_file():
+        return {}
+    values = {}
+    for key, param in notebook_parameters(path).items():
+        try:
+            values[key] = ast.literal_eval(param["default"])
+        except (ValueError, SyntaxError):
+            raise ValueError(f"{path.name}: the default of parameter {key!r} ({param['default']!r}) is not a Python "
+                             "literal; reslab plan reads the parameters cell as literals.") from None
+    return values
+
+
+@dataclass
+class Plan:
+    """What :func:`make_plan` found.
+
+    Attributes:
+        profile: The profile planned.
+        device: Where the step times were measured.
+        rows: Runs and totals (:data:`PLAN_COLUMNS`; :func:`with_totals`).
+        notes: Per notebook, what the plan says besides its runs (trains nothing, no recipe...).
+        not_checked: Data sets whose splits were not found, so their runs' status is unknown.
+        seconds: Wall time of making the plan.
+        busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
+    """
+
+    profile: Profile
+    device: torch.device
+    rows: pd.DataFrame
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    not_checked: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    busy: str = ""
+
+    @property
+    def overall(self) -> pd.Series:
+        return self.rows[self.rows["kind"] == "overall"].iloc[0]
+
+    def text(self) -> str:
+        """The plan as printed: per notebook its runs and total, then the overall total and what it
+        means on this device."""
+        where = device_words(self.device)
+        lines = [f"[reslab] plan of profile {self.profile.name}: step times measured on {where}", ""]
+        names = list(dict.fromkeys([*self.notes, *self.rows.loc[self.rows["kind"] == "run", "notebook"]]))
+        for name in names:
+            runs = self.rows[(self.rows["notebook"] == name)]
+            lines.append(f"== {name}")
+            lines += [f"   {n}" for n in self.notes.get(name, [])]
+            if (runs["kind"] == "run").any():
+                lines.append(format_runs(runs))
+                lines.append("   " + total_line(runs[runs["kind"] == "notebook"].iloc[0], "total"))
+            lines.append("")
+        lines.append(total_line(self.overall, f"[reslab] overall ({self.profile.name})"))
+        if self.not_checked:
+            lines.append(f"[reslab] run store not checked for {', '.join(self.not_checked)} (data not found: set "
+                         "RESLAB_DATA or --data-root); those runs count as still to train.")
+        lines.append(self.honesty())
+        if self.busy:
+            lines.append(f"[reslab] {self.busy}")
+        return "\n".join(lines)
+
+    def honesty(self) -> str:
+        """What the total means on the device it was measured on."""
+        to_go = float(self.overall["minutes_to_go"])
+        if self.device.type == "cpu":
+            text = (f"[reslab] on this CPU ({device_words(self.device)}), profile {self.profile.name} would take about "
+                    f"{duration(to_go)} of computing")
+            if self.profile.evidence != SMOKE and to_go > 24 * 60:
+                text += (f". It is meant for a GPU: run `reslab plan --profile {self.profile.name} --device cuda` "
+                         "there for its estimate")
+            return text + "."
+        return (f"[reslab] on {device_words(self.device)}, profile {self.profile.name} would take about "
+                f"{duration(to_go)} (one run after another on this one device).")
+
+    def write_csv(self, path: str | os.PathLike | None = None) -> Path:
+        """Write :attr:`rows` as CSV (default :func:`default_csv`) and return the path."""
+        path = Path(path) if path else default_csv(self.profile, self.device)
+        write_csv(self.rows, path)
+        return path
+
+
+def default_csv(profile: str | Profile, device: torch.device) -> Path:
+    """``<results root>/_plan/plan-<profile>-<device type>.csv`` (git-ignored)."""
+    return results_root() / "_plan" / f"plan-{resolve_profile(profile).name}-{device.type}.csv"
+
+
+def _load_splits(dataset: str, test_subset: int | None, profile: Profile, data_root) -> tuple | None:
+    """The splits a run of ``profile`` uses, without downloading; ``None`` when not found."""
+    try:
+        return tuple(load_dataset(dataset, split, root=data_root, seed=0,
+                                  **(profile.data_kwargs(split, test_subset if split == "test" else None)
+                                     | {"download": False})) for split in ("train", "test"))
+    except (FileNotFoundError, OSError, ValueError, RuntimeError):
+        return None
+
+
+def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device: str = "auto",
+              data_root: str | os.PathLike | None = None, check_store: bool = True) -> Plan:
+    """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
+
+    Args:
+        profile: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
+        only: Notebook names (default every notebook, in ``reslab reproduce``'s order).
+        device: Where to measure step times: ``auto``, ``cpu``, ``cuda``...
+        data_root: Folder with the data sets (default ``$RESLAB_DATA``); only the run-store check needs it.
+        check_store: Look finished runs up in the run store (needs the data's fingerprints).
+
+    Raises:
+        ValueError: for an unknown profile, notebook or device.
+    """
+    from .cli import list_notebooks
+    from .tables._common import FROM_FIRST_RUN
+
+    t0 = time.perf_counter()
+    prof = resolve_profile(profile)
+    dev = resolve_device(device)
+    known = [n for n in list_notebooks() if n != "summary"] or list(planners())
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        unknown = [n for n in only if n not in known and n != "summary"]
+        if unknown or not only:
+            raise ValueError(f"unknown notebook(s) {list(unknown)}; choose from {', '.join(known)}.")
+    names = [n for n in known if only is None or n in only]
+    notes: dict[str, list[str]] = {}
+    splits: dict[tuple[str, int | None], tuple | None] = {}
+
+    def splits_of(spec: RunSpec):
+        key = (spec.dataset, spec.recipe.test_subset)
+        if key not in splits:
+            splits[key] = _load_splits(spec.dataset, spec.recipe.test_subset, prof, data_root) if check_store else None
+        return splits[key]
+
+    planned: list[PlannedRun] = []
+    seen: set[str] = set()
+    for name in names:
+        build = planners().get(name)
+        if build is None:
+            notes[name] = ["trains nothing."]
+            continue
+        accepted = inspect.signature(build).parameters
+        params = {k: v for k, v in notebook_defaults(name).items() if k in accepted and k not in ("profile", "device")}
+        if "imagenet" in accepted:  # never download weights for a plan: assume what the notebook would have
+            params["imagenet"] = _imagenet_assumed(prof, notes.setdefault(name, []))
+        try:
+            runs = build(prof, device=device, **params) if "device" in accepted else build(prof, **params)
+        except ValueError as exc:  # e.g. a table without a recipe for this profile: its notebook stops so
+            notes[name] = [f"not run under {prof.name}: {exc}"]
+            continue
+        notes[name] = notes.get(name, []) + list(runs.notes)
+        for spec, seed in runs.pairs():
+            if spec.init_from == FROM_FIRST_RUN:
+                first = splits_of(runs.first[0])
+                source = checkpoint_path(runs.first[0], prof, seed, *first) if first else None
+                spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
+            identity = _identity(spec, seed)
+            if identity in seen:  # Table 5's source run, already listed under Table 4
+                notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
+                continue
+            seen.add(identity)
+            planned.append(_planned(name, spec, seed, prof, splits_of(spec)))
+    rows = with_totals(cost_runs(planned, dev))
+    not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_CHECKED})
+    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev))
+
+
+def busy_note(device: torch.device) -> str:
+    """A warning when the machine ran other work while the CPU steps were timed: the 1-minute load
+    average above this process's own torch threads (which timing keeps busy) by more than 0.75.
+    Step times are then too long. Empty on a GPU, or where the load average cannot be read."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= torch.get_num_threads() + 0.75:
+        return ""
+    return (f"the machine was busy while timing (load average {load:.1f} on {cores} CPU(s)): other work slows "
+            "the timed steps down, so these estimates are likely too long; plan again when it is idle.")
+
+
+def _identity(spec: RunSpec, seed: int) -> str:
+    """Everything that makes a run the same run (its run key without the data), as text."""
+    cfg = spec.cfg.to_dict()
+    for k in ("device", "progress", "eval_batch_size"):
+        cfg.pop(k)
+    return json.dumps([spec.table, spec.label, spec.model, spec.dataset, spec.model_kwargs, cfg,
+                       [repr(a) for a in spec.augments()], str(spec.init_from), seed], sort_keys=True, default=str)
+
+
+def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None) -> PlannedRun:
+    if splits is None:
+        return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_CHECKED)
+    train, test = splits
+    if spec.init_from is not None and not Path(spec.init_from).is_file():
+        status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
+    else:
+        status = FINISHED if (run_dir(spec, profile, seed, train, test) / RESULT_NAME).is_file() else TO_TRAIN
+    return PlannedRun(notebook, spec, seed, len(train), len(test), status)
+
+
+def _imagenet_assumed(profile: Profile, notes: list[str]) -> bool:
+    """Whether the CBAM table's runs will have ImageNet weights: yes when the file is on disk; else
+    a profile that allows random weights runs without them, and one that does not downloads them
+    or stops (planned as if they were there, and noted)."""
+    from .tables.cbam import imagenet_weights_on_disk
+
+    if imagenet_weights_on_disk():
+        return True
+    if profile.allow_random_weights:
+        return False
+    notes.append("ResNet-50's ImageNet weights are not on disk: the notebook downloads them where it may, else "
+                 "stops; planned as if they were there.")
+    return True

@@ -1,0 +1,248 @@
+"""The cost plan (``reslab plan``): the runs it lists are the notebooks' runs, its CSV, totals,
+finished runs, errors, and the timing of one step."""
+
+from __future__ import annotations
+
+import inspect
+import math
+import time
+
+import pandas as pd
+import pytest
+import torch
+from torch import nn
+
+from reslab import cli, plan
+from reslab.experiment import RESULT_NAME, Recipe, RunSpec, load_splits, run_dir
+from reslab.tables import _common, cbam, drstn, selu, survey
+from reslab.train import TrainConfig
+
+STUB = plan.StepCost(device="cpu", gflops=0.5, timing="stub", train_fixed_s=0.01, train_per_image_s=0.001,
+                     eval_fixed_s=0.004, eval_per_image_s=0.0002, warmup_s=0.05, build_s=0.1, state_bytes=4000,
+                     optimizer_bytes=4000)
+
+
+@pytest.fixture
+def stub_timer(monkeypatch):
+    """Every network costs the same (the value does not matter here); records what was measured."""
+    measured = []
+
+    def fake(spec, device="cpu"):
+        measured.append(plan.measure_key(spec, device))
+        return STUB
+
+    monkeypatch.setattr(plan, "measure", fake)
+    return measured
+
+
+@pytest.fixture
+def runs(no_data_root, monkeypatch):
+    monkeypatch.setenv("RESLAB_RUNS", str(no_data_root / "runs"))
+    return no_data_root / "runs"
+
+
+class _Stop(Exception):
+    """Raised by the recorder once a run function has handed its runs over."""
+
+
+def _runs_of_run_function(name: str, monkeypatch) -> set[tuple]:
+    """``(table, label, model, dataset, seed)`` of every run the notebook's ``run_<table>()``
+    hands to training at the notebook's defaults (smoke), recorded instead of trained."""
+    recorded: set[tuple] = set()
+
+    def record(specs, seeds):
+        recorded.update((s.table, s.label, s.model, s.dataset, seed) for s in specs for seed in seeds)
+
+    def train(self, specs, seeds, data_root=None, force=False):
+        record(specs, seeds)
+        raise _Stop
+
+    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False):  # Table 5's Table 4 source
+        record(specs, seeds)
+        for seed in seeds:
+            path = run_dir(specs[0], profile, seed, *load_splits("cifar10", profile)) / "last.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.touch()
+
+    monkeypatch.setattr(_common.TableRun, "train", train)
+    monkeypatch.setattr(drstn, "run_specs", source_run)
+    function = {drstn.TABLE4: drstn.run_drstn_table4, drstn.TABLE5: drstn.run_drstn_table5,
+                selu.TABLE: selu.run_selu_ablation, cbam.TABLE: cbam.run_cbam, survey.TABLE: survey.run_survey}[name]
+    accepted = inspect.signature(function).parameters
+    params = {k: v for k, v in plan.notebook_defaults(name).items() if k in accepted and k not in ("out_dir",)}
+    params["profile"] = "smoke"
+    with pytest.raises(_Stop):
+        function(**params)
+    return recorded
+
+
+@pytest.mark.parametrize("name", [drstn.TABLE4, drstn.TABLE5, selu.TABLE, cbam.TABLE, survey.TABLE])
+def test_the_plan_lists_every_run_the_notebook_trains(name, runs, stub_timer, monkeypatch):
+    rows = plan.make_plan("smoke", only=[name], device="cpu").rows
+    planned = {(r.table, r.label, r.model, r.dataset, int(r.seed)) for r in rows[rows["kind"] == "run"].itertuples()}
+    assert planned == _runs_of_run_function(name, monkeypatch)
+    # One measurement per network, input shape and batch, not one per seed or data set.
+    assert len(stub_timer) == len(set(stub_timer)) <= len(planned)
+    assert len(stub_timer) == len({(r.model, r.input, r.batch_size, r.table == cbam.TABLE and "Scratch" in r.label)
+                                   for r in rows[rows["kind"] == "run"].itertuples()})
+
+
+def test_paper_plan_follows_the_notebook_defaults_and_counts_the_source_run_once(no_data_root, stub_timer):
+    result = plan.make_plan("paper", only=[drstn.TABLE4, drstn.TABLE5, drstn.TABLE1, selu.TABLE], device="cpu")
+    rows = result.rows[result.rows["kind"] == "run"]
+    by = {name: grp for name, grp in rows.groupby("notebook")}
+    assert len(by[drstn.TABLE4]) == 8 and set(by[drstn.TABLE4]["epochs"]) == {50}  # the notebook's seeds [0]
+    assert len(by[selu.TABLE]) == 7 * 10  # seeds None in the notebook: the recipe's 10 runs per row
+    assert set(by[selu.TABLE].loc[by[selu.TABLE]["label"].str.contains("2x"), "epochs"]) == {20}
+    assert list(by[drstn.TABLE5]["table"]) == [drstn.TABLE5] * 4  # its Table 4 source run is Table 4's row
+    assert any("counted under drstn_table4_cifar10" in n for n in result.notes[drstn.TABLE5])
+    assert drstn.TABLE1 not in by and "trains nothing" in result.notes[drstn.TABLE1][0]
+    alone = plan.make_plan("paper", only=[drstn.TABLE5], device="cpu").rows
+    assert list(alone.loc[alone["kind"] == "run", "table"]) == [drstn.TABLE4] + [drstn.TABLE5] * 4
+    # Without data the run store cannot be looked up, and the plan says so instead of failing.
+    assert set(rows["status"]) == {plan.NOT_CHECKED} and "run store not checked" in result.text()
+    planned = drstn.table4_runs("paper", seeds=[0])
+    assert list(by[drstn.TABLE4]["label"]) == [s.label for s in planned.specs]
+
+
+def test_csv_columns_and_totals(no_data_root, stub_timer, tmp_path):
+    result = plan.make_plan("smoke", only=[drstn.TABLE4, selu.TABLE], device="cpu")
+    path = result.write_csv(tmp_path / "plan.csv")
+    frame = pd.read_csv(path)
+    assert tuple(frame.columns) == plan.PLAN_COLUMNS
+    runs = frame[frame["kind"] == "run"]
+    assert (runs["minutes"] - runs["train_min"] - runs["eval_min"] - runs["overhead_min"]).abs().max() < 1e-9
+    for name in (drstn.TABLE4, selu.TABLE):
+        total = frame[(frame["kind"] == "notebook") & (frame["notebook"] == name)].iloc[0]
+        mine = runs[runs["notebook"] == name]
+        assert total["runs"] == len(mine) and total["minutes"] == pytest.approx(mine["minutes"].sum())
+        assert total["train_images"] == mine["train_images"].sum()
+    overall = frame[frame["kind"] == "overall"].iloc[0]
+    assert overall["runs"] == len(runs) == 8 + 10 and overall["minutes"] == pytest.approx(runs["minutes"].sum())
+    # Images and step count follow the recipe: Table 4 smoke is one step of 16 images, then one evaluation.
+    t4 = runs[runs["notebook"] == drstn.TABLE4].iloc[0]
+    test_images = len(load_splits("cifar10", "smoke")[1])  # synthetic here: fewer than the profile's 256
+    assert (t4["steps"], t4["train_images"], t4["eval_images"]) == (1, 16, test_images)
+    assert t4["train_tflops"] == pytest.approx(3 * 0.5 * 16 / 1e3)
+    assert t4["step_s"] == pytest.approx(0.01 + 0.001 * 16)
+
+
+def test_a_finished_run_costs_nothing_more(runs, stub_timer):
+    spec = drstn.table4_runs("smoke").specs[-1]
+    done = run_dir(spec, "smoke", 0, *load_splits("cifar10", "smoke")) / RESULT_NAME
+    done.parent.mkdir(parents=True)
+    done.write_text("{}")
+    rows = plan.make_plan("smoke", only=[drstn.TABLE4], device="cpu").rows
+    run = rows[(rows["kind"] == "run") & (rows["label"] == spec.label)].iloc[0]
+    assert run["status"] == plan.FINISHED and run["minutes_to_go"] == 0 and run["minutes"] > 0
+    total = rows[rows["kind"] == "overall"].iloc[0]
+    assert total["runs_to_go"] == 7 and total["minutes_to_go"] == pytest.approx(total["minutes"] - run["minutes"])
+
+
+def test_unknown_notebook_or_profile_is_a_clear_error(capsys):
+    with pytest.raises(ValueError, match="unknown profile 'papr'. Did you mean 'paper'"):
+        plan.make_plan("papr")
+    with pytest.raises(ValueError, match=r"unknown notebook\(s\) \['table9'\]; choose from datasets, "):
+        plan.make_plan("paper", only=["table9"])
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["plan", "--only", "table9"])
+    assert exc.value.code == 2 and "unknown notebook(s) ['table9']" in capsys.readouterr().err
+
+
+def test_the_command_prints_the_plan_and_writes_its_csv(no_data_root, stub_timer, capsys, tmp_path):
+    assert cli.main(["plan", "--profile", "smoke", "--only", "datasets", drstn.TABLE4, "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "step times measured on cpu" in out and "== datasets\n   trains nothing." in out
+    assert "== drstn_table4_cifar10" in out and "SKNet-18" in out and "[reslab] overall (smoke): 8 run(s)" in out
+    assert "[reslab] on this CPU" in out
+    default = plan.results_root() / "_plan" / "plan-smoke-cpu.csv"
+    assert f"plan written to {default}" in out and len(pd.read_csv(default)) == 8 + 2
+    own = tmp_path / "mine.csv"
+    assert cli.main(["plan", "--profile", "smoke", "--only", drstn.TABLE4, "--device", "cpu", "--csv", str(own)]) == 0
+    assert own.is_file()
+
+
+def test_smoke_plan_of_every_notebook_is_quick(no_data_root, stub_timer):
+    t0 = time.perf_counter()
+    result = plan.make_plan("smoke", device="cpu")
+    assert time.perf_counter() - t0 < 60
+    rows = result.rows[result.rows["kind"] == "run"]
+    assert set(rows["notebook"]) == {drstn.TABLE4, drstn.TABLE5, selu.TABLE, cbam.TABLE, survey.TABLE}
+    assert rows["minutes"].notna().all() and set(result.notes) >= {"datasets", drstn.TABLE1}
+
+
+# ------------------------------------------------------------------ timing one network
+
+
+def _spec(model: str, batch: int = 16, **cfg) -> RunSpec:
+    recipe = Recipe(TrainConfig(epochs=2, batch_size=batch, lr=0.01, device="cpu", progress=False, **cfg))
+    return RunSpec(table="t", label=model, model=model, dataset="cifar10", recipe=recipe)
+
+
+@pytest.fixture
+def tiny_models(monkeypatch):
+    from reslab.models import _registry
+
+    from conftest import tiny_cnn
+
+    class Broken(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.w = nn.Parameter(torch.zeros(1))
+
+        def forward(self, x):
+            raise RuntimeError("this network cannot step")
+
+    class NotOnMeta(nn.Module):  # reads a value, which the meta device has not got
+        def __init__(self, in_chans=3, num_classes=10):
+            super().__init__()
+            self.net = tiny_cnn(in_chans, num_classes)
+
+        def forward(self, x):
+            return self.net(x) * (1.0 if x.abs().sum().item() >= 0 else 0.0)
+
+    monkeypatch.setitem(_registry._MODELS, "tiny", lambda num_classes=10, in_chans=3, **kw: tiny_cnn(in_chans, num_classes))
+    monkeypatch.setitem(_registry._MODELS, "broken", lambda num_classes=10, in_chans=3, **kw: Broken())
+    monkeypatch.setitem(_registry._MODELS, "not_on_meta",
+                        lambda num_classes=10, in_chans=3, **kw: NotOnMeta(in_chans, num_classes))
+
+
+def test_a_step_is_measured_at_the_recipe_batch_with_its_flops(tiny_models):
+    cost = plan.measure(_spec("tiny", batch=16), "cpu")
+    assert cost.timed and cost.timing == "measured at batch 16" and cost.device == "cpu"
+    assert 0 < cost.step_s(16) < 5 and cost.eval_s(100, 50) > 0 and cost.state_bytes > 0 and cost.optimizer_bytes > 0
+    # FLOPs: counted on the meta device; a network that cannot run there is counted on one real image.
+    assert cost.gflops == pytest.approx(plan.forward_gflops(_spec("not_on_meta")), rel=1e-6) and cost.gflops > 0
+    assert plan.forward_gflops(_spec("not_on_meta")) == pytest.approx(
+        plan.measure(_spec("not_on_meta"), "cpu").gflops)
+
+
+def test_a_network_that_fails_is_not_timed_and_not_counted(tiny_models):
+    cost = plan.measure(_spec("broken"), "cpu")
+    assert not cost.timed and cost.timing == "not timed (RuntimeError: this network cannot step)"
+    rows = plan.with_totals(plan.cost_runs([plan.PlannedRun("nb", _spec("broken"), 0, 64, 32),
+                                            plan.PlannedRun("nb", _spec("tiny"), 0, 64, 32)], "cpu"))
+    assert math.isnan(rows.loc[0, "minutes"]) and rows.loc[1, "minutes"] > 0
+    overall = rows[rows["kind"] == "overall"].iloc[0]
+    assert overall["not_timed"] == 1 and overall["minutes"] == pytest.approx(rows.loc[1, "minutes"])
+    assert "1 run(s) not timed, not counted" in plan.total_line(overall, "total")
+
+
+def test_the_step_time_at_the_recipe_batch_comes_from_the_last_two_batches():
+    # A 2-image step is mostly fixed cost: the line through the last two points, not 2 -> 128 linearly.
+    fixed, per_image, how = plan._line([(2, 0.03), (34, 0.09)], 128)
+    assert how == "line through batches 2, 34" and fixed + per_image * 128 == pytest.approx(0.09 + 0.06 / 32 * 94)
+    assert plan._line([(34, 0.09), (128, 0.28)], 128)[2] == "measured at batch 128"
+    assert plan._line([(2, 1.5)], 64) == (0.0, 0.75, "scaled linearly from batch 2")
+    assert plan._line([(2, 0.05), (4, 0.04)], 64)[2] == "scaled linearly from batch 4"  # noise: no negative slope
+
+
+def test_durations_read_well():
+    assert [plan.duration(m) for m in (0.5, 12, 200, 5000, float("nan"))] == ["30 s", "12 min", "3.3 h", "3.5 days", "?"]
+
+
+def test_the_first_cpu_batch_follows_the_flops():
+    assert plan.first_cpu_batch(0.001, 128) == 128  # a tiny network: the recipe's batch at once
+    assert plan.first_cpu_batch(0.054, 128) == 23  # DRSTN V5 on CIFAR-10: a quarter of ~92 images
+    assert plan.first_cpu_batch(75.5, 64) == 1  # EfficientNet-B7 at 600x600: one image
+    assert plan.first_cpu_batch(float("nan"), 128) == 2
