@@ -174,9 +174,11 @@ def read_later() -> dict[tuple[str, str], list[str]]:
 # --------------------------------------------------------------------------------------------
 # The dependency closure
 
-#: What this project's GPU image holds, each with its own dependency closure: not bundled unless
-#: ``--have`` names the target's packages instead.
-STOCK_PREINSTALLED = ("torch", "torchvision", "timm", "pandas", "seaborn", "matplotlib", "tqdm")
+#: What this project's GPU image holds (of what reslab needs), each with its own dependency closure:
+#: not bundled unless ``--have`` names the target's packages instead. OpenCV, SciPy and scikit-learn
+#: (Table 1's Grad-CAM imports them; 100 MiB of wheels) are there too; ``run.sh`` checks every one.
+STOCK_PREINSTALLED = ("torch", "torchvision", "timm", "pandas", "seaborn", "matplotlib", "tqdm",
+                      "opencv-python-headless", "scipy", "scikit-learn")
 #: reslab requirements never bundled: not needed on a compute node.
 NOT_ON_TARGET = ("jupyterlab",)
 #: Declared dependencies that a headless run never imports, left out of the wheels (``--full``
