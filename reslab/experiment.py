@@ -418,6 +418,29 @@ def run_one(
     return row, history.assign(**spec.tags)
 
 
+def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
+              force: bool = False, fingerprints: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+    """One run in a process of its own (a job of the ``local`` or ``slurm`` executor, ``reslab
+    train``, each process of a ``torchrun``): load the spec's splits as :func:`run_specs` does, then
+    :func:`run_one`.
+
+    Args:
+        fingerprints: ``(train, test)`` fingerprints the caller saw: the run is refused when this
+            process reads other data (a data folder that differs between machines), so that a job
+            never files its run under a key the notebook does not look for.
+
+    Raises:
+        ValueError: when the data read here does not have ``fingerprints``.
+    """
+    train_data, test_data = load_splits(spec.dataset, profile, data_root, spec.recipe.test_subset)
+    seen = (train_data.fingerprint, test_data.fingerprint)
+    if fingerprints is not None and tuple(fingerprints) != seen:
+        raise ValueError(f"this process read {spec.dataset} with fingerprints {seen}, the caller {tuple(fingerprints)}: "
+                         f"the data differ between them. Give data_root (or $RESLAB_DATA) as a folder that every "
+                         f"machine running jobs reads identically.")
+    return run_one(spec, profile, seed, train_data, test_data, force=force)
+
+
 def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
                folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
