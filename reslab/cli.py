@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from .executor import DEFAULT_JOBS, EXECUTOR_ENV, EXECUTORS, JOBS_ENV, SLURM_ENV_PREFIX, SLURM_SETTINGS, Executor
 from .profiles import PROFILES, get_profile
 from .results import MANIFEST, add_to_manifest, results_root
 from .train import COMPILE_ENV, COMPILE_MODES
@@ -248,6 +249,16 @@ def _reproduce_parser() -> argparse.ArgumentParser:
                         "$RESLAB_COMPILE, else off); a speed setting that each result row records.")
     parser.add_argument("--results", help="The results root (default: $RESLAB_RESULTS, else results/ of the "
                         "checkout).")
+    parser.add_argument("--executor", choices=EXECUTORS,
+                        help="Where the runs are made: inline (in each notebook's process), local (a process per run on "
+                        "this machine, --jobs at once) or slurm (a SLURM job array per table; settings with --slurm). "
+                        f"Default: ${EXECUTOR_ENV}, else inline.")
+    parser.add_argument("--jobs", type=int, metavar="N",
+                        help=f"Runs at once: local processes, or the SLURM array's parallelism (default: ${JOBS_ENV}, "
+                        f"else {DEFAULT_JOBS} locally and no limit on SLURM).")
+    parser.add_argument("--slurm", action="append", default=[], metavar="NAME=VALUE",
+                        help="A SLURM setting (repeatable; default: $RESLAB_SLURM_<NAME>): " + "; ".join(
+                            f"{k}: {v}" for k, v in SLURM_SETTINGS.items()) + ".")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="Pass a parameter to every notebook that declares it (repeatable); VALUE is JSON when "
                         "it parses, e.g. --param 'seeds=[0, 1]', else text.")
@@ -256,6 +267,36 @@ def _reproduce_parser() -> argparse.ArgumentParser:
                         help="Run nothing; report the results whose code or data changed since they were made, "
                         "and exit 1 if there are any.")
     return parser
+
+
+def _executor_env(executor: str | None, jobs: int | None, slurm: list[str]) -> None:
+    """Put the executor settings where every notebook's kernel reads them (its environment),
+    after checking them all (:class:`reslab.executor.Executor`).
+
+    Raises:
+        ValueError: for a setting that is not ``NAME=VALUE``, an unknown name or an invalid value.
+    """
+    env = {}
+    if executor:
+        env[EXECUTOR_ENV] = executor
+    if jobs is not None:
+        env[JOBS_ENV] = str(jobs)
+    for item in slurm:
+        name, eq, value = item.partition("=")
+        if not eq or not name.strip():
+            raise ValueError(f"--slurm {item!r}: write NAME=VALUE, e.g. --slurm partition=gpu.")
+        env[SLURM_ENV_PREFIX + name.strip().upper()] = value
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        Executor.resolve()  # every setting checked before a notebook starts
+    except ValueError:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        raise
 
 
 def reproduce(argv: list[str] | None = None) -> int:
@@ -294,6 +335,10 @@ def reproduce(argv: list[str] | None = None) -> int:
         params["device"] = args.device
     if args.compile:
         os.environ[COMPILE_ENV] = args.compile  # the notebooks' kernels inherit it
+    try:
+        _executor_env(args.executor, args.jobs, args.slurm)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.param:
         try:
             params |= _notebook_params(args.param, [n for n in names if n not in ACROSS_PROFILES], folder)

@@ -35,6 +35,7 @@ import pandas as pd
 import torch
 
 from .data import Augment, BatchLoader, Dataset, load_dataset
+from .executor import Executor, Outcome, Submission, run_jobs
 from .models import count_params, create_model
 from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import file_sha256, make_row, results_root, write_csv, write_json
@@ -520,18 +521,24 @@ def run_specs(
     data_root: str | os.PathLike | None = None,
     force: bool = False,
     splits: dict[str, tuple[Dataset, Dataset]] | None = None,
+    executor: "str | Executor | None" = None,
 ) -> Runs:
     """Run every spec for every seed (data loaded once per data set).
 
     Args:
         splits: Splits already loaded, ``{dataset: (train, test)}``; missing ones are loaded with
             the profile's subsets (and the recipe's ``test_subset``) and added to it.
+        executor: Where the runs not yet finished are made (:mod:`reslab.executor`): ``inline``
+            (here, one after the other), ``local`` (processes on this machine, ``$RESLAB_JOBS`` at
+            once) or ``slurm`` (a job array); ``None``: ``$RESLAB_EXECUTOR``, else ``inline``. With
+            ``local`` and ``slurm``, a run whose job failed gets a row with ``status`` ``not run:
+            <why> (log: <path>)``, no numbers, and the other rows as usual.
 
     Returns:
-        A :class:`Runs` (unpacks as ``rows, histories``).
+        A :class:`Runs` (unpacks as ``rows, histories``); every row has a ``status``.
 
     Raises:
-        ValueError: on an empty ``seeds`` or ``specs``.
+        ValueError: on an empty ``seeds`` or ``specs``, or an unknown executor.
     """
     if not specs:
         raise ValueError("no runs to make: specs is empty.")
@@ -543,16 +550,64 @@ def run_specs(
     for spec in specs:
         if spec.dataset not in splits:
             splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
+    ex = Executor.resolve(executor)
     estimate = announce_cost(specs, prof, seeds, splits, force)
     if estimate:
         print(estimate, flush=True)
+    pairs = [(spec, seed) for spec in specs for seed in seeds]
+    outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, data_root, force)
     rows, histories = [], []
-    for spec in specs:
-        for seed in seeds:
-            row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force)
-            rows.append(row)
-            histories.append(hist)
-    return Runs(pd.DataFrame(rows), pd.concat(histories, ignore_index=True), splits)
+    for spec, seed in pairs:
+        outcome = outcomes.get((spec.label, seed))
+        if outcome is not None and not outcome.finished:
+            rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome))
+            continue
+        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline)
+        if outcome is not None:  # trained by a job of this call, not reused
+            row["reused"] = False
+        rows.append(row | {"status": FINISHED})
+        histories.append(hist)
+    history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["label", "epoch"])
+    return Runs(pd.DataFrame(rows), history, splits)
+
+
+#: ``status`` of a run whose result row is in the run store; any other status starts with ``not run``.
+FINISHED = "finished"
+NOT_RUN = "not run"
+
+
+def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
+                 splits: dict[str, tuple[Dataset, Dataset]], data_root: str | os.PathLike | None,
+                 force: bool) -> dict[tuple[str, int], Outcome]:
+    """Make the runs of ``pairs`` that are not finished (all of them with ``force``) as jobs of
+    ``ex``; ``{(label, seed): outcome}`` of those submitted."""
+    pending = [(spec, seed) for spec, seed in pairs
+               if force or not (run_dir(spec, prof, seed, *splits[spec.dataset]) / RESULT_NAME).is_file()]
+    if not pending:
+        return {}
+    root = str(Path(data_root).expanduser().resolve()) if data_root is not None else None
+    subs = [Submission(spec=spec, profile=prof.name, seed=seed, data_root=root, force=force,
+                       fingerprints=tuple(d.fingerprint for d in splits[spec.dataset]),
+                       runs_root=str(runs_root().resolve())) for spec, seed in pending]
+    outcomes = run_jobs(ex, subs, table=pending[0][0].table, profile=prof.name)
+    return {(o.label, o.seed): o for o in outcomes}
+
+
+def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
+                 outcome: Outcome) -> dict[str, Any]:
+    """The row of a run whose job did not finish: what it is, why not, where its log is; no numbers.
+    Its evidence is at most ``budget`` (a table row missing some of its runs is not the protocol)."""
+    kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides),
+                             [train_data.data_source, test_data.data_source],
+                             complete=train_data.subset is None and test_data.subset is None)
+    kind, note = weakest_evidence([kind, BUDGET], [note, f"{spec.label} seed {seed} not run"])
+    nan = float("nan")
+    return {"table": spec.table, "model": spec.model, "dataset": spec.dataset, "data_source": train_data.data_source,
+            "profile": prof.name, "seed": seed, "epochs": nan, "final_acc": nan, "best_acc": nan, "train_acc": nan,
+            "label": spec.label, "reused": False,
+            "run_dir": relative_to_runs(run_dir(spec, prof, seed, train_data, test_data)), **spec.tags,
+            "evidence": kind, "evidence_note": note,
+            "status": f"{NOT_RUN}: {outcome.error} (log: {relative_to_runs(outcome.log)})"}
 
 
 def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
@@ -593,20 +648,21 @@ def _device_type(device: str) -> str | None:
 
 
 def summarise(rows: pd.DataFrame, by: Sequence[str] = ("label", "model", "dataset")) -> pd.DataFrame:
-    """Mean, standard deviation and n over seeds of final- and best-epoch accuracy.
+    """Mean, standard deviation and n over seeds of final- and best-epoch accuracy (``n`` counts the
+    runs made; a run ``not run`` adds nothing but makes its group's evidence at most ``budget``).
 
     The data sources, profile, epochs, devices, precision and parameter counts are carried along
     (they must agree within a group; if not, the group lists them all), and the group's evidence is
     the weakest of its runs (:func:`weakest_evidence`).
     """
-    def join(values: pd.Series) -> str:
-        return ",".join(sorted({str(v) for v in values}))
+    def join(values: pd.Series) -> str:  # runs not made (``status`` not run) have no values
+        return ",".join(sorted({str(v) for v in values if pd.notna(v)}))
 
     grouped = rows.groupby(list(by), sort=False)
     out = grouped.agg(
         best_acc_mean=("best_acc", "mean"), best_acc_std=("best_acc", "std"),
         final_acc_mean=("final_acc", "mean"), final_acc_std=("final_acc", "std"),
-        train_acc_mean=("train_acc", "mean"), n=("seed", "count"),
+        train_acc_mean=("train_acc", "mean"), n=("best_acc", "count"),
         params=("params", "first"), trainable_params=("trainable_params", "first"),
         epochs=("epochs", join), data_source=("data_source", join), profile=("profile", join),
         seeds=("seed", join), device=("device", join),

@@ -25,7 +25,9 @@ import pandas as pd
 
 from .. import plots
 from ..data import Dataset
-from ..experiment import Recipe, Runs, RunSpec, run_specs
+from ..executor import Executor
+from ..executor import describe as describe_executor
+from ..experiment import NOT_RUN, Recipe, Runs, RunSpec, run_specs
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import output_dir, save_figure, scratch_note, write_csv, write_manifest, writes_to_scratch
 
@@ -216,9 +218,11 @@ class TableRun:
         splits: Every split loaded so far, ``{dataset: (train, test)}`` (described in the manifest).
     """
 
-    def __init__(self, table: str, profile: str | Profile, out_dir: str | os.PathLike | None = None):
+    def __init__(self, table: str, profile: str | Profile, out_dir: str | os.PathLike | None = None,
+                 executor: str | Executor | None = None):
         self.table = table
         self.profile = resolve_profile(profile)
+        self.executor = Executor.resolve(executor)
         self.t0 = time.perf_counter()
         self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False))
         self.scratch = writes_to_scratch(out_dir)
@@ -232,8 +236,10 @@ class TableRun:
 
     def train(self, specs: Sequence[RunSpec], seeds: Sequence[int], data_root: str | os.PathLike | None = None,
               force: bool = False) -> Runs:
-        """Train or reuse every spec for every seed (:func:`reslab.experiment.run_specs`)."""
-        runs = run_specs(specs, self.profile, seeds, data_root=data_root, force=force, splits=self.splits)
+        """Train or reuse every spec for every seed (:func:`reslab.experiment.run_specs`), through the
+        call's executor."""
+        runs = run_specs(specs, self.profile, seeds, data_root=data_root, force=force, splits=self.splits,
+                         executor=self.executor)
         self._rows.append(runs.rows)
         return runs
 
@@ -260,6 +266,11 @@ class TableRun:
             reused = int(rows["reused"].sum())
             if reused:
                 notes.append(f"{reused} of {len(rows)} runs reused from the run store (force=True retrains).")
+            missing = rows[rows["status"].astype(str).str.startswith(NOT_RUN)] if "status" in rows else rows.iloc[:0]
+            if len(missing):
+                notes.append(f"{len(missing)} of {len(rows)} runs NOT RUN (their rows have no numbers; run the "
+                             "notebook again to make them, finished runs are reused): " + "; ".join(
+                                 f"{r.label} seed {r.seed}: {r.status}" for r in missing.itertuples()) + ".")
         return notes
 
     def finish(self, parameters: dict[str, Any], **extra: Any) -> TableOutput:
@@ -271,5 +282,5 @@ class TableRun:
         data = [d.describe() for pair in self.splits.values() for d in pair]
         data += [d.describe() for d in self._extra_data]
         self.out.save(self.table, self.profile.name, data, time.perf_counter() - self.t0,
-                      parameters=parameters, **extra)
+                      parameters=parameters, executor=describe_executor(self.executor), **extra)
         return self.out

@@ -368,6 +368,7 @@ def run_cbam(
     weights: str = "imagenet",
     rows: Sequence[str] | None = None,
     force: bool = False,
+    executor: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> TableOutput:
     """Train the table's rows and compare them with the seed's table and log.
@@ -389,13 +390,15 @@ def run_cbam(
             (every row from random weights: an override).
         rows: Printed row labels (all their readings) or full labels; ``None``: every row.
         force: Retrain finished runs.
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 
     Raises:
         ValueError: unknown profile, weights or row, bad budgets or resize.
         PretrainedWeightsError: ImageNet weights missing where the profile allows no substitute.
     """
-    run = TableRun(TABLE, profile, out_dir)
+    run = TableRun(TABLE, profile, out_dir, executor)
     planned = cbam_runs(run.profile, seeds, epochs, max_steps, resize, device, weights, rows)
     seeds, recipe = planned.seeds, planned.recipe
     run.out.notes += planned.notes

@@ -263,6 +263,7 @@ def run_drstn_table4(
     max_steps: int | None = None,
     batch_size: int | None = None,
     force: bool = False,
+    executor: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> TableOutput:
     """Train the eight Table 4 networks on CIFAR-10 and compare their best accuracy with the paper.
@@ -284,9 +285,11 @@ def run_drstn_table4(
         epochs, max_steps, batch_size: Override the profile's recipe (``None`` keeps it; any
             other value makes the rows ``budget``).
         force: Retrain finished runs.
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
     """
-    run = TableRun(TABLE4, profile, out_dir)
+    run = TableRun(TABLE4, profile, out_dir, executor)
     planned = table4_runs(run.profile, device, seeds, models, epochs, max_steps, batch_size)
     specs, seeds, recipe = planned.specs, planned.seeds, planned.recipe
     rows, hist = run.train(specs, seeds, data_root, force)
@@ -365,7 +368,7 @@ def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     if not path.is_file():
         run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 checkpoint ({run.profile}) was missing, so it was "
                              f"trained first with Table 4's {run.profile} recipe.")
-        run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits)
+        run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits, executor=run.executor)
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")
     return path
@@ -416,6 +419,7 @@ def run_drstn_table5(
     batch_size: int | None = None,
     source_checkpoint: str | os.PathLike | None = None,
     force: bool = False,
+    executor: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> TableOutput:
     """Transfer DRSTN V5 from CIFAR-10 to MNIST and Fashion-MNIST, beside training from scratch.
@@ -438,12 +442,14 @@ def run_drstn_table5(
         epochs, max_steps, batch_size: Override the profile's Table 5 recipe.
         source_checkpoint: A DRSTN V5 CIFAR-10 ``last.pt`` to start every seed from.
         force: Retrain finished target runs (the source runs are never retrained here).
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 
     Raises:
         FileNotFoundError: if ``source_checkpoint`` does not exist.
     """
-    run = TableRun(TABLE5, profile, out_dir)
+    run = TableRun(TABLE5, profile, out_dir, executor)
     planned = table5_runs(run.profile, device, seeds, datasets, epochs, max_steps, batch_size, source_checkpoint)
     seeds, recipe = planned.seeds, planned.recipe
     parts = []

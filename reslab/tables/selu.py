@@ -249,6 +249,7 @@ def run_selu_ablation(
     variants: Sequence[str] | None = None,
     device: str = "auto",
     force: bool = False,
+    executor: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> TableOutput:
     """Train the ablation of Tables 2-5 and compare it with the paper.
@@ -269,13 +270,15 @@ def run_selu_ablation(
         variants: Row labels (:data:`VARIANTS`); default the recipe's; missing baselines are added.
         device: ``auto``, ``cpu``, ``cuda``...
         force: Retrain finished runs.
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 
     Raises:
         ValueError: unknown profile, variant or device; bad seeds or budgets.
         FileNotFoundError: no real data for a profile that needs it.
     """
-    run = TableRun(TABLE, profile, out_dir)
+    run = TableRun(TABLE, profile, out_dir, executor)
     planned = selu_runs(run.profile, seeds, epochs, max_steps, batch_size, variants, device)
     specs, seed_list, recipe, notes = planned.specs, planned.seeds, planned.recipe, planned.notes
     rows_wanted = [_BY_LABEL[s.label] for s in specs]

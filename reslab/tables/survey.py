@@ -321,6 +321,7 @@ def run_survey(
     budget: int | None = None,
     max_steps: int | None = None,
     force: bool = False,
+    executor: str | None = None,
     out_dir: str | os.PathLike | None = None,
 ) -> TableOutput:
     """Parameters, consistency of the printed numbers, budgeted training and the error/params figure.
@@ -339,12 +340,14 @@ def run_survey(
         budget: Epochs for every model (a fixed-epoch ranking, ``budget``); ``None`` = each recipe's.
         max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 1).
         force: Retrain runs that are already finished.
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
 
     Raises:
         ValueError: unknown profile, model or data set, EfficientNet-B7 outside ``paper``, bad budget.
     """
-    run = TableRun(TABLE, profile, out_dir)
+    run = TableRun(TABLE, profile, out_dir, executor)
     planned = survey_runs(run.profile, device, seeds, models, datasets, budget, max_steps)
     specs, seeds, datasets = planned.specs, planned.seeds, list(datasets)
     models = list(dict.fromkeys(s.model for s in specs))

@@ -1,0 +1,425 @@
+"""Where a table's runs are made: in the notebook's process, as local processes, or as SLURM jobs.
+
+An executor (:class:`Executor`) is chosen by a notebook's ``executor`` parameter, ``reslab
+reproduce --executor`` or ``$RESLAB_EXECUTOR`` (default ``inline``):
+
+- ``inline``: every run in the notebook's own process, one after the other (no submitit needed);
+- ``local``: each run (model x seed) a process of its own on this machine, through submitit's
+  local executor, ``jobs`` of them at once (``$RESLAB_JOBS``, default 2). On one GPU they share
+  the device: the CIFAR-size networks here leave most of a large GPU idle;
+- ``slurm``: each run a SLURM job through submitit, submitted as one job array per call (one GPU
+  per run by default; ``gpus`` > 1 runs one process per GPU under DistributedDataParallel).
+  Settings come from ``$RESLAB_SLURM_<NAME>`` (:data:`SLURM_SETTINGS`); the run store
+  (``$RESLAB_RUNS``) and the data must sit on a filesystem every node reads.
+
+:func:`run_jobs` submits the runs that are not finished, waits with a progress bar of finished
+runs, and reports each run that did not finish with the path of its log. A job whose process
+died without a Python error (killed, preempted, its node lost) is submitted again up to
+``retries`` times and resumes from its last epoch checkpoint; a job that SLURM stops at its time
+limit or preempts is requeued by submitit's checkpointing hook (:class:`RunJob`) and resumes the
+same way. A job that raised is not retried: the same error would come back.
+
+Logs of each job are in ``<run store>/_jobs/<profile>/<table>/`` (``<job id>_0_log.err`` /
+``.out``; a job array's ``<array id>_<index>_0_log.*``); the run folder's ``job.json`` says which
+job, host and process trained it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from tqdm.auto import tqdm
+
+EXECUTORS = ("inline", "local", "slurm")
+EXECUTOR_ENV = "RESLAB_EXECUTOR"
+JOBS_ENV = "RESLAB_JOBS"
+SLURM_ENV_PREFIX = "RESLAB_SLURM_"
+#: SLURM settings, each from ``$RESLAB_SLURM_<NAME>`` (or ``reslab reproduce --slurm NAME=VALUE``):
+#: name -> what it sets.
+SLURM_SETTINGS = {
+    "partition": "sbatch --partition",
+    "account": "sbatch --account",
+    "qos": "sbatch --qos",
+    "constraint": "sbatch --constraint (e.g. a100)",
+    "time": "time limit per job in minutes, or D-HH:MM:SS / HH:MM:SS (default 1440)",
+    "gpus": "GPUs per run, one process each under DistributedDataParallel (default 1)",
+    "nodes": "nodes per run (default 1)",
+    "cpus": "CPUs per process (default 8)",
+    "mem": "memory per node, e.g. 64G (default: the partition's)",
+    "setup": "shell lines run before each job, separated by ';' (e.g. module load cuda; source venv/bin/activate)",
+    "extra": "further sbatch options, 'key=value' separated by ';' (e.g. mail-type=END;exclude=node3)",
+}
+#: The files of a job in the run folder it trains.
+JOB_FILE = "job.json"
+DEFAULT_JOBS = 2
+DEFAULT_TIME_MIN = 24 * 60
+
+
+@dataclass(frozen=True)
+class Executor:
+    """How a table's runs are made (:data:`EXECUTORS`).
+
+    Attributes:
+        kind: ``inline``, ``local`` or ``slurm``.
+        jobs: Runs at once: local processes, or the job array's parallelism on SLURM
+            (``None``: :data:`DEFAULT_JOBS` locally, no limit on SLURM).
+        slurm: :data:`SLURM_SETTINGS` given, as strings.
+        retries: Submissions again of a run whose job died without a Python error.
+        poll_s: Seconds between looks at the jobs.
+    """
+
+    kind: str = "inline"
+    jobs: int | None = None
+    slurm: dict[str, str] = field(default_factory=dict)
+    retries: int = 1
+    poll_s: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {self.kind!r} (set by the notebook's executor "
+                             f"parameter, reslab reproduce --executor, or ${EXECUTOR_ENV}).")
+        if self.jobs is not None and (isinstance(self.jobs, bool) or int(self.jobs) < 1):
+            raise ValueError(f"jobs (runs at once, ${JOBS_ENV}) must be a positive integer, got {self.jobs!r}.")
+        unknown = sorted(set(self.slurm) - set(SLURM_SETTINGS))
+        if unknown:
+            raise ValueError(f"unknown SLURM setting(s) {unknown}; known: {sorted(SLURM_SETTINGS)} "
+                             f"(${SLURM_ENV_PREFIX}<NAME> or --slurm NAME=VALUE).")
+        if self.kind == "slurm":
+            self.slurm_parameters()  # every setting checked before anything is submitted
+
+    @classmethod
+    def resolve(cls, executor: "str | Executor | None" = None) -> "Executor":
+        """The executor named (``None``: ``$RESLAB_EXECUTOR``, else ``inline``), with ``jobs`` from
+        ``$RESLAB_JOBS`` and the SLURM settings from ``$RESLAB_SLURM_<NAME>``.
+
+        Raises:
+            ValueError: for an unknown executor or setting, or a setting that is not valid.
+        """
+        if isinstance(executor, Executor):
+            return executor
+        kind = (executor or os.environ.get(EXECUTOR_ENV, "") or "inline").strip().lower()
+        jobs = os.environ.get(JOBS_ENV, "").strip()
+        if jobs and not jobs.isdigit():
+            raise ValueError(f"${JOBS_ENV}={jobs!r}: give the number of runs at once, e.g. 4.")
+        slurm = {k[len(SLURM_ENV_PREFIX):].lower(): v for k, v in os.environ.items()
+                 if k.startswith(SLURM_ENV_PREFIX) and v.strip()}
+        return cls(kind=kind, jobs=int(jobs) if jobs else None, slurm=slurm)
+
+    @property
+    def inline(self) -> bool:
+        return self.kind == "inline"
+
+    @property
+    def gpus_per_run(self) -> int:
+        return _positive(self.slurm.get("gpus", "1"), "gpus") if self.kind == "slurm" else 1
+
+    def slurm_parameters(self, array_size: int | None = None) -> dict[str, Any]:
+        """The parameters of submitit's ``SlurmExecutor`` for these settings (one task per GPU).
+
+        Raises:
+            ValueError: naming a setting that is not valid.
+        """
+        s = self.slurm
+        gpus = _positive(s.get("gpus", "1"), "gpus")
+        params: dict[str, Any] = {
+            "job_name": "reslab",
+            "time": parse_minutes(s.get("time", str(DEFAULT_TIME_MIN))),
+            "nodes": _positive(s.get("nodes", "1"), "nodes"),
+            "ntasks_per_node": gpus,
+            "gpus_per_node": gpus,
+            "cpus_per_task": _positive(s.get("cpus", "8"), "cpus"),
+            "signal_delay_s": 120,  # time to finish the step and leave before SLURM's kill
+        }
+        for name in ("partition", "account", "qos", "constraint", "mem"):
+            if s.get(name):
+                params[name] = s[name].strip()
+        if s.get("setup"):
+            params["setup"] = [line.strip() for line in s["setup"].split(";") if line.strip()]
+        if s.get("extra"):
+            params["additional_parameters"] = parse_options(s["extra"])
+        if self.jobs is not None:
+            params["array_parallelism"] = int(self.jobs)
+        return params
+
+
+def _positive(value: str, name: str) -> int:
+    text = str(value).strip()
+    if not text.isdigit() or int(text) < 1:
+        raise ValueError(f"SLURM setting {name}={value!r} must be a positive whole number "
+                         f"(${SLURM_ENV_PREFIX}{name.upper()}).")
+    return int(text)
+
+
+def parse_minutes(value: str) -> int:
+    """A SLURM time limit as whole minutes: ``90``, ``1:30:00``, ``2-00:00:00``.
+
+    Raises:
+        ValueError: for any other form.
+    """
+    text = str(value).strip()
+    days, _, clock = text.rpartition("-") if "-" in text else ("0", "", text)
+    parts = clock.split(":")
+    if not (days.isdigit() and all(p.isdigit() for p in parts) and 1 <= len(parts) <= 3):
+        raise ValueError(f"SLURM setting time={value!r}: give minutes (1440), HH:MM:SS (24:00:00) or D-HH:MM:SS.")
+    if len(parts) == 1:
+        minutes = int(parts[0])
+    else:
+        h, m, sec = ([int(p) for p in parts] + [0])[:3] if len(parts) == 2 else [int(p) for p in parts]
+        minutes = h * 60 + m + (1 if sec else 0)
+    minutes += int(days) * 24 * 60
+    if minutes < 1:
+        raise ValueError(f"SLURM setting time={value!r} must be at least one minute.")
+    return minutes
+
+
+def parse_options(text: str) -> dict[str, str]:
+    """``'mail-type=END;exclude=node3'`` -> ``{"mail-type": "END", "exclude": "node3"}``.
+
+    Raises:
+        ValueError: for an entry without ``=``.
+    """
+    options = {}
+    for item in (i.strip() for i in text.split(";")):
+        if not item:
+            continue
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip().lstrip("-"):
+            raise ValueError(f"SLURM setting extra: {item!r} is not key=value; write e.g. 'mail-type=END;exclude=node3'.")
+        options[key.strip().lstrip("-")] = value.strip()
+    return options
+
+
+# --------------------------------------------------------------------------------------------
+# The job
+
+
+@dataclass
+class Submission:
+    """One run to make as a job: what :class:`RunJob` is called with."""
+
+    spec: Any  # reslab.experiment.RunSpec
+    profile: str
+    seed: int
+    data_root: str | None
+    fingerprints: tuple[str, str]
+    runs_root: str
+    force: bool = False
+
+
+class RunJob:
+    """The callable each job runs: one run (:func:`reslab.experiment.run_alone`) in the job's
+    process(es). On SLURM with several GPUs per run, each process is one rank of
+    DistributedDataParallel. :meth:`checkpoint` is submitit's hook at the time limit or on
+    preemption: the job is requeued and resumes from the run's last epoch checkpoint."""
+
+    def __call__(self, sub: Submission) -> dict[str, Any]:
+        os.environ["RESLAB_RUNS"] = sub.runs_root  # the store the caller reads, whatever this node's default
+        from . import experiment
+
+        spec = dataclasses.replace(sub.spec, recipe=sub.spec.recipe.replace(progress=False))
+        if str(spec.cfg.device).startswith("cuda:"):  # a job sees only its own GPUs
+            spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device="cuda"))
+        dist = _init_distributed(spec.cfg.device)
+        folder = experiment.run_dir(spec, sub.profile, sub.seed, *sub.fingerprints)
+        if dist.get("rank", 0) == 0:
+            if sub.force:  # retrain: as run_one(force=True) would, but keeping this job's record
+                shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True, exist_ok=True)
+            _write_job_file(folder)
+        _barrier()
+        row, _ = experiment.run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints)
+        return {"label": row["label"], "seed": row["seed"], "best_acc": row["best_acc"], "run_dir": row["run_dir"]}
+
+    def checkpoint(self, sub: Submission) -> Any:
+        """Requeue with the same run; it resumes from ``last.pt`` (never retrains from scratch)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(RunJob(), dataclasses.replace(sub, force=False))
+
+
+def _init_distributed(device: str) -> dict[str, int]:
+    """Initialise DistributedDataParallel when the job has several processes (``gpus`` > 1)."""
+    try:
+        from . import distributed
+    except ImportError:  # a single-process build of the package
+        return {"rank": 0, "world_size": 1}
+    dist = distributed.init_from_env(device)
+    return {"rank": dist.rank, "world_size": dist.world_size}
+
+
+def _barrier() -> None:
+    try:
+        from . import distributed
+    except ImportError:
+        return
+    distributed.barrier()
+
+
+def _write_job_file(folder: Path) -> None:
+    from .results import write_json
+
+    env = {k: os.environ[k] for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
+                                      "SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_EXECUTOR") if k in os.environ}
+    write_json({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                **{k.lower(): v for k, v in env.items()}}, folder / JOB_FILE)
+
+
+# --------------------------------------------------------------------------------------------
+# Submitting and waiting
+
+
+@dataclass
+class Outcome:
+    """What became of one submitted run.
+
+    Attributes:
+        label, seed: The run.
+        finished: Whether its result row is in the run store.
+        error: Why not (the exception's last line), ``""`` if finished.
+        log: The job's log (stderr) to read.
+        attempts: Jobs submitted for it.
+    """
+
+    label: str
+    seed: int
+    finished: bool
+    error: str = ""
+    log: str = ""
+    attempts: int = 1
+
+
+def jobs_folder(profile: str, table: str) -> Path:
+    """Where the jobs of ``table`` keep their logs: ``<run store>/_jobs/<profile>/<table>``."""
+    from .experiment import runs_root
+
+    return runs_root() / "_jobs" / profile / table
+
+
+def _submitit_executor(executor: Executor, folder: Path, gpu: int | None = None):
+    try:
+        import submitit
+    except ImportError as exc:
+        raise ImportError(f"the {executor.kind!r} executor needs submitit: pip install submitit "
+                          "(or run the table with executor='inline').") from exc
+    if executor.kind == "local":
+        ex = submitit.LocalExecutor(folder=folder, max_num_timeout=3)
+        ex.update_parameters(timeout_min=60 * 24 * 30, gpus_per_node=0 if gpu is None else 1,
+                             **({"visible_gpus": (gpu,)} if gpu is not None else {}))
+    else:
+        ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
+        ex.update_parameters(**executor.slurm_parameters())
+    return ex
+
+
+def _local_gpus() -> int:
+    try:
+        import torch
+
+        return torch.cuda.device_count()
+    except Exception:  # no torch CUDA: the jobs run on the CPU
+        return 0
+
+
+def submit(executor: Executor, subs: Sequence[Submission], folder: Path, gpu: int | None = None) -> list[Any]:
+    """Submit ``subs`` (SLURM: one job array; local: one process each) and return submitit's jobs."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ex = _submitit_executor(executor, folder, gpu)
+    if executor.kind == "slurm" and len(subs) > 1:
+        with ex.batch():
+            jobs = [ex.submit(RunJob(), sub) for sub in subs]
+        return jobs
+    return [ex.submit(RunJob(), sub) for sub in subs]
+
+
+def _failure(job: Any) -> tuple[str, bool]:
+    """``(why the job did not finish, whether submitting it again may help)``."""
+    from submitit.core.utils import UncompletedJobError
+
+    exc = job.exception()
+    if exc is None:
+        return "", False
+    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
+    retriable = isinstance(exc, UncompletedJobError)
+    if retriable:
+        return f"the job stopped without a Python error (killed, preempted or its node lost; state {job.state})", True
+    # A FailedJobError holds the traceback: its last line is the error itself.
+    return (lines[-1] if lines else type(exc).__name__)[:500], False
+
+
+def run_jobs(executor: Executor, subs: Sequence[Submission], table: str, profile: str) -> list[Outcome]:
+    """Make every submission as a job, ``jobs`` at once, and wait with a progress bar of finished
+    runs. Returns one :class:`Outcome` per submission, in order.
+
+    Raises:
+        ImportError: when submitit is not installed.
+        ValueError: for the ``inline`` executor (nothing to submit).
+    """
+    if executor.inline:
+        raise ValueError("run_jobs makes runs as jobs; the inline executor runs them in this process.")
+    folder = jobs_folder(profile, table)
+    poll = executor.poll_s if executor.poll_s is not None else (1.0 if executor.kind == "local" else 30.0)
+    # SLURM: every run in one job array, its parallelism set by ``jobs``; locally ``jobs`` processes.
+    limit = (executor.jobs or DEFAULT_JOBS) if executor.kind == "local" else len(subs)
+    gpus = _local_gpus() if executor.kind == "local" else 0
+    outcomes: dict[int, Outcome] = {}
+    attempts = {i: 0 for i in range(len(subs))}
+    queue = list(range(len(subs)))
+    active: dict[int, Any] = {}
+    at_once = limit if executor.kind == "local" else (executor.jobs or "all")
+    print(f"[reslab] {len(subs)} run(s) of {table} as {executor.kind} jobs ({at_once} at once); logs in {folder}",
+          flush=True)
+    bar = tqdm(total=len(subs), desc=f"{table}: runs finished", unit="run")
+    try:
+        while queue or active:
+            room = limit - len(active)
+            if queue and room > 0:
+                batch, queue = queue[:room], queue[room:]
+                if executor.kind == "local":
+                    jobs = [submit(executor, [subs[i]], folder, gpu=(i % gpus) if gpus else None)[0] for i in batch]
+                else:
+                    jobs = submit(executor, [subs[i] for i in batch], folder)
+                for i, job in zip(batch, jobs):
+                    active[i] = job
+                    attempts[i] += 1
+            time.sleep(poll if active else 0)
+            for i, job in list(active.items()):
+                if not job.done():
+                    continue
+                del active[i]
+                error, retriable = _failure(job)
+                if error and retriable and attempts[i] <= executor.retries:
+                    print(f"[reslab] {subs[i].spec.label} seed {subs[i].seed}: {error}; submitted again, it resumes "
+                          f"from its last checkpoint (log of the stopped job: {job.paths.stderr})", flush=True)
+                    queue.insert(0, i)
+                    continue
+                outcomes[i] = Outcome(subs[i].spec.label, subs[i].seed, finished=not error, error=error,
+                                      log=str(job.paths.stderr), attempts=attempts[i])
+                bar.update(1)
+    except KeyboardInterrupt:
+        for job in active.values():
+            job.cancel(check=False)
+        raise
+    finally:
+        bar.close()
+    for o in outcomes.values():
+        if not o.finished:
+            print(f"[reslab] NOT RUN: {o.label} seed {o.seed}: {o.error}\n         log: {o.log}", file=sys.stderr,
+                  flush=True)
+    return [outcomes[i] for i in range(len(subs))]
+
+
+def describe(executor: Executor) -> str:
+    """One line for a manifest or the notes: the executor and its settings."""
+    if executor.inline:
+        return "inline"
+    settings = json.dumps(executor.slurm, sort_keys=True) if executor.kind == "slurm" else ""
+    return f"{executor.kind} (jobs={executor.jobs or 'default'}{', ' + settings if settings else ''})"
