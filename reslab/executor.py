@@ -315,6 +315,10 @@ def _submitit_executor(executor: Executor, folder: Path, gpu: int | None = None)
         ex.update_parameters(timeout_min=60 * 24 * 30, gpus_per_node=0 if gpu is None else 1,
                              **({"visible_gpus": (gpu,)} if gpu is not None else {}))
     else:
+        missing = [c for c in ("sbatch", "srun") if shutil.which(c) is None]
+        if missing:
+            raise RuntimeError(f"the slurm executor submits with sbatch and runs with srun, and {' and '.join(missing)} "
+                               "is not on PATH: run the notebook on a SLURM login node, or use executor='local'.")
         ex = submitit.SlurmExecutor(folder=folder, max_num_timeout=3)
         ex.update_parameters(**executor.slurm_parameters())
     return ex
@@ -342,16 +346,17 @@ def submit(executor: Executor, subs: Sequence[Submission], folder: Path, gpu: in
 
 def _failure(job: Any) -> tuple[str, bool]:
     """``(why the job did not finish, whether submitting it again may help)``."""
-    from submitit.core.utils import UncompletedJobError
+    from submitit.core.utils import FailedJobError
 
     exc = job.exception()
     if exc is None:
         return "", False
-    lines = [ln.strip() for ln in str(exc).strip().splitlines() if ln.strip()]
-    retriable = isinstance(exc, UncompletedJobError)
-    if retriable:
+    if not isinstance(exc, FailedJobError):  # no result at all: the process was stopped from outside
         return f"the job stopped without a Python error (killed, preempted or its node lost; state {job.state})", True
-    # A FailedJobError holds the traceback: its last line is the error itself.
+    # The message holds the job's traceback between two rules of dashes; its last line is the error.
+    parts = str(exc).split("-" * 22)
+    trace = parts[1] if len(parts) > 2 else str(exc)
+    lines = [ln.strip() for ln in trace.strip().splitlines() if ln.strip()]
     return (lines[-1] if lines else type(exc).__name__)[:500], False
 
 
