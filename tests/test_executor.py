@@ -4,6 +4,7 @@ against a fake ``sbatch``."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -234,3 +235,12 @@ def test_reproduce_checks_executor_settings_before_running(monkeypatch):
                               capture_output=True, text=True)
         assert proc.returncode == 2 and message in proc.stderr, (argv, proc.stderr)
     assert "RESLAB_SLURM_TIME" not in os.environ
+
+
+def test_a_requeued_job_resumes_instead_of_retraining():
+    """submitit calls ``checkpoint`` at SLURM's time-limit signal or on preemption, and requeues what
+    it returns: the same run, never retrained from scratch (``force`` off), so it resumes from last.pt."""
+    sub = ex.Submission(spec=_spec(epochs=2), profile="smoke", seed=0, data_root=None, fingerprints=("a", "b"),
+                        runs_root="runs", force=True)
+    again = ex.RunJob().checkpoint(sub)
+    assert isinstance(again.function, ex.RunJob) and again.args[0] == dataclasses.replace(sub, force=False)

@@ -57,7 +57,7 @@ def _runs_of_run_function(name: str, monkeypatch) -> set[tuple]:
         record(specs, seeds)
         raise _Stop
 
-    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False):  # Table 5's Table 4 source
+    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False, executor=None):  # Table 5 source
         record(specs, seeds)
         for seed in seeds:
             path = run_dir(specs[0], profile, seed, *load_splits("cifar10", profile)) / "last.pt"
