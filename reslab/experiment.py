@@ -558,7 +558,7 @@ def run_specs(
     outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, data_root, force)
     rows, histories = [], []
     for spec, seed in pairs:
-        outcome = outcomes.get((spec.label, seed))
+        outcome = outcomes.get((id(spec), seed))
         if outcome is not None and not outcome.finished:
             rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome))
             continue
@@ -578,9 +578,10 @@ NOT_RUN = "not run"
 
 def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
                  splits: dict[str, tuple[Dataset, Dataset]], data_root: str | os.PathLike | None,
-                 force: bool) -> dict[tuple[str, int], Outcome]:
+                 force: bool) -> dict[tuple[int, int], Outcome]:
     """Make the runs of ``pairs`` that are not finished (all of them with ``force``) as jobs of
-    ``ex``; ``{(label, seed): outcome}`` of those submitted."""
+    ``ex``; ``{(id(spec), seed): outcome}`` of those submitted (a label may name runs on several
+    data sets)."""
     pending = [(spec, seed) for spec, seed in pairs
                if force or not (run_dir(spec, prof, seed, *splits[spec.dataset]) / RESULT_NAME).is_file()]
     if not pending:
@@ -590,7 +591,7 @@ def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
                        fingerprints=tuple(d.fingerprint for d in splits[spec.dataset]),
                        runs_root=str(runs_root().resolve())) for spec, seed in pending]
     outcomes = run_jobs(ex, subs, table=pending[0][0].table, profile=prof.name)
-    return {(o.label, o.seed): o for o in outcomes}
+    return {(id(spec), seed): o for (spec, seed), o in zip(pending, outcomes)}
 
 
 def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,

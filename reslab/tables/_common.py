@@ -270,7 +270,7 @@ class TableRun:
             if len(missing):
                 notes.append(f"{len(missing)} of {len(rows)} runs NOT RUN (their rows have no numbers; run the "
                              "notebook again to make them, finished runs are reused): " + "; ".join(
-                                 f"{r.label} seed {r.seed}: {r.status}" for r in missing.itertuples()) + ".")
+                                 f"{r.label} on {r.dataset} seed {r.seed}: {r.status}" for r in missing.itertuples()) + ".")
         return notes
 
     def finish(self, parameters: dict[str, Any], **extra: Any) -> TableOutput:
