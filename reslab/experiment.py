@@ -225,7 +225,8 @@ def weakest_evidence(evidence: Iterable[str], notes: Iterable[str] = ()) -> tupl
     if not kinds or any(k not in EVIDENCE for k in kinds):
         raise ValueError(f"evidence must be a non-empty list of {EVIDENCE}, got {kinds}.")
     weakest = min(kinds, key=EVIDENCE.index)
-    seen = [n for n in dict.fromkeys(str(n) for n in notes if isinstance(n, str) and n)]
+    # A note is a "; "-separated list of reasons: each distinct reason once.
+    seen = dict.fromkeys(part for n in notes if isinstance(n, str) and n for part in n.split("; ") if part)
     return weakest, "; ".join(seen)
 
 
@@ -568,7 +569,17 @@ def run_specs(
         rows.append(row | {"status": FINISHED})
         histories.append(hist)
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["label", "epoch"])
-    return Runs(pd.DataFrame(rows), history, splits)
+    frame = pd.DataFrame(rows)
+    if len(frame) > len(histories):  # rows of runs not run have no counts: keep the others' whole numbers
+        for col in _COUNT_COLUMNS:
+            if col in frame and frame[col].dropna().map(lambda v: float(v).is_integer()).all():
+                frame[col] = frame[col].astype("Int64")
+    return Runs(frame, history, splits)
+
+
+#: Whole-number columns of a result row (kept whole beside the empty cells of a run not run).
+_COUNT_COLUMNS = ("epochs", "params", "trainable_params", "best_epoch", "train_images", "test_images",
+                  "fresh_from_init", "resumed_from_epoch")
 
 
 #: ``status`` of a run whose result row is in the run store; any other status starts with ``not run``.
@@ -712,7 +723,7 @@ def paired_comparison(
     Args:
         rows: Result rows (from :func:`run_specs`) with ``by``, ``seed`` and the metric columns.
         pairs: ``{label: baseline label}``; each label is compared with its baseline on the seeds
-            both have run.
+            both have run (a row without the metric, ``not run``, pairs with nothing).
         metrics: The columns compared.
         by: The column naming the rows.
 
@@ -732,9 +743,10 @@ def paired_comparison(
     for label, base in pairs.items():
         a = rows[rows[by] == label].set_index("seed")
         b = rows[rows[by] == base].set_index("seed")
-        seeds = sorted(set(a.index) & set(b.index))
+        common = sorted(set(a.index) & set(b.index))
         for metric in metrics:
-            d = (a.loc[seeds, metric] - b.loc[seeds, metric]).astype(float)
+            d = (a.loc[common, metric] - b.loc[common, metric]).astype(float).dropna()  # a run not run pairs with none
+            seeds = list(d.index)
             n = len(d)
             mean = float(d.mean()) if n else float("nan")
             std = float(d.std(ddof=1)) if n > 1 else float("nan")
