@@ -41,6 +41,8 @@ DESCRIPTIONS = {
     "export": "Pack finished results, and the checkpoints later notebooks read, into one archive to bring home.",
     "import": "Put the results and runs of an archive made by reslab export into the results folder.",
     "plan": "Estimate what a profile's runs cost on this device (images, FLOPs, measured step time, minutes).",
+    "train": "Train one run of a table into the run store; under torchrun or srun, on all their processes "
+             "(DistributedDataParallel).",
 }
 KERNEL_NAME = "reslab"
 REQUIRED_PARAMETERS = ("profile",)
@@ -625,11 +627,62 @@ def _import_parser() -> argparse.ArgumentParser:
     return import_parser()
 
 
+def _train_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab train", description=DESCRIPTIONS["train"] + " The run is the one the table's notebook would "
+        "train with the same parameters, filed under the same key, so the notebook then shows it without training "
+        "it again. Several processes: 'torchrun --nproc-per-node 4 -m reslab.cli train ...', or 'srun' with one "
+        "task per GPU; the recipe's batch_size stays the global batch.")
+    parser.add_argument("table", help="The notebook whose run to train (reslab reproduce --list names them).")
+    parser.add_argument("--label", required=True, help="The run's row label in the table (or its model name).")
+    parser.add_argument("--dataset", help="The run's data set, where the table trains the label on several.")
+    parser.add_argument("--seed", type=int, help="The seed (default: the table's first seed under the profile).")
+    parser.add_argument("--profile", default="smoke",
+                        help=f"The profile whose recipe the run follows: one of {', '.join(PROFILES)} (default: smoke).")
+    parser.add_argument("--data-root", help="The folder that holds the data sets (default: $RESLAB_DATA).")
+    parser.add_argument("--device", help="The training device: auto, cpu or cuda (default: the recipe's; each "
+                        "process of a CUDA run takes the GPU of its local rank).")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="A notebook parameter that shapes the run (epochs=2, batch_size=64...); repeatable.")
+    parser.add_argument("--force", action="store_true", help="Train again even when the run store has the run.")
+    return parser
+
+
+def train(argv: list[str] | None = None) -> int:
+    """``reslab train``: one run spec of a table, in this process or on all of a torchrun/srun's."""
+    from . import distributed
+    from .experiment import run_alone
+    from .plan import run_spec
+
+    parser = _train_parser()
+    args = parser.parse_args(argv)
+    data_root = Path(args.data_root).expanduser().resolve() if args.data_root else None
+    if data_root is not None and not data_root.is_dir():
+        parser.error(f"--data-root {args.data_root} is not a folder")
+    try:
+        params = dict(parse_param(p) for p in args.param)
+        spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
+                              params=params, device=args.device)
+        dist = distributed.init_from_env(spec.cfg.device)
+        row, _ = run_alone(spec, args.profile, seed, data_root, force=args.force)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if dist.is_main:
+        keys = ("label", "dataset", "seed", "epochs", "best_acc", "final_acc", "world_size", "batch_norm",
+                "evidence", "reused", "run_dir")
+        print("\n".join(f"{k}: {row.get(k, '')}" for k in keys))
+    if dist.distributed:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+    return 0
+
+
 #: Each command: (function, parser builder); its one-line description is in :data:`DESCRIPTIONS`.
 COMMANDS = {"reproduce": (reproduce, _reproduce_parser), "notebooks": (refresh_notebooks, _notebooks_parser),
             "params": (params, _params_parser), "readme": (readme, _readme_parser), "plan": (plan, _plan_parser),
             "bundle": (bundle, _bundle_parser), "export": (export, _export_parser),
-            "import": (import_results, _import_parser)}
+            "import": (import_results, _import_parser), "train": (train, _train_parser)}
 
 
 class _CommandsFormatter(argparse.HelpFormatter):

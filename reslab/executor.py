@@ -39,6 +39,8 @@ from typing import Any, Sequence
 
 from tqdm.auto import tqdm
 
+from . import distributed
+
 EXECUTORS = ("inline", "local", "slurm")
 EXECUTOR_ENV = "RESLAB_EXECUTOR"
 JOBS_ENV = "RESLAB_JOBS"
@@ -228,14 +230,14 @@ class RunJob:
         spec = dataclasses.replace(sub.spec, recipe=sub.spec.recipe.replace(progress=False))
         if str(spec.cfg.device).startswith("cuda:"):  # a job sees only its own GPUs
             spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device="cuda"))
-        dist = _init_distributed(spec.cfg.device)
+        dist = distributed.init_from_env(spec.cfg.device)  # a job of several tasks (gpus > 1): one run on all
         folder = experiment.run_dir(spec, sub.profile, sub.seed, *sub.fingerprints)
-        if dist.get("rank", 0) == 0:
+        if dist.is_main:
             if sub.force:  # retrain: as run_one(force=True) would, but keeping this job's record
                 shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
             _write_job_file(folder)
-        _barrier()
+        distributed.barrier()
         row, _ = experiment.run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints)
         return {"label": row["label"], "seed": row["seed"], "best_acc": row["best_acc"], "run_dir": row["run_dir"]}
 
@@ -244,24 +246,6 @@ class RunJob:
         from submitit.helpers import DelayedSubmission
 
         return DelayedSubmission(RunJob(), dataclasses.replace(sub, force=False))
-
-
-def _init_distributed(device: str) -> dict[str, int]:
-    """Initialise DistributedDataParallel when the job has several processes (``gpus`` > 1)."""
-    try:
-        from . import distributed
-    except ImportError:  # a single-process build of the package
-        return {"rank": 0, "world_size": 1}
-    dist = distributed.init_from_env(device)
-    return {"rank": dist.rank, "world_size": dist.world_size}
-
-
-def _barrier() -> None:
-    try:
-        from . import distributed
-    except ImportError:
-        return
-    distributed.barrier()
 
 
 def _write_job_file(folder: Path) -> None:

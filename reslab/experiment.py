@@ -34,6 +34,7 @@ from typing import Any, Iterable, Sequence
 import pandas as pd
 import torch
 
+from . import distributed
 from .data import Augment, BatchLoader, Dataset, load_dataset
 from .executor import Executor, Outcome, Submission, run_jobs
 from .models import count_params, create_model
@@ -409,11 +410,15 @@ def run_one(
         if not spec.recipe.keep_checkpoint:  # a run store from before the recipe said so
             (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     else:
-        if force:
+        if force and distributed.current().is_main:
             shutil.rmtree(folder, ignore_errors=True)
+        distributed.barrier()
         row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
     # Decided afresh on every read, so a stored run is judged by today's rule.
-    kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides),
+    per_process = str(row.get("batch_norm", "")).startswith("per process")
+    kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides,
+                                    *(["batch-norm statistics per process, not over the global batch (sync_bn off)"]
+                                      if per_process else [])),
                              [train_data.data_source, test_data.data_source],
                              complete=train_data.subset is None and test_data.subset is None)
     row |= {"run_dir": relative_to_runs(folder), **spec.tags, "evidence": kind, "evidence_note": note}
@@ -450,12 +455,14 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     fresh = _init_weights(model, spec.init_from) if spec.init_from else []
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
-    device = resolve_device(cfg.device)
+    dist = distributed.current()
+    device = resolve_device(distributed.device_for(cfg.device))
     channels_last = use_channels_last(cfg, device)
+    ranks = {"rank": dist.rank, "world_size": dist.world_size}
     train_loader = BatchLoader.for_split(train_data, cfg.batch_size, train_aug, train=True, device=device, seed=seed,
-                                         channels_last=channels_last)
+                                         channels_last=channels_last, **ranks)
     test_loader = BatchLoader.for_split(test_data, cfg.eval_batch_size, test_aug, train=False, device=device,
-                                        channels_last=channels_last)
+                                        channels_last=channels_last, **ranks)
     t0 = time.perf_counter()
     history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None)
     summary = history.summary()
@@ -464,7 +471,8 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
-        **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last")},
+        **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last", "world_size",
+                                                      "batch_norm")},
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),
@@ -473,6 +481,9 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         resumed_from_epoch=history.resumed_from_epoch, run_key=folder.name.rsplit("-", 1)[-1], reused=False,
     )
     frame = history.to_frame().assign(label=spec.label, model=spec.model, seed=seed)
+    if not dist.is_main:  # rank 0 files the run; the others wait until it has
+        distributed.barrier()
+        return row, frame
     write_csv(frame, folder / HISTORY_NAME)
     write_json({"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs},
                folder / RESULT_NAME)
@@ -481,6 +492,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         finish_checkpoint(folder / CHECKPOINT_NAME)
     else:
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    distributed.barrier()
     return row, frame
 
 

@@ -64,10 +64,11 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import get_spec, load_dataset
-from .experiment import RESULT_NAME, RunSpec, build_model, checkpoint_path, run_dir
+from .experiment import RESULT_NAME, RunSpec, build_model, checkpoint_path, find_run, run_dir
 from .profiles import PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import results_root, write_csv
-from .train import (TrainConfig, autocast, build_optimizer, device_name, lr_factor, resolve_device, train_step,
+from .train import (CHECKPOINT_NAME, TrainConfig, autocast, build_optimizer, device_name, lr_factor, resolve_device,
+                    train_step,
                     use_channels_last)
 
 #: On the CPU, the timed batch is grown until one step takes about this long (or is the recipe's).
@@ -600,6 +601,72 @@ def planners() -> dict[str, Callable[..., Any]]:
             selu.TABLE: selu.selu_runs, cbam.TABLE: cbam.cbam_runs, survey.TABLE: survey.survey_runs}
 
 
+def table_runs(name: str, profile: str | Profile, params: dict[str, Any] | None = None, device: str = "auto",
+               notes: list[str] | None = None) -> Any:
+    """The runs notebook ``name`` trains under ``profile``: its :class:`~reslab.tables._common.TableRuns`,
+    built from the notebook's default parameters updated with ``params``.
+
+    Whether the CBAM table has ImageNet weights is assumed, not downloaded (:func:`_imagenet_assumed`,
+    which appends to ``notes`` what it assumed) unless ``params`` says.
+
+    Raises:
+        ValueError: for a notebook that trains nothing, a parameter it does not take, or a table
+            without a recipe for the profile.
+    """
+    build = planners().get(name)
+    if build is None:
+        raise ValueError(f"{name} trains nothing; the notebooks that train runs are {', '.join(planners())}.")
+    prof = resolve_profile(profile)
+    accepted = inspect.signature(build).parameters
+    unknown = sorted(k for k in params or {} if k not in accepted or k in ("profile", "device"))
+    if unknown:
+        raise ValueError(f"{name} takes no run parameter {', '.join(unknown)}; it takes "
+                         f"{', '.join(k for k in accepted if k not in ('profile', 'device'))}.")
+    values = {k: v for k, v in notebook_defaults(name).items() if k in accepted and k not in ("profile", "device")}
+    if "imagenet" in accepted and "imagenet" not in (params or {}):  # never download weights to plan
+        values["imagenet"] = _imagenet_assumed(prof, notes if notes is not None else [])
+    values.update(params or {})
+    return build(prof, device=device, **values) if "device" in accepted else build(prof, **values)
+
+
+def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None = None, seed: int | None = None,
+             params: dict[str, Any] | None = None, device: str | None = None) -> tuple[RunSpec, int]:
+    """The run of ``table`` named ``label`` (its row label, or its model name) and ``dataset``, as the
+    table's notebook would train it under ``profile`` with ``params`` (:func:`table_runs`), and its
+    seed (default: the table's first). A run that starts from another run's checkpoint (Table 5's
+    from Table 4's) is given that checkpoint, which must be in the run store.
+
+    Raises:
+        ValueError: when no run or several match (the message lists the table's runs), or the
+            checkpoint a run starts from has not been trained.
+    """
+    from .tables._common import FROM_FIRST_RUN
+
+    prof = resolve_profile(profile)
+    runs = table_runs(table, prof, params, device=device or "auto")
+    specs = list(runs.specs) + [s for s in runs.first if s not in runs.specs]
+    named = [s for s in specs if label in (s.label, s.model) and dataset in (None, s.dataset)]
+    if len({(s.label, s.model, s.dataset) for s in named}) != 1:
+        listing = "; ".join(f"{s.label!r} on {s.dataset}" for s in specs)
+        which = f"{label!r}" + (f" on {dataset}" if dataset else "")
+        problem = "no run" if not named else "several runs (give --dataset)"
+        raise ValueError(f"{table} under {prof.name} has {problem} named {which}; its runs: {listing}.")
+    spec = named[0]
+    if device is not None:
+        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device=device))
+    seed = runs.seeds[0] if seed is None else int(seed)
+    if spec.init_from == FROM_FIRST_RUN:
+        source = find_run(runs.first[0], prof, seed)
+        ckpt = source / CHECKPOINT_NAME if source is not None else None
+        if ckpt is None or not ckpt.is_file():
+            first = runs.first[0]
+            raise ValueError(f"{spec.label!r} starts from the checkpoint of {first.table}'s {first.label!r} run, seed "
+                             f"{seed}, which is not in the run store: train that first (reslab train {first.table} "
+                             f"--label {first.label} --seed {seed} --profile {prof.name}).")
+        spec = dataclasses.replace(spec, init_from=ckpt)
+    return spec, seed
+
+
 def notebook_defaults(name: str) -> dict[str, Any]:
     """The default parameters of ``notebooks/<name>.ipynb`` (its ``parameters`` cell); empty when
     the notebook is not there (an installed package): the functions' own defaults then apply.
@@ -746,16 +813,11 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
     planned: list[PlannedRun] = []
     seen: set[str] = set()
     for name in names:
-        build = planners().get(name)
-        if build is None:
+        if name not in planners():
             notes[name] = ["trains nothing."]
             continue
-        accepted = inspect.signature(build).parameters
-        params = {k: v for k, v in notebook_defaults(name).items() if k in accepted and k not in ("profile", "device")}
-        if "imagenet" in accepted:  # never download weights for a plan: assume what the notebook would have
-            params["imagenet"] = _imagenet_assumed(prof, notes.setdefault(name, []))
         try:
-            runs = build(prof, device=device, **params) if "device" in accepted else build(prof, **params)
+            runs = table_runs(name, prof, device=device, notes=notes.setdefault(name, []))
         except ValueError as exc:  # e.g. a table without a recipe for this profile: its notebook stops so
             notes[name] = [f"not run under {prof.name}: {exc}"]
             continue

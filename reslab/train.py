@@ -15,6 +15,12 @@ copies between host and device, the NaN check reads its flag asynchronously, cha
 by default, bf16 autocast is a recipe field (``amp``) and ``torch.compile`` an option (``compile``),
 with CUDA graphs (``reduce-overhead``) for the launch-bound small CIFAR networks. What a run used
 is recorded in its result row (``precision``, ``compile``, ``channels_last``).
+
+Under ``torchrun`` or ``srun`` with several processes (:mod:`reslab.distributed`) the same loop
+trains one run on all of them with DistributedDataParallel: ``batch_size`` stays the global batch,
+each rank trains on its slice of it, batch-norm statistics are taken over the global batch
+(``sync_bn``), metrics are summed over ranks and rank 0 alone writes the checkpoint; a checkpoint
+resumes with any number of processes. The result row states ``world_size`` and ``batch_norm``.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm  # a widget in a notebook (nothing on stderr), text in a terminal
 
+from . import distributed
 from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
 
@@ -48,7 +55,9 @@ COMPILE_ENV = "RESLAB_COMPILE"
 CHECKPOINT_NAME = "last.pt"
 #: TrainConfig fields that change how fast a run goes, not its numbers beyond floating-point noise:
 #: never a recipe override, not part of a run's key, and free to differ when a run resumes.
-SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile")
+#: ``sync_bn`` is one of them because it matters only in a run of several processes, where turning it
+#: off makes the run a budget one (:func:`reslab.experiment.run_one` says so).
+SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile", "sync_bn")
 
 
 @dataclass
@@ -85,6 +94,10 @@ class TrainConfig:
         max_steps: Stop after this many optimiser steps in total (smoke budgets); 0 = no cap.
         eval_batch_size: Batch size of evaluation.
         progress: Show tqdm progress bars (a widget in a notebook, text in a terminal).
+        sync_bn: In a run of several processes, take batch-norm statistics over the global batch
+            (``torch.nn.SyncBatchNorm`` on CUDA), as one process would; ``False`` keeps them per
+            process, over its slice of the batch only (faster, but the numbers depend on the
+            process count). No effect in one process.
     """
 
     epochs: int = 1
@@ -108,6 +121,7 @@ class TrainConfig:
     max_steps: int = 0
     eval_batch_size: int = 512
     progress: bool = True
+    sync_bn: bool = True
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -306,12 +320,19 @@ def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.de
     if isinstance(data, BatchLoader):
         if data.device != device:
             raise ValueError(f"the BatchLoader lives on {data.device} but training runs on {device}.")
+        dist = distributed.current()
+        if (data.rank, data.world_size) != (dist.rank, dist.world_size):
+            raise ValueError(f"the BatchLoader is for rank {data.rank} of {data.world_size} but this process is rank "
+                             f"{dist.rank} of {dist.world_size}; build it with rank= and world_size= from "
+                             f"reslab.distributed.current().")
         return data
     if not isinstance(data, Dataset):
         raise TypeError(f"expected a reslab Dataset or BatchLoader, got {type(data).__name__}.")
+    dist = distributed.current()
     return BatchLoader.for_split(data, cfg.batch_size if train else cfg.eval_batch_size,
                                  Augment.standard(data.name, train=train), train=train, device=device,
-                                 seed=cfg.seed, channels_last=use_channels_last(cfg, device))
+                                 seed=cfg.seed, channels_last=use_channels_last(cfg, device),
+                                 rank=dist.rank, world_size=dist.world_size)
 
 
 def autocast(cfg: TrainConfig, device: torch.device):
@@ -321,7 +342,8 @@ def autocast(cfg: TrainConfig, device: torch.device):
 
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: BatchLoader, amp: bool = False) -> tuple[float, float]:
-    """Return ``(mean loss, accuracy)`` of ``model`` on every batch of ``loader``."""
+    """Return ``(mean loss, accuracy)`` of ``model`` on every batch of ``loader`` (in a run of several
+    processes, on every rank's share of the split together)."""
     was_training = model.training
     model.eval()
     loss_sum = torch.zeros((), device=loader.device)
@@ -334,6 +356,9 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: bool = False) -> tuple[
             correct += (out.argmax(1) == y).sum()
             n += y.numel()
     model.train(was_training)
+    count = torch.tensor(n, device=loader.device, dtype=torch.long)
+    distributed.all_reduce_sum(loss_sum, correct, count)
+    n = int(count)
     return (loss_sum / max(n, 1)).item(), correct.item() / max(n, 1)
 
 
@@ -557,7 +582,9 @@ class _NonFiniteWatch:
 
     On the CPU the flag is read every step (free). On CUDA it is copied to the host without
     waiting (every 50 steps) and read when that copy has landed, so the loop never stalls the GPU;
-    :meth:`finish` waits for the last value at the end of the epoch.
+    :meth:`finish` waits for the last value at the end of the epoch. In a run of several processes
+    the flag is read at the end of the epoch only, the earliest bad step over all ranks, so that
+    every rank stops at the same point (a rank stopping alone would leave the others waiting).
     """
 
     def __init__(self, device: torch.device, epoch: int, first_step: int):
@@ -565,10 +592,13 @@ class _NonFiniteWatch:
         self.bad = torch.full((), -1, device=device, dtype=torch.long)  # first bad global step
         self.step = torch.full((), first_step, device=device, dtype=torch.long)  # counts on the device
         self._pending: tuple[torch.Tensor, Any] | None = None
+        self.deferred = distributed.current().distributed
 
     def update(self, loss: torch.Tensor, i: int) -> None:
         self.bad = torch.where((self.bad < 0) & ~torch.isfinite(loss), self.step, self.bad)
         self.step += 1
+        if self.deferred:
+            return
         if self.device.type != "cuda":
             self._raise_if_bad(int(self.bad))
             return
@@ -582,7 +612,11 @@ class _NonFiniteWatch:
             self._pending = (host, event)
 
     def finish(self) -> None:
-        self._raise_if_bad(int(self.bad))
+        bad = int(self.bad)
+        if self.deferred:  # the earliest bad step of any rank (none: -1 everywhere)
+            bad = distributed.all_reduce_min(bad if bad >= 0 else 2**62, self.device)
+            bad = -1 if bad == 2**62 else bad
+        self._raise_if_bad(bad)
 
     def _raise_if_bad(self, s: int) -> None:
         if s >= 0:
@@ -646,6 +680,9 @@ def train_one_epoch(
         if cfg.max_steps and step >= cfg.max_steps:
             break
     watch.finish()
+    count = torch.tensor(seen, device=device, dtype=torch.long)
+    distributed.all_reduce_sum(loss_sum, correct, count)
+    seen = int(count)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     train_seconds = time.perf_counter() - t0
@@ -699,7 +736,10 @@ def train(
             checkpoint is left as it was.
         ValueError: if a checkpoint of a different recipe is in ``checkpoint_dir``.
     """
-    device = resolve_device(cfg.device)
+    dist = distributed.current()
+    device = resolve_device(distributed.device_for(cfg.device))
+    model.to(device)
+    model, batch_norm = _batch_norm(model, cfg, device, dist)
     model.to(device)
     channels_last = use_channels_last(cfg, device)
     if channels_last:
@@ -717,22 +757,33 @@ def train(
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start_epoch, step, history = resume(ckpt_path, model, optimizer, scheduler, cfg, device)
 
+    # Several processes: DDP averages the gradients (it starts from rank 0's weights, equal anyway).
+    trained = model
+    if dist.distributed:
+        # Said of 1x1 convolutions, whose weights' strides are ambiguous: a copy of a small gradient.
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     mode = compile_mode(cfg, device)
     # Evaluation stays eager: it is a small share of the work, and a second graph to compile.
-    run_model = model if mode == "off" else torch.compile(model, mode=None if mode == "default" else mode)
-    untried = run_model is not model
-    history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last}
+    run_model = trained if mode == "off" else torch.compile(trained, mode=None if mode == "default" else mode)
+    untried = run_model is not trained
+    history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last,
+                     "world_size": dist.world_size, "batch_norm": batch_norm}
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
+        if dist.distributed:  # dropout and the like: each rank its own draws, fixed by (seed, epoch, rank)
+            seed_everything((cfg.seed * 1_000_003 + epoch) * 4099 + dist.rank)
         t0 = time.perf_counter()
         stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step,
-                                eager=model if untried else None)
+                                eager=trained if untried else None)
         untried = False
         if stats.compile_error:
-            run_model = model
+            run_model = trained
             history.setup["compile"] = f"off (torch.compile {mode} failed: {stats.compile_error})"
         step = stats.steps
+        if dist.distributed and not cfg.sync_bn:  # evaluate with rank 0's running statistics everywhere
+            distributed.broadcast_buffers(model)
         test_loss, test_acc = evaluate(model, test_loader, cfg.amp)
         history.rows.append({
             "epoch": epoch + 1,
@@ -747,7 +798,24 @@ def train(
             "seconds": time.perf_counter() - t0,
             "images_per_s": stats.images_per_s,
         })
-        if ckpt_path is not None:
+        if ckpt_path is not None and dist.is_main:
             save_checkpoint(ckpt_path, model, optimizer, scheduler, history=history, epoch=epoch + 1,
                             step=step, cfg=cfg, device=device)
+    distributed.barrier()  # the last checkpoint is on disk before any rank goes on
     return history
+
+
+def _batch_norm(model: nn.Module, cfg: TrainConfig, device: torch.device,
+                dist: distributed.Dist) -> tuple[nn.Module, str]:
+    """The model to train, with global batch norm where the run needs it, and what a result row
+    states about its batch-norm statistics (``batch_norm``)."""
+    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return model, "none in the model"
+    if not dist.distributed:
+        return model, "whole batch (one process)"
+    if cfg.sync_bn:
+        return distributed.convert_batch_norm(model, device)
+    distributed.warn_once(f"sync_bn is off: batch-norm statistics are taken over each process's "
+                          f"{cfg.batch_size // dist.world_size} images, not the global batch of {cfg.batch_size}; "
+                          f"the numbers depend on the process count, and the run is a budget run.")
+    return model, f"per process ({cfg.batch_size // dist.world_size} of {cfg.batch_size} images)"
