@@ -1,7 +1,7 @@
 """One run on several processes (GPUs, nodes): the process group, and the few collectives training needs.
 
 A run is distributed when it is started by ``torchrun`` (``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK``)
-or by ``srun`` with several tasks (``SLURM_PROCID``, ``SLURM_NTASKS``, ``SLURM_LOCALID``), as in
+or by ``srun`` with several tasks (``SLURM_PROCID``, ``SLURM_STEP_NUM_TASKS``, ``SLURM_LOCALID``), as in
 the DeiT / ConvNeXt / DINO reference scripts' ``init_distributed_mode``. :func:`init_from_env`
 reads either, joins the process group (NCCL on CUDA, gloo on the CPU) and picks this process's
 GPU (``cuda:<local rank>``). In a single process nothing is initialised and every collective here
@@ -70,14 +70,17 @@ def current() -> Dist:
 def env_ranks(env: dict[str, str] | None = None) -> tuple[int, int, int]:
     """``(rank, world_size, local_rank)`` from torchrun's variables, else SLURM's, else one process.
 
+    SLURM's are those of a job step (``srun``): the batch script of a job with ``--ntasks=4`` has
+    ``SLURM_NTASKS=4`` too, but is one process, and waiting there for three more would hang.
+
     Raises:
         ValueError: when a variable is not a whole number, or the rank is outside the world.
     """
     env = os.environ if env is None else env
     if "RANK" in env and "WORLD_SIZE" in env:
         names = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
-    elif "SLURM_PROCID" in env and "SLURM_NTASKS" in env:
-        names = ("SLURM_PROCID", "SLURM_NTASKS", "SLURM_LOCALID")
+    elif "SLURM_PROCID" in env and "SLURM_STEP_NUM_TASKS" in env:
+        names = ("SLURM_PROCID", "SLURM_STEP_NUM_TASKS", "SLURM_LOCALID")
     else:
         return 0, 1, 0
     values = []
@@ -114,11 +117,11 @@ def first_host(nodelist: str) -> str:
 
 
 def rendezvous(env: dict[str, str] | None = None) -> tuple[str, int]:
-    """``(MASTER_ADDR, MASTER_PORT)``: torchrun's when set, else from the SLURM job (its first host,
-    and a port from the job id, so that jobs sharing a node do not collide), else localhost."""
+    """``(MASTER_ADDR, MASTER_PORT)``: torchrun's when set, else from the SLURM job step (its first
+    host, and a port from the job id, so that jobs sharing a node do not collide), else localhost."""
     env = os.environ if env is None else env
-    addr = env.get("MASTER_ADDR") or (first_host(env["SLURM_JOB_NODELIST"]) if env.get("SLURM_JOB_NODELIST")
-                                      else "127.0.0.1")
+    nodes = env.get("SLURM_STEP_NODELIST") or env.get("SLURM_JOB_NODELIST")
+    addr = env.get("MASTER_ADDR") or (first_host(nodes) if nodes else "127.0.0.1")
     if env.get("MASTER_PORT"):
         port = int(env["MASTER_PORT"])
     elif env.get("SLURM_JOB_ID", "").isdigit():

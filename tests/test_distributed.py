@@ -96,13 +96,15 @@ def test_a_batch_that_does_not_split_evenly_is_refused():
 def test_ranks_come_from_torchrun_or_slurm():
     assert env_ranks({}) == (0, 1, 0)
     assert env_ranks({"RANK": "3", "WORLD_SIZE": "8", "LOCAL_RANK": "1"}) == (3, 8, 1)
-    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_LOCALID": "1"}
+    slurm = {"SLURM_PROCID": "5", "SLURM_NTASKS": "8", "SLURM_STEP_NUM_TASKS": "8", "SLURM_LOCALID": "1"}
     assert env_ranks(slurm) == (5, 8, 1)
+    # The batch script of a job of 8 tasks is one process (srun starts the 8): nothing to wait for.
+    assert env_ranks({"SLURM_PROCID": "0", "SLURM_NTASKS": "8", "SLURM_LOCALID": "0"}) == (0, 1, 0)
     assert env_ranks({**slurm, "RANK": "0", "WORLD_SIZE": "2", "LOCAL_RANK": "0"}) == (0, 2, 0)  # torchrun first
     with pytest.raises(ValueError, match=r"\$RANK='x' is not a whole number"):
         env_ranks({"RANK": "x", "WORLD_SIZE": "2"})
-    with pytest.raises(ValueError, match=r"\$SLURM_PROCID=4 does not fit \$SLURM_NTASKS=4"):
-        env_ranks({"SLURM_PROCID": "4", "SLURM_NTASKS": "4"})
+    with pytest.raises(ValueError, match=r"\$SLURM_PROCID=4 does not fit \$SLURM_STEP_NUM_TASKS=4"):
+        env_ranks({"SLURM_PROCID": "4", "SLURM_STEP_NUM_TASKS": "4"})
 
 
 @pytest.mark.parametrize("nodelist, host", [("node7", "node7"), ("gpu[003-005,9]", "gpu003"),
@@ -113,6 +115,7 @@ def test_first_host_of_a_slurm_node_list(nodelist, host):
 
 def test_rendezvous_from_slurm_or_torchrun():
     assert rendezvous({"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_JOB_ID": "123456"}) == ("gpu003", 23456)
+    assert rendezvous({"SLURM_JOB_NODELIST": "gpu[003-004]", "SLURM_STEP_NODELIST": "gpu004"})[0] == "gpu004"
     assert rendezvous({"MASTER_ADDR": "10.0.0.1", "MASTER_PORT": "1234", "SLURM_JOB_NODELIST": "x1"}) == ("10.0.0.1", 1234)
     assert rendezvous({}) == ("127.0.0.1", distributed.DEFAULT_PORT)
     with pytest.raises(ValueError, match="cannot read a host"):
@@ -120,7 +123,7 @@ def test_rendezvous_from_slurm_or_torchrun():
 
 
 def test_one_process_initialises_nothing(monkeypatch):
-    for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_NTASKS"):
+    for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
     d = distributed.init_from_env("cpu")
     assert (d.rank, d.world_size, d.is_main, d.distributed) == (0, 1, True, False)
