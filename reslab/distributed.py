@@ -172,10 +172,10 @@ def init_from_env(device: str | torch.device = "auto") -> Dist:
 
 def device_for(device: str | torch.device) -> str:
     """The device this process trains on: ``cuda:<local rank>`` for a CUDA run of several processes
-    (``auto`` included), the recipe's device otherwise."""
+    (``auto``, ``cuda`` or any ``cuda:N`` of the recipe), the recipe's device otherwise."""
     d = current()
     text = str(device)
-    if d.distributed and d.backend == "nccl" and text in ("auto", "cuda"):
+    if d.distributed and d.backend == "nccl" and (text == "auto" or text.startswith("cuda")):
         return f"cuda:{d.local_rank}"
     return text
 

@@ -471,8 +471,8 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
-        **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last", "world_size",
-                                                      "batch_norm")},
+        **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last", "cpu_threads",
+                                                      "world_size", "batch_norm")},
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),
@@ -591,7 +591,7 @@ def run_specs(
 
 #: Whole-number columns of a result row (kept whole beside the empty cells of a run not run).
 _COUNT_COLUMNS = ("epochs", "params", "trainable_params", "best_epoch", "train_images", "test_images",
-                  "fresh_from_init", "resumed_from_epoch")
+                  "fresh_from_init", "resumed_from_epoch", "cpu_threads", "world_size")
 
 
 #: ``status`` of a run whose result row is in the run store; any other status starts with ``not run``.

@@ -174,7 +174,8 @@ class History:
     device: str = ""
     resumed_from_epoch: int = 0
     #: How the run was executed: ``precision``, ``compile`` (the mode, or why it fell back to
-    #: eager) and ``channels_last``, as the result row states them.
+    #: eager), ``channels_last``, ``cpu_threads`` (torch's intra-op threads, which fix the order of
+    #: floating-point sums on the CPU), ``world_size`` and ``batch_norm``, as the result row states them.
     setup: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -768,7 +769,8 @@ def train(
     run_model = trained if mode == "off" else torch.compile(trained, mode=None if mode == "default" else mode)
     untried = run_model is not trained
     history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last,
-                     "world_size": dist.world_size, "batch_norm": batch_norm}
+                     "cpu_threads": torch.get_num_threads(), "world_size": dist.world_size,
+                     "batch_norm": batch_norm}
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break

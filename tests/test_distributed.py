@@ -162,6 +162,7 @@ def test_two_processes_end_with_the_one_process_weights(one_process, two_process
     assert two_processes["setup"]["world_size"] == 2
     assert two_processes["setup"]["batch_norm"] == "global (all-reduced on the CPU)"
     assert one_process["setup"]["batch_norm"] == "whole batch (one process)"
+    assert one_process["setup"]["cpu_threads"] == torch.get_num_threads()
     assert not close(two_processes["state"], one_process["state"])
     # The weights moved (the check is not of two untrained copies).
     assert close(dist_worker.model().state_dict(), one_process["state"])
