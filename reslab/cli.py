@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .executor import DEFAULT_JOBS, EXECUTOR_ENV, EXECUTORS, JOBS_ENV, SLURM_ENV_PREFIX, SLURM_SETTINGS, Executor
 from .profiles import PROFILES, get_profile
-from .results import MANIFEST, add_to_manifest, results_root
+from .results import MANIFEST, RECORD, add_to_manifest, results_root
 from .train import COMPILE_ENV, COMPILE_MODES
 
 # Dependency order: a notebook that reads another's results runs after it; the summary runs last.
@@ -112,10 +112,11 @@ def _absolute_env(name: str) -> Path | None:
 
 
 def _kernel_paths() -> dict[str, str]:
-    """``RESLAB_DATA``, ``RESLAB_RUNS`` and ``RESLAB_CACHE`` as absolute paths, for a kernel that
-    runs in ``notebooks/`` (``RESLAB_DATA=../shared/data`` means relative to where the command was
-    typed)."""
-    return {k: str(p) for k in ("RESLAB_DATA", "RESLAB_RUNS", "RESLAB_CACHE") if (p := _absolute_env(k))}
+    """``RESLAB_DATA``, ``RESLAB_RUNS``, ``RESLAB_CACHE`` and ``RESLAB_RECORD`` as absolute paths, for
+    a kernel that runs in ``notebooks/`` (``RESLAB_DATA=../shared/data`` means relative to where the
+    command was typed)."""
+    return {k: str(p) for k in ("RESLAB_DATA", "RESLAB_RUNS", "RESLAB_CACHE", "RESLAB_RECORD")
+            if (p := _absolute_env(k))}
 
 
 def _pid_alive(pid: int) -> bool:
@@ -195,8 +196,9 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     executed = staged / f"{name}.ipynb"
     # Finished training runs live outside the staging folder, so a rerun reuses them.
     # The summary reads the real results (RESLAB_SOURCE_RESULTS) and writes into the staging root.
-    env = {"RESLAB_RUNS": str(results / "_runs"), **_kernel_paths(), "RESLAB_RESULTS": str(stage_root),
-           "RESLAB_SOURCE_RESULTS": str(results)}
+    # Finished runs are read from the record in the real results root, too (reslab.experiment.record_root).
+    env = {"RESLAB_RUNS": str(results / "_runs"), "RESLAB_RECORD": str(results / RECORD), **_kernel_paths(),
+           "RESLAB_RESULTS": str(stage_root), "RESLAB_SOURCE_RESULTS": str(results)}
     if data_root is not None:
         env["RESLAB_DATA"] = str(data_root)
     saved = {k: os.environ.get(k) for k in env}
@@ -224,6 +226,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
         os.replace(staged, final)
         shutil.rmtree(old, ignore_errors=True)
         (final.parent / "_failed" / f"{name}.ipynb").unlink(missing_ok=True)
+        _record_runs(final)
     finally:
         for k, v in saved.items():
             if v is None:
@@ -232,6 +235,27 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
                 os.environ[k] = v
         shutil.rmtree(stage_root, ignore_errors=True)
     return time.perf_counter() - t0
+
+
+def _record_runs(folder: Path) -> list[Path]:
+    """Put the finished runs a results folder's tables name (their ``run_dir`` column) into the
+    record of finished runs, which is committed with the results (:func:`reslab.experiment.record_run`)."""
+    import pandas as pd
+
+    from .experiment import record_run
+
+    done = []
+    for table in sorted(folder.glob("*.csv")):
+        try:
+            frame = pd.read_csv(table, usecols=lambda c: c == "run_dir")
+        except (ValueError, pd.errors.EmptyDataError):
+            continue
+        if "run_dir" not in frame:
+            continue
+        for run in frame["run_dir"].dropna().unique():
+            if str(run).startswith("<runs>/") and (rec := record_run(run)) is not None:
+                done.append(rec)
+    return done
 
 
 def _reproduce_parser() -> argparse.ArgumentParser:
@@ -651,7 +675,7 @@ def _train_parser() -> argparse.ArgumentParser:
 def train(argv: list[str] | None = None) -> int:
     """``reslab train``: one run spec of a table, in this process or on all of a torchrun/srun's."""
     from . import distributed
-    from .experiment import run_alone
+    from .experiment import record_run, run_alone
     from .plan import run_spec
 
     parser = _train_parser()
@@ -671,6 +695,9 @@ def train(argv: list[str] | None = None) -> int:
         keys = ("label", "dataset", "seed", "epochs", "best_acc", "final_acc", "world_size", "batch_norm",
                 "evidence", "reused", "run_dir")
         print("\n".join(f"{k}: {row.get(k, '')}" for k in keys))
+        record = record_run(row["run_dir"])
+        if record is not None:  # commit it with the results: another machine then reuses the run
+            print(f"recorded: {record}")
     if dist.distributed:
         import torch.distributed
 

@@ -215,6 +215,7 @@ class Submission:
     fingerprints: tuple[str, str]
     runs_root: str
     force: bool = False
+    use_record: bool = True  # reuse a run finished only in the record (False: its checkpoint is needed)
 
 
 class RunJob:
@@ -238,7 +239,8 @@ class RunJob:
             folder.mkdir(parents=True, exist_ok=True)
             _write_job_file(folder)
         distributed.barrier()
-        row, _ = experiment.run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints)
+        row, _ = experiment.run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints,
+                                      use_record=sub.use_record)
         return {"label": row["label"], "seed": row["seed"], "best_acc": row["best_acc"], "run_dir": row["run_dir"]}
 
     def checkpoint(self, sub: Submission) -> Any:

@@ -20,6 +20,7 @@ into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -29,17 +30,18 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
 
 from . import distributed
+from ._io import atomic_path, file_lock
 from .data import Augment, BatchLoader, Dataset, load_dataset
 from .executor import Executor, Outcome, Submission, run_jobs
 from .models import count_params, create_model
 from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile, resolve_profile
-from .results import file_sha256, make_row, results_root, write_csv, write_json
+from .results import RECORD, file_sha256, make_row, results_root, write_csv, write_json
 from .train import (
     CHECKPOINT_NAME,
     SPEED_FIELDS,
@@ -285,6 +287,57 @@ def runs_root() -> Path:
     return Path(env).expanduser() if env else results_root() / "_runs"
 
 
+def record_root() -> Path:
+    """The record of finished runs: ``$RESLAB_RECORD``, else ``<results root>/_finished``.
+
+    It mirrors the run store without checkpoints (``<profile>/<table>/<run>/result.json`` and
+    ``history.csv``) and is committed with the results, so that a fresh clone, or another machine,
+    knows which runs are finished and renders their tables without training them again
+    (:func:`run_one` reuses a recorded run). ``reslab train`` and ``reslab reproduce`` write it
+    (:func:`record_run`); a notebook run on its own only reads it.
+    """
+    env = os.environ.get("RESLAB_RECORD")
+    return Path(env).expanduser() if env else results_root() / RECORD
+
+
+def recorded(folder: Path) -> Path | None:
+    """The record of the run whose run-store folder is ``folder``, if the record holds it finished."""
+    try:
+        rel = Path(folder).relative_to(runs_root())
+    except ValueError:
+        return None
+    rec = record_root() / rel
+    return rec if (rec / RESULT_NAME).is_file() and (rec / HISTORY_NAME).is_file() else None
+
+
+def is_finished(folder: Path, use_record: bool = True) -> bool:
+    """Whether the run of run-store folder ``folder`` is finished, in the run store or (with
+    ``use_record``) in the record."""
+    return (Path(folder) / RESULT_NAME).is_file() or (use_record and recorded(folder) is not None)
+
+
+def record_run(folder: str | os.PathLike) -> Path | None:
+    """Copy a finished run's result row and history from the run store into the record (atomically).
+
+    Args:
+        folder: The run's folder in the run store, or its ``<runs>/...`` form from a result row.
+
+    Returns:
+        The record's folder, or ``None`` when the run store has no finished run there.
+    """
+    text = str(folder)
+    folder = runs_root() / text.removeprefix("<runs>/") if text.startswith("<runs>/") else Path(folder)
+    if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
+        return None
+    rec = record_root() / folder.resolve().relative_to(runs_root().resolve())
+    for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
+        data = (folder / name).read_bytes()
+        if not (rec / name).is_file() or (rec / name).read_bytes() != data:
+            with atomic_path(rec / name) as tmp:
+                tmp.write_bytes(data)
+    return rec
+
+
 def slug(text: str) -> str:
     """A file-name-safe version of a row label."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
@@ -373,6 +426,25 @@ def checkpoint_path(spec: RunSpec, profile: str | Profile, seed: int, train_data
     return run_dir(spec, profile, seed, train_data, test_data) / CHECKPOINT_NAME
 
 
+@contextlib.contextmanager
+def _run_lock(folder: Path, what: str) -> Iterator[None]:
+    """One process at a time trains a run: two processes asked for the same run at once (two
+    notebooks, a resubmitted job beside its original) do not both train it; the second waits,
+    then reuses the run the first filed (or, if the first died, resumes it from its checkpoint).
+
+    The lock file sits beside the run's folder (``.<folder>.lock``), so ``force`` can remove the
+    folder under it. Of the processes of one distributed run, rank 0 holds it; the others wait at
+    a barrier until rank 0 has it.
+    """
+    if not distributed.current().is_main:
+        distributed.barrier()
+        yield
+        return
+    with file_lock(folder.parent / f".{folder.name}.lock", what=f"{what} into {folder}"):
+        distributed.barrier()
+        yield
+
+
 def _init_weights(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
     """Load matching weights from a checkpoint; return the names left at their fresh values."""
     ckpt = load_checkpoint(path)
@@ -390,8 +462,13 @@ def run_one(
     train_data: Dataset,
     test_data: Dataset,
     force: bool = False,
+    use_record: bool = True,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train (or reuse) one run and return its result row and per-epoch history.
+
+    A finished run is reused from the run store, else from the record of finished runs
+    (:func:`record_root`; not with ``use_record=False``, for a caller that needs the checkpoint,
+    which the record does not keep).
 
     Returns:
         ``(row, history)``: the row carries every provenance column of
@@ -403,17 +480,19 @@ def run_one(
     prof = resolve_profile(profile)
     folder = run_dir(spec, prof, seed, train_data, test_data)
     result_path = folder / RESULT_NAME
-    if result_path.is_file() and not force:
-        stored = json.loads(result_path.read_text())
-        row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
-        history = pd.read_csv(folder / HISTORY_NAME)
-        if not spec.recipe.keep_checkpoint:  # a run store from before the recipe said so
-            (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
-    else:
-        if force and distributed.current().is_main:
-            shutil.rmtree(folder, ignore_errors=True)
-        distributed.barrier()
-        row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
+    with _run_lock(folder, f"run {spec.label} (seed {seed}, {prof.name})"):
+        source = folder if result_path.is_file() else recorded(folder) if use_record else None
+        if source is not None and not force:
+            stored = json.loads((source / RESULT_NAME).read_text())
+            row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
+            history = pd.read_csv(source / HISTORY_NAME)
+            if not spec.recipe.keep_checkpoint:  # a run store from before the recipe said so
+                (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+        else:
+            if force and distributed.current().is_main:
+                shutil.rmtree(folder, ignore_errors=True)
+            distributed.barrier()
+            row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
     # Decided afresh on every read, so a stored run is judged by today's rule.
     per_process = str(row.get("batch_norm", "")).startswith("per process")
     kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides,
@@ -426,7 +505,8 @@ def run_one(
 
 
 def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
-              force: bool = False, fingerprints: Sequence[str] | None = None) -> tuple[dict[str, Any], pd.DataFrame]:
+              force: bool = False, fingerprints: Sequence[str] | None = None,
+              use_record: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run in a process of its own (a job of the ``local`` or ``slurm`` executor, ``reslab
     train``, each process of a ``torchrun``): load the spec's splits as :func:`run_specs` does, then
     :func:`run_one`.
@@ -445,7 +525,7 @@ def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str |
         raise ValueError(f"this process read {spec.dataset} with fingerprints {seen}, the caller {tuple(fingerprints)}: "
                          f"the data differ between them. Give data_root (or $RESLAB_DATA) as a folder that every "
                          f"machine running jobs reads identically.")
-    return run_one(spec, profile, seed, train_data, test_data, force=force)
+    return run_one(spec, profile, seed, train_data, test_data, force=force, use_record=use_record)
 
 
 def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
@@ -535,6 +615,7 @@ def run_specs(
     force: bool = False,
     splits: dict[str, tuple[Dataset, Dataset]] | None = None,
     executor: "str | Executor | None" = None,
+    use_record: bool = True,
 ) -> Runs:
     """Run every spec for every seed (data loaded once per data set).
 
@@ -546,6 +627,8 @@ def run_specs(
             once) or ``slurm`` (a job array); ``None``: ``$RESLAB_EXECUTOR``, else ``inline``. With
             ``local`` and ``slurm``, a run whose job failed gets a row with ``status`` ``not run:
             <why> (log: <path>)``, no numbers, and the other rows as usual.
+        use_record: Reuse runs finished only in the record of finished runs; ``False`` trains them
+            into the run store (a caller that needs their checkpoints).
 
     Returns:
         A :class:`Runs` (unpacks as ``rows, histories``); every row has a ``status``.
@@ -564,18 +647,18 @@ def run_specs(
         if spec.dataset not in splits:
             splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
     ex = Executor.resolve(executor)
-    estimate = announce_cost(specs, prof, seeds, splits, force)
+    estimate = announce_cost(specs, prof, seeds, splits, force, use_record)
     if estimate:
         print(estimate, flush=True)
     pairs = [(spec, seed) for spec in specs for seed in seeds]
-    outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, data_root, force)
+    outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, data_root, force, use_record)
     rows, histories = [], []
     for spec, seed in pairs:
         outcome = outcomes.get((id(spec), seed))
         if outcome is not None and not outcome.finished:
             rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome))
             continue
-        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline)
+        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline, use_record=use_record)
         if outcome is not None:  # trained by a job of this call, not reused
             row["reused"] = False
         rows.append(row | {"status": FINISHED})
@@ -601,18 +684,18 @@ NOT_RUN = "not run"
 
 def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
                  splits: dict[str, tuple[Dataset, Dataset]], data_root: str | os.PathLike | None,
-                 force: bool) -> dict[tuple[int, int], Outcome]:
+                 force: bool, use_record: bool = True) -> dict[tuple[int, int], Outcome]:
     """Make the runs of ``pairs`` that are not finished (all of them with ``force``) as jobs of
     ``ex``; ``{(id(spec), seed): outcome}`` of those submitted (a label may name runs on several
     data sets)."""
     pending = [(spec, seed) for spec, seed in pairs
-               if force or not (run_dir(spec, prof, seed, *splits[spec.dataset]) / RESULT_NAME).is_file()]
+               if force or not is_finished(run_dir(spec, prof, seed, *splits[spec.dataset]), use_record)]
     if not pending:
         return {}
     root = str(Path(data_root).expanduser().resolve()) if data_root is not None else None
     subs = [Submission(spec=spec, profile=prof.name, seed=seed, data_root=root, force=force,
                        fingerprints=tuple(d.fingerprint for d in splits[spec.dataset]),
-                       runs_root=str(runs_root().resolve())) for spec, seed in pending]
+                       runs_root=str(runs_root().resolve()), use_record=use_record) for spec, seed in pending]
     outcomes = run_jobs(ex, subs, table=pending[0][0].table, profile=prof.name)
     return {(id(spec), seed): o for (spec, seed), o in zip(pending, outcomes)}
 
@@ -635,7 +718,8 @@ def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, t
 
 
 def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
-                  splits: dict[str, tuple[Dataset, Dataset]], force: bool = False) -> str | None:
+                  splits: dict[str, tuple[Dataset, Dataset]], force: bool = False,
+                  use_record: bool = True) -> str | None:
     """What :func:`run_specs` prints before training: the cost of the runs still to train.
 
     Under a protocol profile (``paper``, ``strong``), on any device, the plan of those runs
@@ -647,8 +731,8 @@ def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[in
     if profile.evidence == SMOKE:
         return None
     try:
-        pending = [(spec, s) for spec in specs for s in seeds if force or not (
-            run_dir(spec, profile, s, *splits[spec.dataset]) / RESULT_NAME).is_file()]
+        pending = [(spec, s) for spec in specs for s in seeds
+                   if force or not is_finished(run_dir(spec, profile, s, *splits[spec.dataset]), use_record)]
         pending = [(spec, s) for spec, s in pending if _device_type(spec.cfg.device) in (
             ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
         if not pending:

@@ -64,7 +64,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
 from .data import get_spec, load_dataset
-from .experiment import RESULT_NAME, RunSpec, build_model, checkpoint_path, find_run, run_dir
+from .experiment import RunSpec, build_model, checkpoint_path, find_run, is_finished, run_dir
 from .profiles import PROTOCOL, SMOKE, Profile, resolve_profile
 from .results import results_root, write_csv
 from .train import (CHECKPOINT_NAME, TrainConfig, autocast, build_optimizer, device_name, lr_factor, resolve_device,
@@ -867,7 +867,7 @@ def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: 
     if spec.init_from is not None and not Path(spec.init_from).is_file():
         status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
     else:
-        status = FINISHED if (run_dir(spec, profile, seed, train, test) / RESULT_NAME).is_file() else TO_TRAIN
+        status = FINISHED if is_finished(run_dir(spec, profile, seed, train, test)) else TO_TRAIN
     return PlannedRun(notebook, spec, seed, len(train), len(test), status)
 
 

@@ -137,6 +137,10 @@ def results_root() -> Path:
     return cwd / "results"
 
 
+#: The folder under the results root of the record of finished runs (result rows and histories of
+#: the run store, no checkpoints), committed with the results: see :func:`reslab.experiment.record_root`.
+RECORD = "_finished"
+
 # The git-ignored folder under the results root where a notebook run outside ``reslab reproduce``
 # writes: papermill, nbval or JupyterLab must never replace the committed results (whose executed
 # notebook, manifest and summary would then no longer match their tables).

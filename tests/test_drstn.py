@@ -205,3 +205,46 @@ def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):
     shutil.rmtree(store / f"{E.slug(spec.label)}-s0-{key}")
     with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # then the data is needed
         drstn.table4_checkpoint("paper", 0)
+
+
+# ---------------------------------------------------------------------------- the record of finished runs
+
+
+def test_recorded_runs_are_reused_without_the_run_store(runs, tiny_models, tmp_path, monkeypatch):
+    """A finished run in the record (result row and history, committed) is reused on a machine whose
+    run store is empty, with the same numbers; Table 5, which needs DRSTN V5's checkpoint, trains
+    V5 again there and says why."""
+    monkeypatch.setenv("RESLAB_RECORD", str(tmp_path / "record"))
+    first = drstn.run_drstn_table4(seeds=[0], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
+    rows = first.tables["table4_runs"]
+    assert [E.record_run(r) for r in rows["run_dir"]] == [
+        tmp_path / "record" / r.removeprefix("<runs>/") for r in rows["run_dir"]]
+    assert sorted(p.name for p in (tmp_path / "record" / rows["run_dir"][0].removeprefix("<runs>/")).iterdir()) == [
+        E.HISTORY_NAME, E.RESULT_NAME]
+    shutil.rmtree(runs)  # another machine: nothing in its run store
+
+    def no_training(*a, **k):
+        raise AssertionError("a recorded run was trained again")
+
+    with monkeypatch.context() as m:
+        m.setattr(E, "train", no_training)
+        again = drstn.run_drstn_table4(seeds=[0], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4b", **TINY)
+    assert again.tables["table4_runs"]["reused"].all()
+    pd.testing.assert_frame_equal(again.tables["table4"], first.tables["table4"])
+    pd.testing.assert_frame_equal(again.tables["table4_history"], first.tables["table4_history"])
+
+    out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
+    assert any("finished in the record of finished runs" in n and "trained again here" in n for n in out.notes)
+    spec, ckpt = drstn.table4_checkpoint("smoke", 0)
+    assert ckpt.is_file() and (ckpt.parent / E.RESULT_NAME).is_file()
+
+
+def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_models, tmp_path):
+    """A last.pt without its result row (DRSTN V5 interrupted) is not the finished network: Table 5
+    finishes the run first rather than transferring from the partial checkpoint."""
+    drstn.run_drstn_table4(seeds=[0], models=["drstn_v5"], out_dir=tmp_path / "t4", **TINY)
+    spec, ckpt = drstn.table4_checkpoint("smoke", 0)
+    (ckpt.parent / E.RESULT_NAME).unlink()
+    out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
+    assert any("was missing, so it was trained first" in n for n in out.notes)
+    assert (ckpt.parent / E.RESULT_NAME).is_file()

@@ -4,6 +4,11 @@ A split is decoded once and saved as uint8 tensors under :func:`cache_dir`, keye
 set, the split, the source's kind and path, and the name, size and mtime of its files: a changed
 file gives a new key, and a damaged entry is rebuilt. Each split carries a content fingerprint
 (SHA-256 of its pixels and labels).
+
+Several processes may load the same split into an empty cache at once (jobs of a table, ranks of
+a run, two notebooks): entries are renamed into place whole, and the writers of one entry (the
+decoded tensors, the synthetic files, a download) take its lock, so one process does the work and
+the others wait for it and read its result.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import numpy as np
 import torch
 
 from .._env import download_allowed
-from .._io import atomic_torch_save
+from .._io import atomic_torch_save, file_lock, remove_stale_temps
 from .readers import check_labels
 from .sources import (
     Found,
@@ -46,6 +51,13 @@ def download_dir() -> Path:
     return cache_dir() / "downloads"
 
 
+def _download_lock(target: Path) -> Path:
+    """The lock file of downloads into ``target``: in the cache, so that a failed download leaves
+    nothing in the user's folder (share ``RESLAB_CACHE`` between machines that share ``target``)."""
+    digest = hashlib.sha256(str(target.expanduser().resolve()).encode()).hexdigest()[:16]
+    return cache_dir() / "locks" / f"download-{digest}.lock"
+
+
 # --------------------------------------------------------------------------------------------
 # Cache
 
@@ -66,25 +78,41 @@ def _cache_key(spec: DatasetSpec, split: str, found: Found) -> str:
     return h.hexdigest()[:20]
 
 
+def _read_entry(path: Path) -> dict | None:
+    """A cache entry, or ``None`` when there is none (an entry is renamed into place whole, so a
+    file that does not load is damaged, not half-written: it is rebuilt, never trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        return torch.load(path, weights_only=True)
+    except Exception:
+        return None
+
+
 def _load_split(spec: DatasetSpec, split: str, found: Found) -> dict:
     key = _cache_key(spec, split, found)
     path = cache_dir() / "tensors" / f"{spec.name}-{split}-{key}.pt"
-    if path.is_file():
-        try:
-            return torch.load(path, weights_only=True)
-        except Exception:  # a damaged cache entry is rebuilt, never trusted
-            path.unlink(missing_ok=True)
-    x, y, where = read_found(found, spec, split)
-    check_labels(y, len(spec.classes), where)
-    images = torch.from_numpy(np.array(x, dtype=np.uint8))  # a writable, contiguous copy
-    labels = torch.from_numpy(np.array(y, dtype=np.int64))
-    entry = {
-        "images": images,
-        "labels": labels,
-        "fingerprint": _fingerprint(images, labels),
-        "path": str(where),
-    }
-    atomic_torch_save(entry, path)
+    entry = _read_entry(path)
+    if entry is not None:
+        return entry
+    # Processes that miss the same entry at once: one decodes, the others wait and read its file.
+    with file_lock(path.with_name(path.name + ".lock"), what=f"the decoded {spec.name} {split} split"):
+        entry = _read_entry(path)
+        if entry is not None:
+            return entry
+        path.unlink(missing_ok=True)
+        remove_stale_temps(path)
+        x, y, where = read_found(found, spec, split)
+        check_labels(y, len(spec.classes), where)
+        images = torch.from_numpy(np.array(x, dtype=np.uint8))  # a writable, contiguous copy
+        labels = torch.from_numpy(np.array(y, dtype=np.int64))
+        entry = {
+            "images": images,
+            "labels": labels,
+            "fingerprint": _fingerprint(images, labels),
+            "path": str(where),
+        }
+        atomic_torch_save(entry, path)
     return entry
 
 
@@ -168,11 +196,15 @@ def load_dataset(
     download_error = None
     if found is None and download_allowed(download):
         target = root_path if root_path is not None else download_dir()
-        try:
-            torchvision_download(spec, target)
+        # One process downloads into a folder; the others wait, then find its files.
+        with file_lock(_download_lock(target), what=f"the {name} download into {target}"):
             found = locate(spec, target)
-        except Exception as exc:  # no network, a refused mirror, a full disk...
-            download_error = exc
+            if found is None:
+                try:
+                    torchvision_download(spec, target)
+                    found = locate(spec, target)
+                except Exception as exc:  # no network, a refused mirror, a full disk...
+                    download_error = exc
         looked.append(f"{target} (torchvision download)")
 
     if found is None and allow_synthetic:

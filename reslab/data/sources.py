@@ -8,6 +8,8 @@ on-disk format, so it goes through the same readers as real data.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
 import os
 import pickle
 import shutil
@@ -18,6 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._io import atomic_path, file_lock, remove_stale_temps
 from .readers import (
     cifar_batches,
     find_idx,
@@ -149,59 +152,58 @@ def read_found(found: Found, spec: DatasetSpec, split: str) -> tuple[np.ndarray,
 # Download and synthetic data
 
 
+#: Prefix of the folder a download is made in, inside its target, before its files move into place.
+DOWNLOAD_TMP_PREFIX = ".reslab-download-"
+
+
 def torchvision_download(spec: DatasetSpec, target: Path) -> None:
     """Download both splits of ``spec`` into ``target`` with torchvision, in its own layout.
 
-    A failed download leaves nothing behind: the files and folders it made (torchvision's
-    ``MNIST/raw/``, a half-written archive, ``target`` itself and its parents if they were new)
-    are removed; what was there before, the user's files included, is never touched.
+    torchvision fetches and extracts into a temporary folder inside ``target``; only when both
+    splits are there do its files move into place, each by one rename, so a reader never finds a
+    half-downloaded or half-extracted file. A failed download leaves nothing behind: the temporary
+    folder, and ``target`` itself and its parents if they were new, are removed; what was there
+    before, the user's files included, is never touched. The remains of a download that was
+    killed (its temporary folder) are removed by the next one. Callers serialise downloads into
+    one ``target`` (``reslab.data.cache`` holds a lock).
 
     Raises:
         Exception: whatever torchvision raises (no network, a refused mirror, a full disk...).
     """
+    import tempfile
+
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, spec.torchvision_class)
     new_folders = [p for p in (target, *target.parents) if not p.exists()]  # deepest first
-    # The folders torchvision writes into under ``target`` (MNIST/, cifar-10-batches-py/): a user
-    # may keep files there, so what was in them before is remembered one by one.
-    inner = [target / name for name in (cls.__name__, getattr(cls, "base_folder", None)) if name]
-    before = set(target.iterdir()) if target.is_dir() else set()
-    for folder in inner:
-        before |= set(folder.rglob("*")) if folder.is_dir() else set()
     target.mkdir(parents=True, exist_ok=True)
+    for stale in target.glob(f"{DOWNLOAD_TMP_PREFIX}*"):  # a killed download's
+        shutil.rmtree(stale, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=DOWNLOAD_TMP_PREFIX, dir=target))
     try:
         for train in (True, False):
-            cls(str(target), train=train, download=True)
+            cls(str(tmp), train=train, download=True)
+        _move_into(tmp, target)
     except BaseException:
-        _remove_new_paths(target, before, inner)
+        shutil.rmtree(tmp, ignore_errors=True)
         for folder in new_folders:
             try:
                 folder.rmdir()  # only while empty: never a folder something else has written into since
             except OSError:
                 break
         raise
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _remove_new_paths(target: Path, before: set[Path], inner: list[Path]) -> None:
-    """Remove what appeared under ``target`` since ``before``: new entries of ``target`` whole,
-    and new entries inside the pre-existing folders ``inner``."""
-    def remove(path: Path) -> None:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
+def _move_into(source: Path, target: Path) -> None:
+    """Move the tree ``source`` into ``target``: a folder ``target`` lacks moves whole (one rename),
+    a file replaces its namesake (one rename); folders that exist on both sides are merged."""
+    for entry in sorted(source.iterdir()):
+        dest = target / entry.name
+        if entry.is_dir() and dest.is_dir():
+            _move_into(entry, dest)
         else:
-            path.unlink(missing_ok=True)
-
-    if not target.is_dir():
-        return
-    for entry in target.iterdir():
-        if entry not in before:
-            remove(entry)
-    for folder in inner:
-        if folder.is_dir():
-            for path in sorted(folder.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                if path not in before and (path.exists() or path.is_symlink()):
-                    remove(path)
+            os.replace(entry, dest)
 
 
 SYNTHETIC_PER_CLASS = {"train": 64, "test": 16}
@@ -237,14 +239,60 @@ def synthetic_images(spec: DatasetSpec, split: str, per_class: int | None = None
     return (images * 255).round().astype(np.uint8), labels
 
 
-def _write_idx(path: Path, array: np.ndarray) -> None:
+def _idx_bytes(array: np.ndarray) -> bytes:
     header = bytes([0, 0, 0x08, array.ndim]) + b"".join(int(d).to_bytes(4, "big") for d in array.shape)
-    with gzip.open(path, "wb") as fh:
-        fh.write(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+    # mtime=0: the same content gives the same bytes, so a rewrite is recognisably the same file.
+    return gzip.compress(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes(), mtime=0)
+
+
+#: The record :func:`write_synthetic` writes last: which files it wrote, with their digests.
+SYNTHETIC_RECORD = "reslab-synthetic.json"
+
+
+def _synthetic_files(spec: DatasetSpec, seed: int) -> tuple[str, dict[str, bytes]]:
+    """The kind of files and their contents (path relative to the folder -> bytes)."""
+    files: dict[str, bytes] = {}
+    if spec.torchvision_class in ("MNIST", "FashionMNIST"):
+        for split in SPLITS:
+            x, y = synthetic_images(spec, split, seed=seed)
+            img_stem, lbl_stem = spec.files[split]
+            files[f"{img_stem}.gz"] = _idx_bytes(x[:, 0])
+            files[f"{lbl_stem}.gz"] = _idx_bytes(y.astype(np.uint8))
+        return "idx", files
+    batches = spec.files["folder"][0]
+    for split in SPLITS:
+        x, y = synthetic_images(spec, split, seed=seed)
+        names = cifar_batches(spec, split)
+        for i, name in enumerate(names):
+            sl = slice(i, None, len(names))
+            entry = {"data": x[sl].reshape(len(y[sl]), -1), spec.label_key: y[sl].tolist(), "batch_label": name}
+            files[f"{batches}/{name}"] = pickle.dumps(entry, protocol=4)
+    return "cifar_folder", files
+
+
+def _synthetic_complete(folder: Path, digests: dict[str, str]) -> bool:
+    """Whether ``folder`` holds exactly these files, as its record says and its files confirm."""
+    try:
+        record = json.loads((folder / SYNTHETIC_RECORD).read_text())
+    except (OSError, ValueError):
+        return False
+    if record.get("files") != digests:
+        return False
+    return all((folder / rel).is_file() and _sha256(folder / rel) == digest for rel, digest in digests.items())
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def write_synthetic(spec: DatasetSpec, folder: Path, seed: int = 0) -> Found:
     """Write synthetic data in ``spec``'s official on-disk format under ``folder``.
+
+    Safe when several processes ask at once (jobs sharing a cache): the writers take the folder's
+    lock, each file is written whole under a temporary name and renamed into place, and a record
+    of the files is written last. A folder whose record and files already agree is left as it is
+    (its files keep their times, so the decoded-tensor cache keeps its key); anything else, such as
+    the remains of a writer that was killed, is written again.
 
     Args:
         spec: The data set whose format and shape to imitate.
@@ -254,21 +302,19 @@ def write_synthetic(spec: DatasetSpec, folder: Path, seed: int = 0) -> Found:
     Returns:
         The written data, as :func:`locate` would find it, with source ``synthetic``.
     """
-    folder.mkdir(parents=True, exist_ok=True)
-    if spec.torchvision_class in ("MNIST", "FashionMNIST"):
-        for split in SPLITS:
-            x, y = synthetic_images(spec, split, seed=seed)
-            img_stem, lbl_stem = spec.files[split]
-            _write_idx(folder / f"{img_stem}.gz", x[:, 0])
-            _write_idx(folder / f"{lbl_stem}.gz", y.astype(np.uint8))
-        return Found("idx", folder, "synthetic", "synthetic")
-    batches = folder / spec.files["folder"][0]
-    batches.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        x, y = synthetic_images(spec, split, seed=seed)
-        names = cifar_batches(spec, split)
-        for i, name in enumerate(names):
-            sl = slice(i, None, len(names))
-            entry = {"data": x[sl].reshape(len(y[sl]), -1), spec.label_key: y[sl].tolist(), "batch_label": name}
-            (batches / name).write_bytes(pickle.dumps(entry))
-    return Found("cifar_folder", batches, "synthetic", "synthetic")
+    kind, files = _synthetic_files(spec, seed)
+    digests = {rel: hashlib.sha256(blob).hexdigest() for rel, blob in files.items()}
+    path = folder if kind == "idx" else folder / spec.files["folder"][0]
+    found = Found(kind, path, "synthetic", "synthetic")
+    if _synthetic_complete(folder, digests):
+        return found
+    with file_lock(folder / ".reslab-synthetic.lock", what=f"synthetic {spec.name} files"):
+        if _synthetic_complete(folder, digests):
+            return found
+        for rel, blob in files.items():
+            remove_stale_temps(folder / rel)
+            with atomic_path(folder / rel) as tmp:
+                tmp.write_bytes(blob)
+        with atomic_path(folder / SYNTHETIC_RECORD) as tmp:
+            tmp.write_text(json.dumps({"dataset": spec.name, "seed": seed, "files": digests}, indent=1, sort_keys=True))
+    return found

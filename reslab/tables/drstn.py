@@ -68,8 +68,9 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..experiment import (STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, find_run, get_recipe,
-                          load_splits, relative_to_runs, run_specs, summarise, weakest_evidence)
+from ..experiment import (RESULT_NAME, STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, find_run,
+                          get_recipe, load_splits, recorded, relative_to_runs, run_specs, summarise,
+                          weakest_evidence)
 from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights,
                       weights_filename)
 from ..profiles import Profile, resolve_profile
@@ -363,12 +364,25 @@ def table5_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[in
 
 
 def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
-    """DRSTN V5's Table 4 checkpoint for ``seed``; trained first (and said so) when missing."""
+    """DRSTN V5's Table 4 checkpoint for ``seed``; trained first (and said so) when missing or unfinished.
+
+    A run finished only in the record of finished runs (which keeps no checkpoints) is trained
+    again into the run store, and the table's notes say so.
+    """
     spec, path = table4_checkpoint(run.profile, seed, data_root)
-    if not path.is_file():
-        run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 checkpoint ({run.profile}) was missing, so it was "
-                             f"trained first with Table 4's {run.profile} recipe.")
-        run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits, executor=run.executor)
+    if path.is_file() and (path.parent / RESULT_NAME).is_file():
+        return path
+    if recorded(path.parent) is not None:
+        why = (f"is finished in the record of finished runs ({relative_to_runs(path.parent)}), which keeps no "
+               f"checkpoints, and this run store does not have it, so it was trained again here (its Table 4 row "
+               f"now comes from this run; point RESLAB_RUNS at the run store that trained it to reuse that one).")
+    else:  # missing, or interrupted (a last.pt without its result row is not the finished network)
+        why = f"was missing, so it was trained first with Table 4's {run.profile} recipe."
+    run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 run ({run.profile}), whose checkpoint Table 5 starts from, "
+                         + why)
+    print(f"[reslab] {run.out.notes[-1]}", flush=True)
+    run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits, executor=run.executor,
+              use_record=False)
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")
     return path
