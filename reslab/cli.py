@@ -204,11 +204,16 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)  # the kernel inherits this process's environment
     t0 = time.perf_counter()
+    log = results / LOGS / f"{str(sub).replace('/', '-')}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     try:
-        papermill.execute_notebook(
-            str(src), str(executed), parameters=params, kernel_name=_kernel_name(),
-            cwd=str(folder), progress_bar=False,
-        )
+        # What the notebook prints (which run, each epoch and the time left) shows here and in the log.
+        with open(log, "w", encoding="utf-8") as fh:
+            papermill.execute_notebook(
+                str(src), str(executed), parameters=params, kernel_name=_kernel_name(),
+                cwd=str(folder), progress_bar=False, log_output=False, stdout_file=_Tee(sys.stdout, fh),
+                stderr_file=_Tee(sys.stderr, fh),
+            )
     except BaseException:
         failed = final.parent / "_failed"
         failed.mkdir(parents=True, exist_ok=True)
@@ -235,6 +240,27 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
                 os.environ[k] = v
         shutil.rmtree(stage_root, ignore_errors=True)
     return time.perf_counter() - t0
+
+
+#: Where ``reslab reproduce`` keeps what each notebook printed (git-ignored), under the results root.
+LOGS = "_logs"
+
+
+class _Tee:
+    """A text stream that writes to several (the terminal and a log file), flushing each write."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+            stream.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
 
 
 def _record_runs(folder: Path) -> list[Path]:

@@ -544,7 +544,8 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     test_loader = BatchLoader.for_split(test_data, cfg.eval_batch_size, test_aug, train=False, device=device,
                                         channels_last=channels_last, **ranks)
     t0 = time.perf_counter()
-    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None)
+    history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None,
+                    name=f"{spec.table} {spec.label} ({spec.dataset}, seed {seed}, {prof.name})")
     summary = history.summary()
     row = make_row(
         table=spec.table, model=spec.model, dataset=spec.dataset, data_source=train_data.data_source,

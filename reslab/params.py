@@ -125,6 +125,8 @@ def paper_models() -> list[PaperModel]:
           for lab, m in [("SKNet-18", "skresnet18"), ("Original_Resnet18", "resnet18"), ("ConvNeXt_tiny", "convnext_tiny"),
                          ("DRSTN", "drstn_v1"), ("DRSTN_KS(3 * 3)", "drstn_v2"), ("DRSTN_KS(3 * 3)_RB(1:1:1:1)", "drstn_v3"),
                          ("DRSTN_KS(3 * 3)_RB(2:3:5:2)", "drstn_v4"), ("DRSTN_KS(3 * 3)_RB(2:2:2)", "drstn_v5")]),
+        P("reslab", "DRSTN Table 4 control", "DRSTN_KS(3 * 3)_RB(2:2:2) without soft thresholding", "drstn_v5_no_st",
+          C32, metric=None, note="not a paper model: DRSTN V5's network without soft thresholding (our control)"),
         P("reslab", "training benchmarks", "ResNet-18, CIFAR stem", "resnet18_cifar", C32, metric=None,
           note="not a paper model: the CIFAR-stem ResNet-18 of the training benchmarks"),
         # SELU ablation (seed 003), Fashion-MNIST 28x28 grey.

@@ -718,6 +718,7 @@ def train(
     test_data: Dataset | BatchLoader,
     cfg: TrainConfig,
     checkpoint_dir: str | os.PathLike | None = None,
+    name: str = "",
 ) -> History:
     """Train ``model`` and evaluate it after every epoch.
 
@@ -728,6 +729,7 @@ def train(
         cfg: The recipe.
         checkpoint_dir: If given, ``last.pt`` is written there after every epoch, and a run
             finding a checkpoint of the same recipe resumes from it.
+        name: What the run is, for the line printed after every epoch (with ``cfg.progress``).
 
     Returns:
         The :class:`History`; its :attr:`History.setup` says how the run was executed.
@@ -771,6 +773,7 @@ def train(
     history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last,
                      "cpu_threads": torch.get_num_threads(), "world_size": dist.world_size,
                      "batch_norm": batch_norm}
+    clock = _EpochClock(name, start_epoch, cfg.epochs)
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
@@ -803,8 +806,39 @@ def train(
         if ckpt_path is not None and dist.is_main:
             save_checkpoint(ckpt_path, model, optimizer, scheduler, history=history, epoch=epoch + 1,
                             step=step, cfg=cfg, device=device)
+        if cfg.progress and dist.is_main:
+            print(clock.line(history.rows[-1]), flush=True)
     distributed.barrier()  # the last checkpoint is on disk before any rank goes on
     return history
+
+
+class _EpochClock:
+    """The line printed after each epoch of a long run: which run, which epoch, its numbers, and
+    the time left at this process's pace so far (a log of ``reslab train`` or ``reslab reproduce``
+    shows where a run of hours stands)."""
+
+    def __init__(self, name: str, start_epoch: int, epochs: int):
+        self.name, self.start_epoch, self.epochs = name, start_epoch, epochs
+        self.t0 = time.perf_counter()
+
+    def line(self, row: dict[str, Any]) -> str:
+        done = row["epoch"]
+        per_epoch = (time.perf_counter() - self.t0) / max(done - self.start_epoch, 1)
+        left = per_epoch * (self.epochs - done)
+        finish = time.strftime("%H:%M %Z", time.localtime(time.time() + left))
+        return (f"[reslab] {self.name + ': ' if self.name else ''}epoch {done}/{self.epochs}: train loss "
+                f"{row['train_loss']:.4f} acc {row['train_acc']:.4f}, test loss {row['test_loss']:.4f} acc "
+                f"{row['test_acc']:.4f}; {_duration(per_epoch)} per epoch, {_duration(left)} left "
+                f"(about {finish})")
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _batch_norm(model: nn.Module, cfg: TrainConfig, device: torch.device,

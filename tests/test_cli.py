@@ -282,3 +282,13 @@ def test_check_without_the_data_prints_one_line_per_folder(tmp_path, no_data_roo
                                                           "not checked smoke/drstn_table5_transfer"]
     assert all("data not found, so not checked: mnist/train, mnist/test" in line for line in lines[:2])
     assert lines[2] == "" and "0 of 2 results folders up to date; 2 not checked" in lines[3] and len(lines) == 4
+
+
+def test_reproduce_shows_what_the_notebook_prints_and_keeps_a_log(books, tmp_path, capsys):
+    """A run of hours must say where it stands: the kernel's prints reach the terminal and a log."""
+    _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x")
+              + "\nprint('[reslab] epoch 3/50: 2 h 05 min left')")
+    assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
+    assert "epoch 3/50: 2 h 05 min left" in capsys.readouterr().out
+    log = tmp_path / "r" / cli.LOGS / "smoke-datasets.log"
+    assert "epoch 3/50: 2 h 05 min left" in log.read_text()

@@ -30,7 +30,7 @@ def tiny_models(monkeypatch):
     from conftest import tiny_cnn
     from reslab.models import _registry
 
-    for _, name in drstn.TABLE4_ROWS:
+    for _, name in drstn.TABLE4_ROWS + drstn.TABLE4_CONTROLS:
         monkeypatch.setitem(_registry._MODELS, name,
                             lambda num_classes=10, in_chans=3, pretrained=False, **kw: tiny_cnn(in_chans, num_classes))
 
@@ -70,7 +70,7 @@ def test_abstract_gains_are_relative_not_absolute():
 def test_table4_specs_share_one_recipe_per_profile():
     for profile in ("smoke", "paper", "strong"):
         specs = drstn.table4_specs(drstn.TABLE4_RECIPES[profile])
-        assert [s.model for s in specs] == [m for _, m in drstn.TABLE4_ROWS]
+        assert [s.model for s in specs] == [m for _, m in drstn.TABLE4_ROWS + drstn.TABLE4_CONTROLS]
         assert len({repr(s.cfg) for s in specs}) == 1 and all(s.dataset == "cifar10" for s in specs)
     strong = drstn.TABLE4_RECIPES["strong"].cfg
     assert strong.nesterov and strong.label_smoothing == 0.1 and strong.schedule == "cosine" and strong.warmup_epochs > 0
@@ -248,3 +248,17 @@ def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_
     out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
     assert any("was missing, so it was trained first" in n for n in out.notes)
     assert (ckpt.parent / E.RESULT_NAME).is_file()
+
+
+def test_the_soft_thresholding_control_is_v5_without_it():
+    """V5 minus its control is what soft thresholding adds: the two differ only in the threshold units."""
+    from reslab.models import count_params, create_model
+    from reslab.models.layers import SoftThreshold
+
+    v5, control = create_model("drstn_v5"), create_model("drstn_v5_no_st")
+    units = [m for m in v5.modules() if isinstance(m, SoftThreshold)]
+    assert len(units) == 6 and not any(isinstance(m, SoftThreshold) for m in control.modules())
+    assert count_params(v5) - count_params(control) == sum(count_params(u) for u in units)
+    assert [n for n, _ in control.named_parameters()] == [
+        n for n, _ in v5.named_parameters() if not any(n.startswith(f"{p}.") for p, m in v5.named_modules()
+                                                      if isinstance(m, SoftThreshold))]

@@ -321,3 +321,13 @@ def test_torch_compile_trains_to_the_eager_numbers(synth, make_tiny):
     assert h.summary()["compile"] == "default"  # it compiled: no fallback
     sa, sb = eager.state_dict(), compiled.state_dict()
     assert all(torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-4, atol=1e-5) for k in sa)
+
+
+def test_each_epoch_prints_where_the_run_stands(make_tiny, no_data_root, capsys):
+    """With progress on, a line per epoch names the run, its numbers and the time left."""
+    data = load_dataset("cifar10", "test", download=False, allow_synthetic=True)
+    cfg = TrainConfig(epochs=2, batch_size=32, device="cpu", progress=True, channels_last=False)
+    train(make_tiny(), data, data, cfg, name="demo run")
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[reslab] demo run: epoch")]
+    assert [line.split(":")[1].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
+    assert "left (about" in lines[0] and "test loss" in lines[0] and ", 0 s left" in lines[1]

@@ -20,6 +20,10 @@ drstn_v4   3x3     (2, 3, 5, 2)    DRSTN_KS(3*3)_RB(2:3:5:2)
 drstn_v5   3x3     (2, 2, 2), no Conv_5   DRSTN_KS(3*3)_RB(2:2:2)
 =========  ======  ==============  =============================================
 
+``drstn_v5_no_st`` is ours, not the paper's: V5's network with plain basic blocks (no soft
+thresholding), the control of Table 4 that tells what soft thresholding adds to V5 (as ResNet-18
+is V1's control).
+
 Choices where the paper is silent (override any of them through ``create_model`` kwargs):
 
 - Stem stride and max-pool: the paper builds DRSTN by editing torchvision's ResNet-18 ("model
@@ -109,3 +113,14 @@ def drstn_v5(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False,
     """DRSTN_V5 = DRSTN_KS(3*3)_RB(2:2:2): V2 with stage Conv_5 removed (64/128/256 channels)."""
     args = dict(layers=(2, 2, 2), stem_kernel=3, num_classes=num_classes, in_chans=in_chans)
     return _create_drstn("drstn_v5", pretrained, args, **kwargs)
+
+
+@register_model(input_size=(3, 32, 32), test_input_size=(3, 32, 32))
+def drstn_v5_no_st(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
+    """Control (ours, not in the paper): DRSTN_V5's network without soft thresholding, i.e. ResNet
+    basic blocks 2-2-2 (64/128/256 channels) behind the 3x3/2 stem and max-pool. V5 minus this
+    network is what soft thresholding adds to V5."""
+    _no_pretrained("drstn_v5_no_st", pretrained)
+    args = dict(block=BasicBlock, stem="imagenet", layers=(2, 2, 2), stem_kernel=3, num_classes=num_classes,
+                in_chans=in_chans)
+    return ResNet(**{**args, **kwargs})

@@ -93,6 +93,11 @@ TABLE4_ROWS: tuple[tuple[str, str], ...] = (
     ("DRSTN_KS(3 * 3)_RB(2:3:5:2)", "drstn_v4"),
     ("DRSTN_KS(3 * 3)_RB(2:2:2)", "drstn_v5"),
 )
+#: Rows of ours beside the paper's (no claim): V5's network without soft thresholding, so that V5 minus
+#: it is what soft thresholding adds to V5 (as V1 minus ResNet-18 is what it adds to ResNet-18).
+TABLE4_CONTROLS: tuple[tuple[str, str], ...] = (
+    ("DRSTN_KS(3 * 3)_RB(2:2:2) without soft thresholding (control)", "drstn_v5_no_st"),
+)
 #: The network transferred in Table 5 and compared in the abstract.
 TRANSFER_MODEL = "drstn_v5"
 TRANSFER_DATASETS: tuple[str, ...] = ("mnist", "fashion_mnist")
@@ -174,15 +179,17 @@ def table4_specs(recipe: Recipe, models: Sequence[str] | None = None) -> list[Ru
 
     Args:
         recipe: A Table 4 recipe (:data:`TABLE4_RECIPES`, possibly with overrides).
-        models: A subset of Table 4's registered models; default all eight, in the paper's order.
+        models: A subset of Table 4's registered models; default all eight, in the paper's order,
+            then the controls (:data:`TABLE4_CONTROLS`).
 
     Raises:
         ValueError: for a model that is not in Table 4.
     """
-    chosen = check_choice(models, [m for _, m in TABLE4_ROWS], "models")
+    rows = TABLE4_ROWS + TABLE4_CONTROLS
+    chosen = check_choice(models, [m for _, m in rows], "models")
     return [RunSpec(table=TABLE4, label=label, model=model, dataset="cifar10",
                     recipe=recipe.replace(keep_checkpoint=True) if model in READ_LATER else recipe)
-            for label, model in TABLE4_ROWS if model in chosen]
+            for label, model in rows if model in chosen]
 
 
 def table4_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[int] | None = None,
@@ -300,7 +307,8 @@ def run_drstn_table4(
 
     summary = summarise(rows)
     claims = _claims("Table 4").set_index("model")
-    summary["claimed_best_acc"] = [as_fraction(claims.loc[m, "value"], claims.loc[m, "unit"]) for m in summary["model"]]
+    summary["claimed_best_acc"] = [as_fraction(claims.loc[m, "value"], claims.loc[m, "unit"]) if m in claims.index
+                                   else np.nan for m in summary["model"]]  # a control has no claim
     summary["difference"] = (summary["best_acc_mean"] - summary["claimed_best_acc"]).round(4)
     summary["checkpoints"] = [";".join(rows.loc[rows["label"] == label, "checkpoint"]) for label in summary["label"]]
 
@@ -518,7 +526,7 @@ def _cam_model(model: str, weights: str, profile: Profile, data_root, allow_rand
                 tried.append("cifar10: not a Table 4 model, so no CIFAR-10 checkpoint")
                 continue
             _, path = table4_checkpoint(profile, 0, data_root, model=model)
-            if not path.is_file():
+            if not (path.is_file() and (path.parent / RESULT_NAME).is_file()):  # none, or an unfinished run's
                 tried.append(f"cifar10: no Table 4 checkpoint yet ({relative_to_runs(path)}); run that notebook first")
                 continue
             net = create_model(model, num_classes=10)
