@@ -21,7 +21,7 @@ def load(env: dict[str, str], barrier, name: str, split: str, root: str | None, 
     _environ(env)
     from reslab.data import load_dataset
 
-    barrier.wait(timeout=120)
+    barrier.wait(timeout=900)  # siblings may still be importing torch on a loaded machine
     d = load_dataset(name, split, root=root, download=False, allow_synthetic=synthetic)
     Path(out).write_text(json.dumps({"fingerprint": d.fingerprint, "n": len(d), "source": d.source}))
 
@@ -80,7 +80,7 @@ def train(env: dict[str, str], barrier, out: str) -> None:
 
     from reslab.experiment import run_alone
 
-    barrier.wait(timeout=120)
+    barrier.wait(timeout=900)  # siblings may still be importing torch on a loaded machine
     row, history = run_alone(tiny_spec(), "smoke", 0, data_root=env["NODATA"])
     Path(out).write_text(json.dumps({"reused": bool(row["reused"]), "best_acc": row["best_acc"],
                                      "run_dir": row["run_dir"], "epochs": len(history)}))

@@ -210,8 +210,11 @@ def test_reslab_train_under_torchrun_files_the_run_the_notebook_reads(shared_dat
     proc = torchrun("-m", "reslab.cli", "train", *args)
     assert "world_size: 2" in proc.stdout and "batch_norm: global (all-reduced on the CPU)" in proc.stdout
     assert proc.stdout.count("label: Original_Resnet18") == 1  # rank 0 alone reports
-    stored = [json.loads(p.read_text())["row"] for p in tmp_path.rglob("result.json")]
+    stored = [json.loads(p.read_text())["row"] for p in (tmp_path / "_runs").rglob("result.json")]
     assert len(stored) == 1 and stored[0]["world_size"] == 2
+    # Rank 0 also put it in the record of finished runs (committed with the results).
+    recorded = [json.loads(p.read_text())["row"] for p in (tmp_path / "_finished").rglob("result.json")]
+    assert recorded == stored and "recorded: " in proc.stdout
     again = subprocess.run([sys.executable, "-m", "reslab.cli", "train", *args], capture_output=True, text=True,
                            timeout=240)
     assert again.returncode == 0, again.stderr[-3000:]
