@@ -27,8 +27,10 @@ SPAWN = mp.get_context("spawn")  # the way submitit, torchrun and a second noteb
 
 
 def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    # RESLAB_DATA empty: a spawned process inherits the environment, and CI points it at real data,
+    # where "synthetic" would silently mean the real CIFAR-10.
     return {"RESLAB_CACHE": str(tmp_path / "cache"), "RESLAB_DOWNLOAD": "0", "RESLAB_RUNS": str(tmp_path / "runs"),
-            **extra}
+            "RESLAB_DATA": "", **extra}
 
 
 _STARTED: list[mp.Process] = []
@@ -112,7 +114,7 @@ SOURCES = {
 
 
 @pytest.mark.parametrize("kind", list(SOURCES))
-def test_processes_on_a_cold_cache_agree(kind, tmp_path):
+def test_processes_on_a_cold_cache_agree(kind, tmp_path, no_data_root):
     name, layout, synthetic = SOURCES[kind]
     root = None
     if layout is not None:
@@ -137,7 +139,7 @@ def test_processes_on_a_cold_cache_agree(kind, tmp_path):
     assert here.fingerprint == seen[0]["fingerprint"]
 
 
-def test_killed_synthetic_writer_is_neither_trusted_nor_fatal(tmp_path, monkeypatch):
+def test_killed_synthetic_writer_is_neither_trusted_nor_fatal(tmp_path, no_data_root, monkeypatch):
     """A writer of synthetic files killed between two files (lock held, a temporary file beside the
     target): a process that was waiting for it then writes the files itself and reads them right."""
     monkeypatch.setenv("RESLAB_CACHE", str(tmp_path / "reference"))
@@ -159,7 +161,7 @@ def test_killed_synthetic_writer_is_neither_trusted_nor_fatal(tmp_path, monkeypa
     assert not list(folder.rglob("*.tmp")) and (folder / "reslab-synthetic.json").is_file()
 
 
-def test_killed_cache_writer_is_neither_trusted_nor_fatal(tmp_path):
+def test_killed_cache_writer_is_neither_trusted_nor_fatal(tmp_path, no_data_root):
     """A writer of a decoded split killed halfway through its file: the next reader ignores the
     half-written file, decodes again, and removes it."""
     root = tmp_path / "data"
@@ -188,7 +190,7 @@ def tiny_spec() -> RunSpec:
                    recipe=Recipe(cfg=cfg))
 
 
-def test_two_processes_on_one_run_train_it_once(tmp_path):
+def test_two_processes_on_one_run_train_it_once(tmp_path, no_data_root):
     """Asked for the same run at once, one process trains it; the other waits and reuses it."""
     (tmp_path / "nodata").mkdir()
     env = _env(tmp_path, NODATA=str(tmp_path / "nodata"))
