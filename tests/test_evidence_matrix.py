@@ -51,7 +51,7 @@ def world(tmp_path, monkeypatch):
         torch.manual_seed(0)
         return tiny_cnn(in_chans, num_classes)
 
-    def stand_in(model, train_loader, test_loader, cfg, checkpoint_dir=None):
+    def stand_in(model, train_loader, test_loader, cfg, checkpoint_dir=None, name=""):
         if checkpoint_dir is not None:  # Table 5 starts from Table 4's checkpoint
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict()}, Path(checkpoint_dir) / CHECKPOINT_NAME)
