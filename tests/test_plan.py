@@ -57,7 +57,8 @@ def _runs_of_run_function(name: str, monkeypatch) -> set[tuple]:
         record(specs, seeds)
         raise _Stop
 
-    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False, executor=None):  # Table 5 source
+    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False, executor=None,
+                   use_record=True):  # Table 5 source
         record(specs, seeds)
         for seed in seeds:
             path = run_dir(specs[0], profile, seed, *load_splits("cifar10", profile)) / "last.pt"
@@ -91,7 +92,8 @@ def test_paper_plan_follows_the_notebook_defaults_and_counts_the_source_run_once
     result = plan.make_plan("paper", only=[drstn.TABLE4, drstn.TABLE5, drstn.TABLE1, selu.TABLE], device="cpu")
     rows = result.rows[result.rows["kind"] == "run"]
     by = {name: grp for name, grp in rows.groupby("notebook")}
-    assert len(by[drstn.TABLE4]) == 8 and set(by[drstn.TABLE4]["epochs"]) == {50}  # the notebook's seeds [0]
+    # Eight networks and the control, the notebook's seeds [0].
+    assert len(by[drstn.TABLE4]) == 8 + 1 and set(by[drstn.TABLE4]["epochs"]) == {50}
     assert len(by[selu.TABLE]) == 7 * 10  # seeds None in the notebook: the recipe's 10 runs per row
     assert set(by[selu.TABLE].loc[by[selu.TABLE]["label"].str.contains("2x"), "epochs"]) == {20}
     assert list(by[drstn.TABLE5]["table"]) == [drstn.TABLE5] * 4  # its Table 4 source run is Table 4's row
@@ -118,7 +120,7 @@ def test_csv_columns_and_totals(no_data_root, stub_timer, tmp_path):
         assert total["runs"] == len(mine) and total["minutes"] == pytest.approx(mine["minutes"].sum())
         assert total["train_images"] == mine["train_images"].sum()
     overall = frame[frame["kind"] == "overall"].iloc[0]
-    assert overall["runs"] == len(runs) == 8 + 10 and overall["minutes"] == pytest.approx(runs["minutes"].sum())
+    assert overall["runs"] == len(runs) == 9 + 10 and overall["minutes"] == pytest.approx(runs["minutes"].sum())
     # Images and step count follow the recipe: Table 4 smoke is one step of 16 images, then one evaluation.
     t4 = runs[runs["notebook"] == drstn.TABLE4].iloc[0]
     test_images = len(load_splits("cifar10", "smoke")[1])  # synthetic here: fewer than the profile's 256
@@ -136,7 +138,7 @@ def test_a_finished_run_costs_nothing_more(runs, stub_timer):
     run = rows[(rows["kind"] == "run") & (rows["label"] == spec.label)].iloc[0]
     assert run["status"] == plan.FINISHED and run["minutes_to_go"] == 0 and run["minutes"] > 0
     total = rows[rows["kind"] == "overall"].iloc[0]
-    assert total["runs_to_go"] == 7 and total["minutes_to_go"] == pytest.approx(total["minutes"] - run["minutes"])
+    assert total["runs_to_go"] == 8 and total["minutes_to_go"] == pytest.approx(total["minutes"] - run["minutes"])
 
 
 def test_unknown_notebook_or_profile_is_a_clear_error(capsys):
@@ -153,10 +155,10 @@ def test_the_command_prints_the_plan_and_writes_its_csv(no_data_root, stub_timer
     assert cli.main(["plan", "--profile", "smoke", "--only", "datasets", drstn.TABLE4, "--device", "cpu"]) == 0
     out = capsys.readouterr().out
     assert "step times measured on cpu" in out and "== datasets\n   trains nothing." in out
-    assert "== drstn_table4_cifar10" in out and "SKNet-18" in out and "[reslab] overall (smoke): 8 run(s)" in out
+    assert "== drstn_table4_cifar10" in out and "SKNet-18" in out and "[reslab] overall (smoke): 9 run(s)" in out
     assert "[reslab] on this CPU" in out
     default = plan.results_root() / "_plan" / "plan-smoke-cpu.csv"
-    assert f"plan written to {default}" in out and len(pd.read_csv(default)) == 8 + 2
+    assert f"plan written to {default}" in out and len(pd.read_csv(default)) == 9 + 2
     own = tmp_path / "mine.csv"
     assert cli.main(["plan", "--profile", "smoke", "--only", drstn.TABLE4, "--device", "cpu", "--csv", str(own)]) == 0
     assert own.is_file()
