@@ -21,9 +21,11 @@ import tempfile
 import time
 
 from _common import parse_args
-from reslab.executor import Executor
-from reslab.experiment import Recipe, RunSpec, load_splits, run_specs
-from reslab.plan import device_words
+
+from reslab.runs.cost import device_words
+from reslab.runs.execute import run_specs
+from reslab.runs.jobs import Executor
+from reslab.runs.spec import Recipe, RunSpec, load_splits
 from reslab.tables.drstn import TABLE4_RECIPES
 from reslab.train import resolve_device
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 
 import torch
-
 from _common import cifar_train, describe, parse_args, pil_loader
+
 from reslab.data import Augment, BatchLoader
 
 

@@ -2,9 +2,9 @@
 
 DRSTN V5 with Table 4's ``paper`` recipe (SGD momentum 0.9, lr 0.01, batch 128, cosine, pad-crop
 and flip; bf16 autocast on CUDA) but on a CIFAR-10 subset (real images under ``$RESLAB_DATA`` if
-there, else synthetic) for a few epochs. First the plan's estimate of that run (``reslab.plan``:
+there, else synthetic) for a few epochs. First the plan's estimate of that run (``reslab.runs.cost``:
 a step timed on this device, training + evaluation + per-run overhead), then the run itself
-through the run machinery (``reslab.experiment.run_one``: model build, ``train()`` with an
+through the run machinery (``reslab.runs.execute.run_one``: model build, ``train()`` with an
 evaluation and a checkpoint after every epoch, the result row), timed from the outside. The ratio
 printed is estimate / measured, from this one run. Target: 0.7-1.3.
 
@@ -18,10 +18,11 @@ import tempfile
 import time
 
 from _common import describe, parse_args
+
 from reslab import load_dataset
-from reslab.experiment import run_one
-from reslab.plan import PlannedRun, cost_runs, device_words, duration
 from reslab.profiles import resolve_profile
+from reslab.runs.cost import PlannedRun, cost_runs, device_words, duration
+from reslab.runs.execute import run_one
 from reslab.tables.drstn import TABLE4_RECIPES, table4_specs
 from reslab.train import resolve_device
 

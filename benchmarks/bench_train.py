@@ -26,8 +26,8 @@ import time
 
 import torch
 import torch.nn.functional as F
-
 from _common import cifar_train, describe, parse_args, pil_loader
+
 from reslab import TrainConfig, create_model, load_dataset, train
 from reslab.data import Augment, BatchLoader
 from reslab.train import device_name, resolve_device

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
+from typing import Iterator, Mapping
 
 DOWNLOAD_ENV = "RESLAB_DOWNLOAD"
 
@@ -50,3 +52,26 @@ def require_torch(torch_version: str | None = None, torchvision_version: str | N
             f"{torchvision_version}. Upgrade them together, e.g. pip install '{need[0]}' '{need[1]}' (on a GPU "
             "machine, the build that matches its CUDA driver)."
         )
+
+
+@contextlib.contextmanager
+def environment(values: Mapping[str, str | None]) -> Iterator[None]:
+    """Set environment variables for the block (``None`` unsets one), then put back what was there.
+
+    Only for what a child process must inherit (a notebook's kernel, a job): code in this process
+    takes its paths and settings as arguments.
+    """
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = str(v)
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

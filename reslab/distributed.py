@@ -307,7 +307,7 @@ def _to_global(module: nn.Module) -> nn.Module:
     return module
 
 
-def warn_once(message: str) -> None:
-    """A warning from rank 0 only (the others would repeat it)."""
+def warn_on_main(message: str) -> None:
+    """A warning from rank 0 only (the others would repeat it); every call warns."""
     if current().is_main:
         warnings.warn(message, RuntimeWarning, stacklevel=3)

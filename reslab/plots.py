@@ -57,7 +57,7 @@ def curves(histories, y: str = "test_acc", hue: str = "label", title: str | None
 
     Args:
         histories: Long DataFrame with ``epoch``, ``y``, ``hue`` and ``seed`` columns (from
-            :func:`reslab.experiment.run_specs`).
+            :func:`reslab.runs.execute.run_specs`).
         y: The column to plot (``test_acc``, ``test_loss``, ``train_loss``...).
         hue: The column naming the lines.
     """

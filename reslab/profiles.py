@@ -13,10 +13,10 @@ the :class:`Profile` object is passed down; code below the entry asks the object
 - ``strong``: one modern recipe for every model of a table, to test whether a claimed gain
   survives a fair baseline. Real and complete data.
 
-Per-table recipes (:class:`reslab.experiment.Recipe`, one per profile) live beside the table code;
+Per-table recipes (:class:`reslab.runs.spec.Recipe`, one per profile) live beside the table code;
 this module holds what every table shares: which evidence a profile gives, how data is found and
 how much of it is used. Whether one *run* is judged is decided by
-:func:`reslab.experiment.evidence_of`, from its profile and everything that was changed.
+:func:`reslab.evidence.evidence_of`, from its profile and everything that was changed.
 """
 
 from __future__ import annotations
@@ -62,11 +62,6 @@ class Profile:
     def __post_init__(self) -> None:
         if self.evidence not in EVIDENCE:
             raise ValueError(f"profile {self.name!r}: evidence must be one of {EVIDENCE}, got {self.evidence!r}.")
-
-    @property
-    def full_data(self) -> bool:
-        """Whether the profile uses whole splits (no subsets)."""
-        return self.train_subset is None and self.test_subset is None
 
     def data_kwargs(self, split: str, subset: int | None = None) -> dict:
         """Keyword arguments of :func:`reslab.data.load_dataset` for ``split``.

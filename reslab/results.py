@@ -138,7 +138,7 @@ def results_root() -> Path:
 
 
 #: The folder under the results root of the record of finished runs (result rows and histories of
-#: the run store, no checkpoints), committed with the results: see :func:`reslab.experiment.record_root`.
+#: the run store, no checkpoints), committed with the results: see :func:`reslab.runs.store.record_root`.
 RECORD = "_finished"
 
 # The git-ignored folder under the results root where a notebook run outside ``reslab reproduce``
@@ -199,9 +199,17 @@ def notebook_code_hash(path: str | os.PathLike) -> str:
     return _sha(code.encode())
 
 
-# The command line starts notebooks and moves folders, and the offline bundle packs and unpacks
-# them; neither computes a number of a result.
-NOT_RESULT_CODE = ("reslab/cli.py", "reslab/bundle.py")
+#: Code that cannot change a number of a result, so that a change to it leaves results up to date:
+#: the command line and the commands (they start notebooks, move folders, pack and unpack bundles,
+#: render the README), the notebook catalog (order and parameters cells), the cost model (an
+#: estimate printed before training) and the executors (where a run is made, not what it computes).
+#: A path ending in ``/`` stands for everything under it.
+NOT_RESULT_CODE = ("reslab/cli.py", "reslab/app/", "reslab/catalog.py", "reslab/runs/cost.py", "reslab/runs/jobs.py")
+
+
+def is_result_code(name: str) -> bool:
+    """Whether package file ``name`` (``reslab/...``) can change a result (:data:`NOT_RESULT_CODE`)."""
+    return not any(name == p or (p.endswith("/") and name.startswith(p)) for p in NOT_RESULT_CODE)
 
 
 def code_fingerprints(table: str | None = None) -> dict[str, str]:
@@ -215,7 +223,7 @@ def code_fingerprints(table: str | None = None) -> dict[str, str]:
     out = {}
     for path in sorted(package.rglob("*")):
         name = f"reslab/{path.relative_to(package).as_posix()}"
-        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts and name not in NOT_RESULT_CODE:
+        if path.suffix in (".py", ".csv") and "__pycache__" not in path.parts and is_result_code(name):
             out[name] = _sha(path.read_bytes())
     notebook = package.parent / "notebooks" / f"{table}.ipynb"
     if table and notebook.is_file():
@@ -300,123 +308,3 @@ def add_to_manifest(out_dir: str | os.PathLike, name: str) -> Path:
     manifest["files"] = sorted(set(manifest.get("files", [])) | {name})
     manifest["file_sha256"] = {**manifest.get("file_sha256", {}), **_file_hashes(Path(out_dir), [name])}
     return write_json(manifest, path)
-
-
-# ``reslab reproduce --check`` statuses. ``not checked``: code and files match, but a data split the
-# manifest names cannot be found here (no data root, or the data set is not in it), so whether the
-# data changed is unknown; rerunning would not help (it would use other data), so it is not stale.
-UP_TO_DATE, STALE, NOT_CHECKED, NO_MANIFEST = "up to date", "stale", "not checked", "no manifest"
-CHECK_COLUMNS = ["folder", "profile", "table", "finished", "git_commit", "status", "code_changed",
-                 "files_changed", "data_changed", "data_not_found", "detail"]
-
-
-def check_results(root: str | os.PathLike | None = None, data_root: str | os.PathLike | None = None,
-                  check_data: bool = True) -> pd.DataFrame:
-    """Which results were made by code or data that has changed since, or were changed after they
-    were made (``reslab reproduce --check``).
-
-    For every ``<root>/<profile>/<table>/`` and ``<root>/summary/`` folder: compares each code
-    file's hash in ``manifest.json`` with the file now (a changed or deleted file makes the result
-    stale; new files do not); compares the sha256 of every file the manifest lists with the file
-    on disk (a changed or missing file, or a file the manifest does not list, makes it stale);
-    and, with ``check_data``, loads every data split the manifest names (same data set, split,
-    subset and subset seed, without downloading) and compares fingerprints and data sources. A
-    split that cannot be found is not a change: the folder is ``not checked`` unless something
-    else made it stale.
-
-    Returns:
-        One row per results folder: ``folder``, ``profile``, ``table``, ``finished``, ``git_commit``,
-        ``status`` (``up to date``, ``stale``, ``not checked`` or ``no manifest``), ``code_changed``,
-        ``files_changed``, ``data_changed`` and ``data_not_found`` (``;``-separated), and ``detail``
-        (one line saying why, for the report).
-    """
-    root = Path(root) if root else results_root()
-    folders = [root / "summary"] if (root / "summary").is_dir() else []
-    for profile_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
-        if not profile_dir.name.startswith((".", "_")) and profile_dir.name != "summary":
-            folders += sorted(p for p in profile_dir.iterdir() if p.is_dir() and not p.name.startswith((".", "_")))
-    rows = []
-    for folder in folders:
-        path = folder / MANIFEST
-        row = {c: "" for c in CHECK_COLUMNS} | {"folder": folder.relative_to(root).as_posix(), "table": folder.name,
-                                                "status": NO_MANIFEST}
-        if not path.is_file():
-            row["detail"] = "no manifest.json: rerun the notebook with reslab reproduce"
-            rows.append(row)
-            continue
-        manifest = json.loads(path.read_text())
-        row.update(profile=manifest.get("profile", ""), finished=manifest.get("finished", ""),
-                   git_commit=manifest.get("git_commit", ""))
-        if manifest.get("code") is None:
-            row.update(status=STALE, detail="the manifest records no code hashes (made before they were recorded)")
-            rows.append(row)
-            continue
-        current = code_fingerprints(manifest.get("table"))
-        code = [name for name, digest in manifest["code"].items() if current.get(name) != digest]
-        files = _changed_files(folder, manifest)
-        changed, missing = _changed_data(manifest.get("data", []), data_root) if check_data else ([], [])
-        status = STALE if code or files or changed else NOT_CHECKED if missing else UP_TO_DATE
-        detail = []
-        if code:
-            more = f" (+{len(code) - 3} more)" if len(code) > 3 else ""
-            detail.append(f"code changed: {', '.join(code[:3])}{more}")
-        if files == [NO_FILE_HASHES]:
-            detail.append(NO_FILE_HASHES)
-        elif files:
-            detail.append("files changed since the manifest: " + ", ".join(files))
-        if changed:
-            detail.append("data changed: " + ", ".join(changed))
-        if missing:
-            detail.append("data not found, so not checked: " + ", ".join(missing)
-                          + " (set RESLAB_DATA or --data-root to the data folder)")
-        row.update(status=status, code_changed=";".join(code), files_changed=";".join(files),
-                   data_changed=";".join(changed), data_not_found=";".join(missing), detail="; ".join(detail))
-        rows.append(row)
-    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
-
-
-NO_FILE_HASHES = "the manifest records no file hashes (made before they were recorded)"
-
-
-def _changed_files(folder: Path, manifest: dict[str, Any]) -> list[str]:
-    """The files of ``folder`` that no longer match the manifest's hashes: ``name (changed)``,
-    ``name (missing)``, ``name (not in the manifest)``; hidden files and subfolders do not count."""
-    recorded = manifest.get("file_sha256")
-    if recorded is None:
-        return [NO_FILE_HASHES]
-    out = []
-    for name, digest in sorted(recorded.items()):
-        path = folder / name
-        if not path.is_file():
-            out.append(f"{name} (missing)")
-        elif file_sha256(path) != digest:
-            out.append(f"{name} (changed)")
-    present = {p.name for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")}
-    out += [f"{name} (not in the manifest)" for name in sorted(present - set(recorded) - {MANIFEST})]
-    return out
-
-
-def _changed_data(splits: list[dict[str, Any]], data_root: str | os.PathLike | None) -> tuple[list[str], list[str]]:
-    """The splits of a manifest whose data now differ (fingerprint or data source) and those that
-    cannot be found, as text (``dataset/split: ...`` and ``dataset/split``)."""
-    from .data import load_dataset  # lazily: importing reslab.results must not load the data layer
-
-    changed, missing, cache = [], [], {}
-    for d in splits:
-        key = (d["dataset"], d["split"], d.get("subset"), d.get("seed", 0), d["data_source"] == "synthetic")
-        if key not in cache:
-            try:
-                now_ = load_dataset(d["dataset"], d["split"], root=data_root, download=False, subset=d.get("subset"),
-                                    seed=d.get("seed", 0), allow_synthetic=d["data_source"] == "synthetic")
-                cache[key] = (now_.fingerprint, now_.data_source)
-            except FileNotFoundError:
-                cache[key] = (None, None)
-            except (ValueError, RuntimeError) as exc:
-                cache[key] = (None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
-        fingerprint, source = cache[key]
-        name = f"{d['dataset']}/{d['split']}"
-        if source is None:
-            missing.append(name)
-        elif fingerprint != d["fingerprint"] or source != d["data_source"]:
-            changed.append(f"{name}: {d['data_source']} {d['fingerprint']} -> {source} {fingerprint or ''}".rstrip())
-    return changed, list(dict.fromkeys(missing))

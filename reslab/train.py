@@ -25,6 +25,7 @@ resumes with any number of processes. The result row states ``world_size`` and `
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -33,7 +34,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 import pandas as pd
@@ -45,6 +46,7 @@ from tqdm.auto import tqdm  # a widget in a notebook (nothing on stderr), text i
 from . import distributed
 from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
+from .evidence import BN_PER_PROCESS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
@@ -56,8 +58,8 @@ CHECKPOINT_NAME = "last.pt"
 #: TrainConfig fields that change how fast a run goes, not its numbers beyond floating-point noise:
 #: never a recipe override, not part of a run's key, and free to differ when a run resumes.
 #: ``sync_bn`` is one of them because it matters only in a run of several processes, where turning it
-#: off makes the run a budget one (:func:`reslab.experiment.run_one` says so).
-SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile", "sync_bn")
+#: off makes the run a budget one (:func:`reslab.runs.execute.run_one` says so).
+SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile", "sync_bn", "flush_denormals")
 
 
 @dataclass
@@ -98,6 +100,10 @@ class TrainConfig:
             (``torch.nn.SyncBatchNorm`` on CUDA), as one process would; ``False`` keeps them per
             process, over its slice of the batch only (faster, but the numbers depend on the
             process count). No effect in one process.
+        flush_denormals: On the CPU, flush denormal floats to zero while training
+            (``torch.set_flush_denormal``): SELU's exponential produces many, and they make a CPU
+            step several times slower. A speed setting (:data:`SPEED_FIELDS`): the effect on the
+            numbers is below float32 resolution of normal values.
     """
 
     epochs: int = 1
@@ -122,6 +128,7 @@ class TrainConfig:
     eval_batch_size: int = 512
     progress: bool = True
     sync_bn: bool = True
+    flush_denormals: bool = False
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -318,10 +325,10 @@ def lr_factor(cfg: TrainConfig, epoch_float: float, total_epochs: float) -> floa
 
 
 def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.device, train: bool) -> BatchLoader:
+    dist = distributed.current()
     if isinstance(data, BatchLoader):
         if data.device != device:
             raise ValueError(f"the BatchLoader lives on {data.device} but training runs on {device}.")
-        dist = distributed.current()
         if (data.rank, data.world_size) != (dist.rank, dist.world_size):
             raise ValueError(f"the BatchLoader is for rank {data.rank} of {data.world_size} but this process is rank "
                              f"{dist.rank} of {dist.world_size}; build it with rank= and world_size= from "
@@ -329,7 +336,6 @@ def _make_loader(data: Dataset | BatchLoader, cfg: TrainConfig, device: torch.de
         return data
     if not isinstance(data, Dataset):
         raise TypeError(f"expected a reslab Dataset or BatchLoader, got {type(data).__name__}.")
-    dist = distributed.current()
     return BatchLoader.for_split(data, cfg.batch_size if train else cfg.eval_batch_size,
                                  Augment.standard(data.name, train=train), train=train, device=device,
                                  seed=cfg.seed, channels_last=use_channels_last(cfg, device),
@@ -712,6 +718,19 @@ def _first_step(compiled: nn.Module, eager: nn.Module, x: torch.Tensor, y: torch
         return train_step(eager, x, y, optimizer, scheduler, cfg), eager, reason
 
 
+@contextlib.contextmanager
+def denormals_flushed(cfg: TrainConfig, device: torch.device) -> Iterator[None]:
+    """Flush denormal floats to zero inside the block when ``cfg.flush_denormals`` and ``device`` is the CPU."""
+    if not (cfg.flush_denormals and device.type == "cpu"):
+        yield
+        return
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
+
+
 def train(
     model: nn.Module,
     train_data: Dataset | BatchLoader,
@@ -720,7 +739,7 @@ def train(
     checkpoint_dir: str | os.PathLike | None = None,
     name: str = "",
 ) -> History:
-    """Train ``model`` and evaluate it after every epoch.
+    """Train ``model`` and evaluate it after every epoch (denormals flushed where the recipe says).
 
     Args:
         model: Any classifier ``(B, C, H, W) -> (B, num_classes)``; moved to ``cfg.device``.
@@ -739,11 +758,16 @@ def train(
             checkpoint is left as it was.
         ValueError: if a checkpoint of a different recipe is in ``checkpoint_dir``.
     """
+    with denormals_flushed(cfg, resolve_device(distributed.device_for(cfg.device))):
+        return _train(model, train_data, test_data, cfg, checkpoint_dir, name)
+
+
+def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Dataset | BatchLoader, cfg: TrainConfig,
+           checkpoint_dir: str | os.PathLike | None, name: str) -> History:
     dist = distributed.current()
     device = resolve_device(distributed.device_for(cfg.device))
-    model.to(device)
     model, batch_norm = _batch_norm(model, cfg, device, dist)
-    model.to(device)
+    model.to(device)  # once, after any batch norm was replaced
     channels_last = use_channels_last(cfg, device)
     if channels_last:
         model.to(memory_format=torch.channels_last)
@@ -851,7 +875,7 @@ def _batch_norm(model: nn.Module, cfg: TrainConfig, device: torch.device,
         return model, "whole batch (one process)"
     if cfg.sync_bn:
         return distributed.convert_batch_norm(model, device)
-    distributed.warn_once(f"sync_bn is off: batch-norm statistics are taken over each process's "
+    distributed.warn_on_main(f"sync_bn is off: batch-norm statistics are taken over each process's "
                           f"{cfg.batch_size // dist.world_size} images, not the global batch of {cfg.batch_size}; "
                           f"the numbers depend on the process count, and the run is a budget run.")
-    return model, f"per process ({cfg.batch_size // dist.world_size} of {cfg.batch_size} images)"
+    return model, f"{BN_PER_PROCESS} ({cfg.batch_size // dist.world_size} of {cfg.batch_size} images)"

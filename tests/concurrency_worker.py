@@ -78,7 +78,7 @@ def train(env: dict[str, str], barrier, out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_concurrency import tiny_spec
 
-    from reslab.experiment import run_alone
+    from reslab.runs.execute import run_alone
 
     barrier.wait(timeout=900)  # siblings may still be importing torch on a loaded machine
     row, history = run_alone(tiny_spec(), "smoke", 0, data_root=env["NODATA"])

@@ -17,8 +17,9 @@ import pytest
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
-from reslab import bundle, cli, results
-from reslab.bundle import NOT_NEEDED_HEADLESS, NOTEBOOKS, Have
+from reslab import catalog, cli, results
+from reslab.app import bundle, check
+from reslab.app.bundle import NOT_NEEDED_HEADLESS, NOTEBOOKS, Have
 from reslab.data import get_spec, write_synthetic
 from reslab.profiles import resolve_profile
 from reslab.tables import drstn
@@ -30,9 +31,10 @@ PY = "%d.%d" % sys.version_info[:2]
 # ------------------------------------------------------------------ the table of notebooks
 
 def test_every_notebook_but_the_summary_has_an_entry():
-    notebooks = set(cli.list_notebooks()) - set(cli.ACROSS_PROFILES)
-    assert notebooks == set(NOTEBOOKS), (f"no entry in reslab.bundle.NOTEBOOKS for {sorted(notebooks - set(NOTEBOOKS))};"
-                                         f" entries without a notebook: {sorted(set(NOTEBOOKS) - notebooks)}")
+    notebooks = set(catalog.list_notebooks()) - set(catalog.ACROSS_PROFILES)
+    assert notebooks == set(NOTEBOOKS), (f"no entry in reslab.app.bundle.NOTEBOOKS for "
+                                         f"{sorted(notebooks - set(NOTEBOOKS))}; entries without a notebook: "
+                                         f"{sorted(set(NOTEBOOKS) - notebooks)}")
     with pytest.raises(ValueError, match="not bundled"):
         bundle.needs("summary")
 
@@ -50,7 +52,7 @@ def test_notebook_runtime_never_jupyterlab_and_grad_cam_only_for_table1():
 # ------------------------------------------------------------------ the dependency closure
 
 class FakeDist:
-    """What :func:`reslab.bundle.resolve` reads of an installed distribution."""
+    """What :func:`reslab.app.bundle.resolve` reads of an installed distribution."""
 
     def __init__(self, name: str, version: str, requires=(), requires_python: str | None = None):
         self.version = version
@@ -338,7 +340,7 @@ def test_reproduce_passes_param_to_the_notebooks_that_declare_it(tmp_path, monke
 
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    monkeypatch.setattr(cli, "notebooks_dir", lambda: folder)
+    monkeypatch.setattr(catalog, "notebooks_dir", lambda: folder)
     nb = nbf.v4.new_notebook()
     nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     params = nbf.v4.new_code_cell('profile = "smoke"\nseeds = [0]\nout_dir = None')
@@ -415,13 +417,13 @@ def test_round_trip_bundle_run_sh_export_import(tmp_path, shared_data, capsys):
 
     home = tmp_path / "home_results"
     assert cli.main(["import", str(archive), "--results", str(home)]) == 0
-    report = results.check_results(home, data_root=shared_data).set_index("folder")
+    report = check.check_results(home, data_root=shared_data).set_index("folder")
     row = report.loc["smoke/selu_ablation_fashion_mnist"]
     if dirty:  # the bundle holds HEAD: uncommitted code here makes it stale, and nothing else may
-        assert row["status"] in (results.UP_TO_DATE, results.STALE) and not row["files_changed"]
+        assert row["status"] in (check.UP_TO_DATE, check.STALE) and not row["files_changed"]
         assert not row["data_changed"]
     else:
-        assert row["status"] == results.UP_TO_DATE, row["detail"]
+        assert row["status"] == check.UP_TO_DATE, row["detail"]
     folder = home / "smoke" / "selu_ablation_fashion_mnist"
     assert json.loads((folder / "manifest.json").read_text())["git_commit"] == sha
     runs = list((home / "_runs" / "smoke" / "selu_ablation_fashion_mnist").glob("*/result.json"))

@@ -12,8 +12,7 @@ import torchvision.models as tvm
 
 from reslab.data import IMAGENET_MEAN_STD, Augment
 from reslab.models import PretrainedWeightsError
-from reslab.tables import cbam
-from reslab.tables import cbam_claims, cbam_params, run_cbam
+from reslab.tables import cbam, cbam_claims, cbam_params, run_cbam
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import sys
 import nbformat as nbf
 import pytest
 
-from reslab import cli
+from reslab import catalog, cli
+from reslab.app import DESCRIPTIONS, reproduce
 
 
 def _notebook(path, body: str):
@@ -35,7 +36,7 @@ d = output_dir("{name}", profile, out_dir)
 def books(tmp_path, monkeypatch):
     folder = tmp_path / "notebooks"
     folder.mkdir()
-    monkeypatch.setattr(cli, "notebooks_dir", lambda: folder)
+    monkeypatch.setattr(catalog, "notebooks_dir", lambda: folder)
     return folder
 
 
@@ -47,7 +48,7 @@ def test_runs_in_order_goes_on_past_a_failure_and_keeps_old_results(books, tmp_p
     old.mkdir(parents=True)
     (old / "value.txt").write_text("old")
 
-    assert cli.list_notebooks(books) == ["datasets", "alpha"]
+    assert catalog.list_notebooks(books) == ["datasets", "alpha"]
     code = cli.main(["reproduce", "--results", str(results)])
     err = capsys.readouterr().err
     assert code == 1
@@ -150,7 +151,7 @@ def test_machine_paths_leave_stream_outputs(tmp_path) -> None:
     nb.cells = [cell]
     path = tmp_path / "x.ipynb"
     nbf.write(nb, path)
-    cli._strip_machine_paths(path, "x")
+    reproduce._strip_machine_paths(path, "x")
     text = nbf.read(path, as_version=4).cells[0].outputs[0]["text"]
     assert sys.prefix not in text and text.startswith(("<python>/lib", "<checkout>/"))
 
@@ -160,7 +161,7 @@ def test_machine_paths_leave_stream_outputs(tmp_path) -> None:
 def test_help_lists_every_command_with_its_description(capsys):
     assert cli.main(["--help"]) == 0
     out = capsys.readouterr().out
-    for name, description in cli.DESCRIPTIONS.items():
+    for name, description in DESCRIPTIONS.items():
         assert name in cli.COMMANDS
         # The description is beside the name (argparse may wrap it onto further lines).
         assert " ".join(f"{name} {description}".split()) in " ".join(out.split()), out
@@ -180,7 +181,7 @@ def test_help_texts_are_complete_sentences(name, capsys):
     assert exc.value.code == 0
     out = capsys.readouterr().out
     assert "``" not in out and ":func:" not in out
-    parser = cli.COMMANDS[name][1]()
+    parser = cli.command(name, 2)()
     texts = [parser.description] + [a.help for a in parser._actions if not isinstance(a, argparse._HelpAction)]
     for text in texts:
         assert text and text[0].isupper() and text.rstrip().endswith("."), f"reslab {name}: {text!r}"
@@ -249,7 +250,7 @@ def test_direct_papermill_run_leaves_committed_results_alone_and_check_sees_chan
     monkeypatch.delenv("RESLAB_RESULTS", raising=False)
     monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
     monkeypatch.chdir(tmp_path)
-    papermill.execute_notebook("notebooks/datasets.ipynb", str(tmp_path / "out.ipynb"), kernel_name=cli._kernel_name(),
+    papermill.execute_notebook("notebooks/datasets.ipynb", str(tmp_path / "out.ipynb"), kernel_name=reproduce._kernel_name(),
                                cwd="notebooks", progress_bar=False, parameters={"profile": "smoke"})
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == committed
     scratch = (results / "_scratch" / "smoke" / "datasets").resolve()
@@ -284,11 +285,14 @@ def test_check_without_the_data_prints_one_line_per_folder(tmp_path, no_data_roo
     assert lines[2] == "" and "0 of 2 results folders up to date; 2 not checked" in lines[3] and len(lines) == 4
 
 
-def test_reproduce_shows_what_the_notebook_prints_and_keeps_a_log(books, tmp_path, capsys):
-    """A run of hours must say where it stands: the kernel's prints reach the terminal and a log."""
+def test_reproduce_shows_what_the_notebook_prints_and_keeps_a_log(books, tmp_path, capfd):
+    """A run of hours must say where it stands: the kernel's prints reach the terminal and a log,
+    and nothing else of the kernel's (its warning about unencrypted TCP) stands in front of them."""
     _notebook(books / "datasets.ipynb", WRITE.format(name="datasets", value="x")
               + "\nprint('[reslab] epoch 3/50: 2 h 05 min left')")
     assert cli.main(["reproduce", "--results", str(tmp_path / "r")]) == 0
-    assert "epoch 3/50: 2 h 05 min left" in capsys.readouterr().out
-    log = tmp_path / "r" / cli.LOGS / "smoke-datasets.log"
+    out, err = capfd.readouterr()
+    assert "epoch 3/50: 2 h 05 min left" in out
+    assert "without encryption" not in out + err
+    log = tmp_path / "r" / reproduce.LOGS / "smoke-datasets.log"
     assert "epoch 3/50: 2 h 05 min left" in log.read_text()

@@ -13,14 +13,13 @@ import tarfile
 import time
 from pathlib import Path
 
+import concurrency_worker as worker
 import numpy as np
 import pytest
 
 from reslab.data import get_spec, load_dataset
-from reslab.experiment import Recipe, RunSpec
+from reslab.runs.spec import Recipe, RunSpec
 from reslab.train import TrainConfig
-
-import concurrency_worker as worker
 
 N = 4  # processes at once
 SPAWN = mp.get_context("spawn")  # the way submitit, torchrun and a second notebook start: no inherited state

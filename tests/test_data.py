@@ -15,7 +15,6 @@ import torch.nn.functional as F
 from reslab import data as D
 from reslab.data import Augment, BatchLoader, load_dataset
 
-
 # ------------------------------------------------------------------ helpers writing real formats
 
 def write_idx_pair(folder: Path, split: str, n: int = 20, n_labels: int | None = None, gz: bool = True):

@@ -10,15 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dist_worker
 import pytest
 import torch
 from torch import nn
 
-import dist_worker
 from reslab import distributed
 from reslab.data import BatchLoader
 from reslab.distributed import GlobalBatchNorm, convert_batch_norm, env_ranks, first_host, rendezvous
-from reslab.experiment import run_key
+from reslab.runs.store import run_key
 from reslab.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
@@ -148,7 +148,7 @@ def test_global_batch_norm_keeps_the_state_dict_and_is_batch_norm_in_one_process
 
 
 def test_sync_bn_does_not_change_run_keys():
-    from reslab.experiment import Recipe, RunSpec
+    from reslab.runs.spec import Recipe, RunSpec
 
     spec = RunSpec(table="t", label="a", model="resnet18", dataset="cifar10", recipe=Recipe(TrainConfig(epochs=1)))
     off = RunSpec(table="t", label="a", model="resnet18", dataset="cifar10",
@@ -233,15 +233,16 @@ def test_reslab_train_names_the_runs_it_has(capsys):
 def test_batch_norm_per_process_makes_a_protocol_run_budget(monkeypatch, tmp_path):
     import dataclasses
 
-    from reslab import experiment
-    from reslab.experiment import Recipe, RunSpec, run_one
+    from reslab.runs import execute
+    from reslab.runs.execute import run_one
+    from reslab.runs.spec import Recipe, RunSpec
 
     monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path))
     train_data, test_data = (dataclasses.replace(dist_worker.split(s, 16, 1), data_source="official")
                              for s in ("train", "test"))
     spec = RunSpec(table="t", label="a", model="resnet18", dataset="cifar10", recipe=Recipe(TrainConfig(epochs=1)))
     for batch_norm, evidence in (("global (SyncBatchNorm)", "protocol"), ("per process (32 of 128 images)", "budget")):
-        monkeypatch.setattr(experiment, "_train_run", lambda *a, bn=batch_norm: ({"batch_norm": bn}, experiment.pd.DataFrame()))
+        monkeypatch.setattr(execute, "_train_run", lambda *a, bn=batch_norm: ({"batch_norm": bn}, execute.pd.DataFrame()))
         row, _ = run_one(spec, "paper", 0, train_data, test_data, force=True)
         assert row["evidence"] == evidence
         assert ("sync_bn off" in row["evidence_note"]) == (evidence == "budget")

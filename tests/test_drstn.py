@@ -9,10 +9,12 @@ import pandas as pd
 import pytest
 import torch
 
-from reslab import experiment as E
 from reslab import gradcam
+from reslab import results as RES
 from reslab.claims import load_claims
 from reslab.results import results_root
+from reslab.runs import execute as EX
+from reslab.runs import store as ST
 from reslab.tables import drstn
 
 TINY = dict(max_steps=1, batch_size=16, device="cpu")
@@ -28,6 +30,7 @@ def runs(no_data_root, monkeypatch):
 def tiny_models(monkeypatch):
     """Every Table 4 network becomes a tiny CNN: these tests check the plumbing, not the networks."""
     from conftest import tiny_cnn
+
     from reslab.models import _registry
 
     for _, name in drstn.TABLE4_ROWS + drstn.TABLE4_CONTROLS:
@@ -132,7 +135,7 @@ def test_table4_writes_its_table_and_reuses_finished_runs(runs, tiny_models, tmp
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(E, "train", no_training)
+    monkeypatch.setattr(EX, "train", no_training)
     again = drstn.run_drstn_table4(seeds=[0, 1], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
     assert again.tables["table4_runs"]["reused"].all()
     pd.testing.assert_frame_equal(again.tables["table4"], out.tables["table4"])
@@ -194,15 +197,15 @@ def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):
     monkeypatch.setenv("RESLAB_DOWNLOAD", "0")
     spec = drstn.table4_specs(drstn.TABLE4_RECIPES["paper"], models=[drstn.TRANSFER_MODEL])[0]
     store = runs / "paper" / drstn.TABLE4
-    key = E.run_key(spec, 0, "train-fp", "test-fp")
-    for name in (f"{E.slug(spec.label)}-s0-{key}", f"{E.slug(spec.label)}-s0-0123456789"):
+    key = ST.run_key(spec, 0, "train-fp", "test-fp")
+    for name in (f"{ST.slug(spec.label)}-s0-{key}", f"{ST.slug(spec.label)}-s0-0123456789"):
         (store / name).mkdir(parents=True)
-        E.write_json({"row": {"train_fingerprint": "train-fp", "test_fingerprint": "test-fp"}, "columns": []},
-                     store / name / E.RESULT_NAME)
+        RES.write_json({"row": {"train_fingerprint": "train-fp", "test_fingerprint": "test-fp"}, "columns": []},
+                     store / name / ST.RESULT_NAME)
     found, path = drstn.table4_checkpoint("paper", 0)
-    assert found == spec and path == store / f"{E.slug(spec.label)}-s0-{key}" / "last.pt"
-    assert E.find_run(spec, "paper", 1) is None  # no run of seed 1
-    shutil.rmtree(store / f"{E.slug(spec.label)}-s0-{key}")
+    assert found == spec and path == store / f"{ST.slug(spec.label)}-s0-{key}" / "last.pt"
+    assert ST.find_run(spec, "paper", 1) is None  # no run of seed 1
+    shutil.rmtree(store / f"{ST.slug(spec.label)}-s0-{key}")
     with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # then the data is needed
         drstn.table4_checkpoint("paper", 0)
 
@@ -217,17 +220,17 @@ def test_recorded_runs_are_reused_without_the_run_store(runs, tiny_models, tmp_p
     monkeypatch.setenv("RESLAB_RECORD", str(tmp_path / "record"))
     first = drstn.run_drstn_table4(seeds=[0], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
     rows = first.tables["table4_runs"]
-    assert [E.record_run(r) for r in rows["run_dir"]] == [
+    assert [ST.record_run(r) for r in rows["run_dir"]] == [
         tmp_path / "record" / r.removeprefix("<runs>/") for r in rows["run_dir"]]
     assert sorted(p.name for p in (tmp_path / "record" / rows["run_dir"][0].removeprefix("<runs>/")).iterdir()) == [
-        E.HISTORY_NAME, E.RESULT_NAME]
+        ST.HISTORY_NAME, ST.RESULT_NAME]
     shutil.rmtree(runs)  # another machine: nothing in its run store
 
     def no_training(*a, **k):
         raise AssertionError("a recorded run was trained again")
 
     with monkeypatch.context() as m:
-        m.setattr(E, "train", no_training)
+        m.setattr(EX, "train", no_training)
         again = drstn.run_drstn_table4(seeds=[0], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4b", **TINY)
     assert again.tables["table4_runs"]["reused"].all()
     pd.testing.assert_frame_equal(again.tables["table4"], first.tables["table4"])
@@ -236,7 +239,7 @@ def test_recorded_runs_are_reused_without_the_run_store(runs, tiny_models, tmp_p
     out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
     assert any("finished in the record of finished runs" in n and "trained again here" in n for n in out.notes)
     spec, ckpt = drstn.table4_checkpoint("smoke", 0)
-    assert ckpt.is_file() and (ckpt.parent / E.RESULT_NAME).is_file()
+    assert ckpt.is_file() and (ckpt.parent / ST.RESULT_NAME).is_file()
 
 
 def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_models, tmp_path):
@@ -244,10 +247,10 @@ def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_
     finishes the run first rather than transferring from the partial checkpoint."""
     drstn.run_drstn_table4(seeds=[0], models=["drstn_v5"], out_dir=tmp_path / "t4", **TINY)
     spec, ckpt = drstn.table4_checkpoint("smoke", 0)
-    (ckpt.parent / E.RESULT_NAME).unlink()
+    (ckpt.parent / ST.RESULT_NAME).unlink()
     out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
     assert any("was missing, so it was trained first" in n for n in out.notes)
-    assert (ckpt.parent / E.RESULT_NAME).is_file()
+    assert (ckpt.parent / ST.RESULT_NAME).is_file()
 
 
 def test_the_soft_thresholding_control_is_v5_without_it():

@@ -23,14 +23,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_cnn
 
-from reslab import experiment as E
 from reslab.data import get_spec, write_synthetic
+from reslab.runs import execute as EX
+from reslab.runs import spec as SP
 from reslab.tables import cbam, drstn, selu, summary, survey
 from reslab.tables.datasets import run_datasets
 from reslab.train import CHECKPOINT_NAME, History
-
-from conftest import tiny_cnn
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
@@ -60,8 +60,8 @@ def world(tmp_path, monkeypatch):
                 for e in range(1, cfg.epochs + 1)]
         return History(rows=rows, device="cpu", setup={"precision": "fp32", "compile": "off", "channels_last": False})
 
-    monkeypatch.setattr(E, "create_model", tiny)
-    monkeypatch.setattr(E, "train", stand_in)
+    monkeypatch.setattr(SP, "create_model", tiny)
+    monkeypatch.setattr(EX, "train", stand_in)
     monkeypatch.setattr(cbam, "imagenet_weights_found", lambda profile: True)  # weights "on disk"
     monkeypatch.setattr(drstn, "_imagenet_net", lambda model, profile: _cam_ready(model))
     real_params = survey.param_table

@@ -1,4 +1,4 @@
-"""Runs as jobs (reslab.executor): the local executor against inline, a killed job that resumes, a
+"""Runs as jobs (reslab.runs.jobs, reslab.runs.execute): the local executor against inline, a killed job that resumes, a
 failing job reported with its log while the table renders, and the SLURM submission checked
 against a fake ``sbatch``."""
 
@@ -18,8 +18,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reslab import executor as ex
-from reslab.experiment import RESULT_NAME, Recipe, RunSpec, load_splits, run_dir, run_specs
+from reslab.runs import jobs as ex
+from reslab.runs.execute import RunJob, Submission, run_specs
+from reslab.runs.spec import Recipe, RunSpec, load_splits
+from reslab.runs.store import RESULT_NAME, jobs_folder, run_dir
 from reslab.tables import run_drstn_table4
 from reslab.train import CHECKPOINT_NAME, TrainConfig
 
@@ -116,7 +118,7 @@ def test_a_job_killed_midway_is_submitted_again_and_resumes(store, monkeypatch):
 
 FAULT = '''
 # Injected by tests/test_executor.py into the jobs' Python: building DRSTN V2 fails.
-import reslab.experiment as _e
+import reslab.runs.execute as _e
 _build = _e.build_model
 def build_model(spec, *args, **kwargs):
     if spec.model == "drstn_v2":
@@ -186,7 +188,7 @@ def test_slurm_parameters_from_settings():
 def test_slurm_executor_needs_sbatch(store, monkeypatch):
     monkeypatch.setenv("PATH", str(store / "empty"))
     with pytest.raises(RuntimeError, match="sbatch and srun"):
-        ex.submit(ex.Executor("slurm"), [], store / "jobs")
+        ex.submit(ex.Executor("slurm"), RunJob(), [], store / "jobs")
 
 
 def test_slurm_submission_is_one_job_array_made_with_the_settings(store, monkeypatch):
@@ -206,10 +208,10 @@ def test_slurm_submission_is_one_job_array_made_with_the_settings(store, monkeyp
     monkeypatch.setenv("RESLAB_JOBS", "2")
     executor = ex.Executor.resolve("slurm")
     spec = _spec(epochs=1)
-    subs = [ex.Submission(spec=spec, profile="smoke", seed=s, data_root=None, fingerprints=("a", "b"),
+    subs = [Submission(spec=spec, profile="smoke", seed=s, data_root=None, fingerprints=("a", "b"),
                           runs_root=str(store / "runs")) for s in range(3)]
-    folder = ex.jobs_folder("smoke", spec.table)
-    jobs = ex.submit(executor, subs, folder)
+    folder = jobs_folder("smoke", spec.table)
+    jobs = ex.submit(executor, RunJob(), subs, folder)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     args = (record / "args").read_text().split()
     assert len(args) == 1 and args[0].endswith(".sh")  # sbatch <script>, called once for the whole array
@@ -240,7 +242,7 @@ def test_reproduce_checks_executor_settings_before_running(monkeypatch):
 def test_a_requeued_job_resumes_instead_of_retraining():
     """submitit calls ``checkpoint`` at SLURM's time-limit signal or on preemption, and requeues what
     it returns: the same run, never retrained from scratch (``force`` off), so it resumes from last.pt."""
-    sub = ex.Submission(spec=_spec(epochs=2), profile="smoke", seed=0, data_root=None, fingerprints=("a", "b"),
-                        runs_root="runs", force=True)
-    again = ex.RunJob().checkpoint(sub)
-    assert isinstance(again.function, ex.RunJob) and again.args[0] == dataclasses.replace(sub, force=False)
+    sub = Submission(spec=_spec(epochs=2), profile="smoke", seed=0, data_root=None, fingerprints=("a", "b"),
+                     runs_root="runs", force=True)
+    again = RunJob().checkpoint(sub)
+    assert isinstance(again.function, RunJob) and again.args[0] == dataclasses.replace(sub, force=False)

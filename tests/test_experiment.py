@@ -6,8 +6,14 @@ import pandas as pd
 import pytest
 import torch
 
-from reslab import experiment as E
+from reslab import data as D
+from reslab import evidence as EV
+from reslab import profiles as PR
+from reslab import stats as STATS
 from reslab.results import PROVENANCE_COLUMNS
+from reslab.runs import execute as EX
+from reslab.runs import spec as SP
+from reslab.runs import store as ST
 from reslab.train import TrainConfig
 
 CFG = TrainConfig(epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
@@ -20,24 +26,24 @@ def runs(no_data_root, monkeypatch):
 
 
 def spec(label="tiny", cfg=CFG, checkpoint=True, test_subset=None, keep_checkpoint=True, **kw):
-    recipe = E.Recipe(cfg, train_augment=E.Augment.standard("mnist", train=True, to_rgb=True), checkpoint=checkpoint,
+    recipe = SP.Recipe(cfg, train_augment=D.Augment.standard("mnist", train=True, to_rgb=True), checkpoint=checkpoint,
                       test_subset=test_subset, keep_checkpoint=keep_checkpoint)
-    return E.RunSpec(table="t", label=label, model="resnet18_cifar", dataset="mnist", recipe=recipe, **kw)
+    return SP.RunSpec(table="t", label=label, model="resnet18_cifar", dataset="mnist", recipe=recipe, **kw)
 
 
 @pytest.fixture(autouse=True)
 def small_model(monkeypatch):
     """A tiny registered model keeps these tests fast."""
-    from reslab.models import _registry
-
     from conftest import tiny_cnn
+
+    from reslab.models import _registry
 
     monkeypatch.setitem(_registry._MODELS, "resnet18_cifar",
                         lambda num_classes=10, in_chans=3, pretrained=False, **kw: tiny_cnn(in_chans, num_classes))
 
 
 def test_rows_carry_provenance_and_runs_are_reused(runs, monkeypatch):
-    rows, hist = E.run_specs([spec()], "smoke", seeds=[0, 1])
+    rows, hist = EX.run_specs([spec()], "smoke", seeds=[0, 1])
     assert len(rows) == 2 and set(PROVENANCE_COLUMNS) <= set(rows.columns)
     assert (rows["data_source"] == "synthetic").all() and (rows["profile"] == "smoke").all()
     assert not rows["reused"].any() and list(hist["seed"].unique()) == [0, 1]
@@ -48,41 +54,41 @@ def test_rows_carry_provenance_and_runs_are_reused(runs, monkeypatch):
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(E, "train", no_training)
-    again, hist2 = E.run_specs([spec()], "smoke", seeds=[0, 1])
+    monkeypatch.setattr(EX, "train", no_training)
+    again, hist2 = EX.run_specs([spec()], "smoke", seeds=[0, 1])
     assert again["reused"].all()
     pd.testing.assert_frame_equal(again.drop(columns="reused"), rows.drop(columns="reused"))
     pd.testing.assert_frame_equal(hist2, hist)
     with pytest.raises(AssertionError, match="trained again"):
-        E.run_specs([spec()], "smoke", seeds=[0], force=True)
+        EX.run_specs([spec()], "smoke", seeds=[0], force=True)
     with pytest.raises(AssertionError, match="trained again"):  # another recipe is another run
-        E.run_specs([spec(cfg=CFG.replace(lr=0.01))], "smoke", seeds=[0])
+        EX.run_specs([spec(cfg=CFG.replace(lr=0.01))], "smoke", seeds=[0])
     # Speed settings are not: the same run, found again.
-    faster, _ = E.run_specs([spec(cfg=CFG.replace(channels_last=True, compile="default", eval_batch_size=7))],
+    faster, _ = EX.run_specs([spec(cfg=CFG.replace(channels_last=True, compile="default", eval_batch_size=7))],
                             "smoke", seeds=[1])  # seed 0's run went with force=True above
     assert faster["reused"].all()
 
 
 def test_init_from_loads_matching_weights(runs):
-    rows, _ = E.run_specs([spec("source")], "smoke", seeds=[0])
-    train_data, test_data = E.load_splits("mnist", "smoke")
-    ckpt = E.checkpoint_path(spec("source"), "smoke", 0, train_data, test_data)
+    rows, _ = EX.run_specs([spec("source")], "smoke", seeds=[0])
+    train_data, test_data = SP.load_splits("mnist", "smoke")
+    ckpt = ST.checkpoint_path(spec("source"), "smoke", 0, train_data, test_data)
     assert ckpt.is_file()
-    row, _ = E.run_one(spec("target", init_from=ckpt, cfg=CFG.replace(epochs=1)), "smoke", 5, train_data, test_data)
-    assert row["fresh_from_init"] == 0 and row["init_from"] == E.relative_to_runs(ckpt)
+    row, _ = EX.run_one(spec("target", init_from=ckpt, cfg=CFG.replace(epochs=1)), "smoke", 5, train_data, test_data)
+    assert row["fresh_from_init"] == 0 and row["init_from"] == ST.relative_to_runs(ckpt)
     assert row["init_from"].startswith("<runs>")  # no machine path in a result row
     with pytest.raises(FileNotFoundError, match="train the run it comes from first"):
-        E.run_one(spec("x", init_from=runs / "missing.pt"), "smoke", 0, train_data, test_data)
+        EX.run_one(spec("x", init_from=runs / "missing.pt"), "smoke", 0, train_data, test_data)
 
 
 def test_without_checkpoint_and_smaller_test_subset(runs):
-    rows, _ = E.run_specs([spec("nock", checkpoint=False, test_subset=16)], "smoke", seeds=[0])
+    rows, _ = EX.run_specs([spec("nock", checkpoint=False, test_subset=16)], "smoke", seeds=[0])
     assert rows.loc[0, "test_images"] == 16 and rows.loc[0, "train_images"] == 512
-    train_data, test_data = E.load_splits("mnist", "smoke", test_subset=16)
-    assert len(test_data) == 16 and len(E.load_splits("mnist", "smoke")[1]) > 16  # the profile's subset
-    ckpt = E.checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
-    assert not ckpt.exists() and (ckpt.parent / E.RESULT_NAME).is_file()
-    again, _ = E.run_specs([spec("nock", test_subset=16)], "smoke", seeds=[0])  # same key: reused
+    train_data, test_data = SP.load_splits("mnist", "smoke", test_subset=16)
+    assert len(test_data) == 16 and len(SP.load_splits("mnist", "smoke")[1]) > 16  # the profile's subset
+    ckpt = ST.checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
+    assert not ckpt.exists() and (ckpt.parent / ST.RESULT_NAME).is_file()
+    again, _ = EX.run_specs([spec("nock", test_subset=16)], "smoke", seeds=[0])  # same key: reused
     assert again["reused"].all()
 
 
@@ -91,26 +97,26 @@ def test_finished_runs_keep_only_the_weights_later_runs_read(runs, monkeypatch):
     them, nothing; either way it is reused from its result row and history."""
     from reslab.train import load_checkpoint, train
 
-    rows, hist = E.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
-    train_data, test_data = E.load_splits("mnist", "smoke")
-    kept = E.checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
-    dropped = E.checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
-    assert not dropped.exists() and (dropped.parent / E.RESULT_NAME).is_file()
+    rows, hist = EX.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
+    train_data, test_data = SP.load_splits("mnist", "smoke")
+    kept = ST.checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
+    dropped = ST.checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
+    assert not dropped.exists() and (dropped.parent / ST.RESULT_NAME).is_file()
     assert set(load_checkpoint(kept)) == {"model", "history", "epoch", "step", "config"}
-    row, _ = E.run_one(spec("target", init_from=kept), "smoke", 0, train_data, test_data)
+    row, _ = EX.run_one(spec("target", init_from=kept), "smoke", 0, train_data, test_data)
     assert row["fresh_from_init"] == 0
     # train() on a finished run's final weights trains no further (and needs no optimiser state).
     from conftest import tiny_cnn
 
-    again = train(tiny_cnn(3, 10), E.BatchLoader.for_split(train_data, 64, spec().augments()[0], train=True),
-                  E.BatchLoader.for_split(test_data, 64, spec().augments()[1], train=False),
+    again = train(tiny_cnn(3, 10), EX.BatchLoader.for_split(train_data, 64, spec().augments()[0], train=True),
+                  EX.BatchLoader.for_split(test_data, 64, spec().augments()[1], train=False),
                   CFG.replace(seed=0), checkpoint_dir=kept.parent)
     assert again.resumed_from_epoch == CFG.epochs and len(again.rows) == CFG.epochs
 
     # A store from before the recipe dropped checkpoints loses them when the run is reused.
     torch.save({"model": {}}, dropped)
-    monkeypatch.setattr(E, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
-    reused, hist2 = E.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
+    monkeypatch.setattr(EX, "train", lambda *a, **k: pytest.fail("a finished run was trained again"))
+    reused, hist2 = EX.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
     assert reused["reused"].all() and not dropped.exists() and kept.is_file()
     pd.testing.assert_frame_equal(hist2, hist)
 
@@ -133,7 +139,7 @@ def test_summarise_mean_std_n():
         "data_source": ["synthetic"] * 3, "profile": ["smoke"] * 3, "device": ["cpu"] * 3,
         "evidence": ["protocol", "budget", "protocol"], "evidence_note": ["", "epochs=1 (recipe: 50)", ""],
     })
-    s = E.summarise(rows).set_index("label")
+    s = STATS.summarise(rows).set_index("label")
     # A mean over seeds is as strong as its weakest run.
     assert s.loc["a", "evidence"] == "budget" and s.loc["a", "evidence_note"] == "epochs=1 (recipe: 50)"
     assert s.loc["b", "evidence"] == "protocol"
@@ -144,9 +150,9 @@ def test_summarise_mean_std_n():
 
 def test_empty_inputs_are_errors():
     with pytest.raises(ValueError, match="specs is empty"):
-        E.run_specs([], "smoke", seeds=[0])
+        EX.run_specs([], "smoke", seeds=[0])
     with pytest.raises(ValueError, match="at least one seed"):
-        E.run_specs([spec()], "smoke", seeds=[])
+        EX.run_specs([spec()], "smoke", seeds=[])
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,14 +160,14 @@ def test_empty_inputs_are_errors():
 
 
 def test_overrides_are_recorded_only_when_they_change_numbers():
-    base = E.Recipe(CFG.replace(epochs=50), input_size=224)
+    base = SP.Recipe(CFG.replace(epochs=50), input_size=224)
     same = base.with_overrides(epochs=50, max_steps=None, device="cuda", progress=True, eval_batch_size=64)
     assert same.overrides == () and same.cfg.device == "cuda"  # speed-only fields are never overrides
     changed = base.with_overrides(epochs=2, input_size=64, batch_size=None)
     assert changed.overrides == ("epochs=2 (recipe: 50)", "input_size=64 (recipe: 224)")
     assert changed.augments("cifar10")[0].resize == 64 and changed.cfg.epochs == 2
     # Rows that differ by design are not overrides.
-    decay = E.Recipe(CFG, row_changes={"lr_decay": {"schedule": "cosine"}})
+    decay = SP.Recipe(CFG, row_changes={"lr_decay": {"schedule": "cosine"}})
     assert decay.for_row("lr_decay").cfg.schedule == "cosine" and decay.for_row("lr_decay").overrides == ()
     assert decay.for_row("other") is decay
     with pytest.raises(ValueError, match="unknown override"):
@@ -181,22 +187,22 @@ def test_overrides_are_recorded_only_when_they_change_numbers():
     ("strong", (), ["official"], True, "protocol", ""),
 ])
 def test_evidence_of_is_the_one_rule(profile, overrides, sources, complete, expected, note):
-    kind, why = E.evidence_of(E.resolve_profile(profile), overrides, sources, complete)
+    kind, why = EV.evidence_of(PR.resolve_profile(profile), overrides, sources, complete)
     assert kind == expected and note in why
 
 
 def test_weakest_evidence():
-    assert E.weakest_evidence(["protocol", "budget"], ["", "epochs=1"]) == ("budget", "epochs=1")
-    assert E.weakest_evidence(["protocol", "smoke", "budget"], ["", "a", "a"]) == ("smoke", "a")
+    assert EV.weakest_evidence(["protocol", "budget"], ["", "epochs=1"]) == ("budget", "epochs=1")
+    assert EV.weakest_evidence(["protocol", "smoke", "budget"], ["", "a", "a"]) == ("smoke", "a")
     with pytest.raises(ValueError, match="non-empty"):
-        E.weakest_evidence([])
+        EV.weakest_evidence([])
 
 
 def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
-    rows, _ = E.run_specs([spec()], "smoke", seeds=[0])
+    rows, _ = EX.run_specs([spec()], "smoke", seeds=[0])
     assert rows.loc[0, "evidence"] == "smoke" and rows.loc[0, "run_dir"].startswith("<runs>/smoke/t/tiny-s0-")
     over = spec(cfg=CFG).recipe.with_overrides(epochs=1)
-    rows, _ = E.run_specs([E.RunSpec("t", "tiny", "resnet18_cifar", "mnist", over, tags={"init": "x"})], "smoke",
+    rows, _ = EX.run_specs([SP.RunSpec("t", "tiny", "resnet18_cifar", "mnist", over, tags={"init": "x"})], "smoke",
                           seeds=[0])
     assert rows.loc[0, "init"] == "x" and "epochs=1" not in rows.loc[0, "evidence_note"]  # smoke says smoke
 
@@ -204,9 +210,9 @@ def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
 def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs, capsys):
     from reslab.profiles import resolve_profile
 
-    splits = {"mnist": E.load_splits("mnist", resolve_profile("smoke"))}
+    splits = {"mnist": SP.load_splits("mnist", resolve_profile("smoke"))}
     paper, cpu15, smoke = (resolve_profile(p) for p in ("paper", "cpu15", "smoke"))
-    text = E.announce_cost([spec(), spec("other")], paper, [0, 1], splits)
+    text = EX.announce_cost([spec(), spec("other")], paper, [0, 1], splits)
     lines = text.splitlines()
     assert lines[0].startswith("[reslab] cost plan of the 4 run(s) still to train (profile paper; step times "
                                "measured on cpu")
@@ -214,32 +220,32 @@ def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs
     assert [(r[0], r[3]) for r in table] == [("tiny", "0"), ("tiny", "1"), ("other", "0"), ("other", "1")]
     assert all(r[-1] == "train" and r[-2] == "to" for r in table)  # status "to train"
     assert "4 still to train" in lines[6] and "training" in lines[6] and "evaluation" in lines[6]
-    line = E.announce_cost([spec()], cpu15, [0], splits)
+    line = EX.announce_cost([spec()], cpu15, [0], splits)
     assert line.startswith("[reslab] profile cpu15 on the CPU: about ") and "for 1 run(s) still to train" in line
     assert "\n" not in line and "measured here on cpu" in line
-    assert E.announce_cost([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
+    assert EX.announce_cost([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
     if not torch.cuda.is_available():  # a device that cannot be had is training's to report, not the estimate's
-        assert E.announce_cost([spec(cfg=CFG.replace(device="cuda"))], paper, [0], splits) is None
+        assert EX.announce_cost([spec(cfg=CFG.replace(device="cuda"))], paper, [0], splits) is None
     # run_specs prints it before training; finished runs cost nothing more: only the runs still to train are listed.
-    E.run_specs([spec()], paper, seeds=[0], splits=splits)
+    EX.run_specs([spec()], paper, seeds=[0], splits=splits)
     assert "cost plan of the 1 run(s) still to train" in capsys.readouterr().out
-    again = E.announce_cost([spec()], paper, [0, 1], splits)
+    again = EX.announce_cost([spec()], paper, [0, 1], splits)
     assert "cost plan of the 1 run(s) still to train" in again and again.splitlines()[2].split()[3] == "1"
-    assert E.announce_cost([spec()], paper, [0], splits) is None
+    assert EX.announce_cost([spec()], paper, [0], splits) is None
 
 
 def test_an_estimate_never_stops_the_run_it_describes(runs, monkeypatch, capsys):
-    from reslab import plan
     from reslab.profiles import resolve_profile
+    from reslab.runs import cost
 
     def broken(*args, **kwargs):
         raise RuntimeError("no timing today")
 
-    splits = {"mnist": E.load_splits("mnist", resolve_profile("smoke"))}
-    monkeypatch.setattr(plan, "_measure_steps", broken)  # a network that fails to step: reported, not counted
-    text = E.announce_cost([spec()], resolve_profile("paper"), [0], splits)
+    splits = {"mnist": SP.load_splits("mnist", resolve_profile("smoke"))}
+    monkeypatch.setattr(cost, "_measure_steps", broken)  # a network that fails to step: reported, not counted
+    text = EX.announce_cost([spec()], resolve_profile("paper"), [0], splits)
     assert "not timed (RuntimeError: no timing today)" in text and "1 run(s) not timed, not counted" in text
-    monkeypatch.setattr(plan, "cost_runs", broken)  # the machinery itself failing: said, and training goes on
-    rows, _ = E.run_specs([spec()], "paper", seeds=[0], splits=splits)
+    monkeypatch.setattr(cost, "cost_runs", broken)  # the machinery itself failing: said, and training goes on
+    rows, _ = EX.run_specs([spec()], "paper", seeds=[0], splits=splits)
     assert "[reslab] no cost estimate (RuntimeError: no timing today); training goes on." in capsys.readouterr().out
     assert len(rows) == 1 and not rows["reused"].any()

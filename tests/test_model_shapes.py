@@ -20,7 +20,6 @@ from reslab.models.pyramidnet import PyramidBasicBlock, PyramidBottleneck
 from reslab.models.resnet import BasicBlock, ZeroPadShortcut, make_shortcut
 
 
-
 @pytest.fixture(scope="module", autouse=True)
 def _one_thread():
     """One intra-op thread: these forwards are tiny, and on a shared 2-core machine two OpenMP

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+
 import pytest
 
 tomllib = pytest.importorskip("tomllib")  # Python >= 3.11

@@ -98,9 +98,11 @@ def test_cbam_claims_are_the_five_row_table() -> None:
 
 
 def test_main_prints_and_writes_csv(table: pd.DataFrame, tmp_path, monkeypatch, capsys) -> None:
-    monkeypatch.setattr(params, "param_table", lambda specs=None: table)
+    from reslab.app import params as command
+
+    monkeypatch.setattr(command, "param_table", lambda specs=None: table)
     out = tmp_path / "sub" / "params.csv"
-    assert params.main(["--out", str(out)]) == 0
+    assert command.main(["--out", str(out)]) == 0
     written = pd.read_csv(out)
     assert list(written.columns) == params.COLUMNS and len(written) == len(table)
     printed = capsys.readouterr().out

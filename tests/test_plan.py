@@ -12,12 +12,15 @@ import pytest
 import torch
 from torch import nn
 
-from reslab import cli, plan
-from reslab.experiment import RESULT_NAME, Recipe, RunSpec, load_splits, run_dir
+from reslab import catalog, cli
+from reslab.app import plan
+from reslab.runs import cost, store
+from reslab.runs.spec import Recipe, RunSpec, load_splits
+from reslab.runs.store import RESULT_NAME, run_dir
 from reslab.tables import _common, cbam, drstn, selu, survey
 from reslab.train import TrainConfig
 
-STUB = plan.StepCost(device="cpu", gflops=0.5, timing="stub", train_fixed_s=0.01, train_per_image_s=0.001,
+STUB = cost.StepCost(device="cpu", gflops=0.5, timing="stub", train_fixed_s=0.01, train_per_image_s=0.001,
                      eval_fixed_s=0.004, eval_per_image_s=0.0002, warmup_s=0.05, build_s=0.1, state_bytes=4000,
                      optimizer_bytes=4000)
 
@@ -28,10 +31,10 @@ def stub_timer(monkeypatch):
     measured = []
 
     def fake(spec, device="cpu"):
-        measured.append(plan.measure_key(spec, device))
+        measured.append(cost.measure_key(spec, device))
         return STUB
 
-    monkeypatch.setattr(plan, "measure", fake)
+    monkeypatch.setattr(cost, "measure", fake)
     return measured
 
 
@@ -70,7 +73,7 @@ def _runs_of_run_function(name: str, monkeypatch) -> set[tuple]:
     function = {drstn.TABLE4: drstn.run_drstn_table4, drstn.TABLE5: drstn.run_drstn_table5,
                 selu.TABLE: selu.run_selu_ablation, cbam.TABLE: cbam.run_cbam, survey.TABLE: survey.run_survey}[name]
     accepted = inspect.signature(function).parameters
-    params = {k: v for k, v in plan.notebook_defaults(name).items() if k in accepted and k not in ("out_dir",)}
+    params = {k: v for k, v in catalog.notebook_defaults(name).items() if k in accepted and k not in ("out_dir",)}
     params["profile"] = "smoke"
     with pytest.raises(_Stop):
         function(**params)
@@ -102,7 +105,7 @@ def test_paper_plan_follows_the_notebook_defaults_and_counts_the_source_run_once
     alone = plan.make_plan("paper", only=[drstn.TABLE5], device="cpu").rows
     assert list(alone.loc[alone["kind"] == "run", "table"]) == [drstn.TABLE4] + [drstn.TABLE5] * 4
     # Without data the run store cannot be looked up, and the plan says so instead of failing.
-    assert set(rows["status"]) == {plan.NOT_CHECKED} and "run store not checked" in result.text()
+    assert set(rows["status"]) == {store.NOT_LOOKED_UP} and "run store not checked" in result.text()
     planned = drstn.table4_runs("paper", seeds=[0])
     assert list(by[drstn.TABLE4]["label"]) == [s.label for s in planned.specs]
 
@@ -111,7 +114,7 @@ def test_csv_columns_and_totals(no_data_root, stub_timer, tmp_path):
     result = plan.make_plan("smoke", only=[drstn.TABLE4, selu.TABLE], device="cpu")
     path = result.write_csv(tmp_path / "plan.csv")
     frame = pd.read_csv(path)
-    assert tuple(frame.columns) == plan.PLAN_COLUMNS
+    assert tuple(frame.columns) == cost.PLAN_COLUMNS
     runs = frame[frame["kind"] == "run"]
     assert (runs["minutes"] - runs["train_min"] - runs["eval_min"] - runs["overhead_min"]).abs().max() < 1e-9
     for name in (drstn.TABLE4, selu.TABLE):
@@ -136,7 +139,7 @@ def test_a_finished_run_costs_nothing_more(runs, stub_timer):
     done.write_text("{}")
     rows = plan.make_plan("smoke", only=[drstn.TABLE4], device="cpu").rows
     run = rows[(rows["kind"] == "run") & (rows["label"] == spec.label)].iloc[0]
-    assert run["status"] == plan.FINISHED and run["minutes_to_go"] == 0 and run["minutes"] > 0
+    assert run["status"] == store.FINISHED and run["minutes_to_go"] == 0 and run["minutes"] > 0
     total = rows[rows["kind"] == "overall"].iloc[0]
     assert total["runs_to_go"] == 8 and total["minutes_to_go"] == pytest.approx(total["minutes"] - run["minutes"])
 
@@ -183,9 +186,9 @@ def _spec(model: str, batch: int = 16, **cfg) -> RunSpec:
 
 @pytest.fixture
 def tiny_models(monkeypatch):
-    from reslab.models import _registry
-
     from conftest import tiny_cnn
+
+    from reslab.models import _registry
 
     class Broken(nn.Module):
         def __init__(self):
@@ -210,41 +213,41 @@ def tiny_models(monkeypatch):
 
 
 def test_a_step_is_measured_at_the_recipe_batch_with_its_flops(tiny_models):
-    cost = plan.measure(_spec("tiny", batch=16), "cpu")
-    assert cost.timed and cost.timing == "measured at batch 16" and cost.device == "cpu"
-    assert 0 < cost.step_s(16) < 5 and cost.eval_s(100, 50) > 0 and cost.state_bytes > 0 and cost.optimizer_bytes > 0
+    step = cost.measure(_spec("tiny", batch=16), "cpu")
+    assert step.timed and step.timing == "measured at batch 16" and step.device == "cpu"
+    assert 0 < step.step_s(16) < 5 and step.eval_s(100, 50) > 0 and step.state_bytes > 0 and step.optimizer_bytes > 0
     # FLOPs: counted on the meta device; a network that cannot run there is counted on one real image.
-    assert cost.gflops == pytest.approx(plan.forward_gflops(_spec("not_on_meta")), rel=1e-6) and cost.gflops > 0
-    assert plan.forward_gflops(_spec("not_on_meta")) == pytest.approx(
-        plan.measure(_spec("not_on_meta"), "cpu").gflops)
+    assert step.gflops == pytest.approx(cost.forward_gflops(_spec("not_on_meta")), rel=1e-6) and step.gflops > 0
+    assert cost.forward_gflops(_spec("not_on_meta")) == pytest.approx(
+        cost.measure(_spec("not_on_meta"), "cpu").gflops)
 
 
 def test_a_network_that_fails_is_not_timed_and_not_counted(tiny_models):
-    cost = plan.measure(_spec("broken"), "cpu")
-    assert not cost.timed and cost.timing == "not timed (RuntimeError: this network cannot step)"
-    rows = plan.with_totals(plan.cost_runs([plan.PlannedRun("nb", _spec("broken"), 0, 64, 32),
-                                            plan.PlannedRun("nb", _spec("tiny"), 0, 64, 32)], "cpu"))
+    step = cost.measure(_spec("broken"), "cpu")
+    assert not step.timed and step.timing == "not timed (RuntimeError: this network cannot step)"
+    rows = cost.with_totals(cost.cost_runs([cost.PlannedRun("nb", _spec("broken"), 0, 64, 32),
+                                            cost.PlannedRun("nb", _spec("tiny"), 0, 64, 32)], "cpu"))
     assert math.isnan(rows.loc[0, "minutes"]) and rows.loc[1, "minutes"] > 0
     overall = rows[rows["kind"] == "overall"].iloc[0]
     assert overall["not_timed"] == 1 and overall["minutes"] == pytest.approx(rows.loc[1, "minutes"])
-    assert "1 run(s) not timed, not counted" in plan.total_line(overall, "total")
+    assert "1 run(s) not timed, not counted" in cost.total_line(overall, "total")
 
 
 def test_the_step_time_at_the_recipe_batch_comes_from_the_last_two_batches():
     # A 2-image step is mostly fixed cost: the line through the last two points, not 2 -> 128 linearly.
-    fixed, per_image, how = plan._line([(2, 0.03), (34, 0.09)], 128)
+    fixed, per_image, how = cost._line([(2, 0.03), (34, 0.09)], 128)
     assert how == "line through batches 2, 34" and fixed + per_image * 128 == pytest.approx(0.09 + 0.06 / 32 * 94)
-    assert plan._line([(34, 0.09), (128, 0.28)], 128)[2] == "measured at batch 128"
-    assert plan._line([(2, 1.5)], 64) == (0.0, 0.75, "scaled linearly from batch 2")
-    assert plan._line([(2, 0.05), (4, 0.04)], 64)[2] == "scaled linearly from batch 4"  # noise: no negative slope
+    assert cost._line([(34, 0.09), (128, 0.28)], 128)[2] == "measured at batch 128"
+    assert cost._line([(2, 1.5)], 64) == (0.0, 0.75, "scaled linearly from batch 2")
+    assert cost._line([(2, 0.05), (4, 0.04)], 64)[2] == "scaled linearly from batch 4"  # noise: no negative slope
 
 
 def test_durations_read_well():
-    assert [plan.duration(m) for m in (0.5, 12, 200, 5000, float("nan"))] == ["30 s", "12 min", "3.3 h", "3.5 days", "?"]
+    assert [cost.duration(m) for m in (0.5, 12, 200, 5000, float("nan"))] == ["30 s", "12 min", "3.3 h", "3.5 days", "?"]
 
 
 def test_the_first_cpu_batch_follows_the_flops():
-    assert plan.first_cpu_batch(0.001, 128) == 128  # a tiny network: the recipe's batch at once
-    assert plan.first_cpu_batch(0.054, 128) == 23  # DRSTN V5 on CIFAR-10: a quarter of ~92 images
-    assert plan.first_cpu_batch(75.5, 64) == 1  # EfficientNet-B7 at 600x600: one image
-    assert plan.first_cpu_batch(float("nan"), 128) == 2
+    assert cost.first_cpu_batch(0.001, 128) == 128  # a tiny network: the recipe's batch at once
+    assert cost.first_cpu_batch(0.054, 128) == 23  # DRSTN V5 on CIFAR-10: a quarter of ~92 images
+    assert cost.first_cpu_batch(75.5, 64) == 1  # EfficientNet-B7 at 600x600: one image
+    assert cost.first_cpu_batch(float("nan"), 128) == 2

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from reslab import results as R
+from reslab.app.check import check_results
 
 
 def test_row_has_every_provenance_field_in_order():
@@ -94,23 +95,23 @@ def test_check_notices_files_changed_since_the_manifest(tmp_path, no_data_root):
     out = TableOutput(out_dir=root / "smoke" / "demo", tables={"table4": pd.DataFrame({"a": [1, 2]})})
     out.out_dir.mkdir(parents=True)
     out.save("demo", "smoke", [], 1.0)
-    assert R.check_results(root).set_index("folder").loc["smoke/demo", "status"] == "up to date"
+    assert check_results(root).set_index("folder").loc["smoke/demo", "status"] == "up to date"
 
     R.write_csv(pd.DataFrame({"a": [1]}), out.out_dir / "table4.csv")  # a direct run replaced the table
     (out.out_dir / "extra.png").write_bytes(b"png")
-    row = R.check_results(root).set_index("folder").loc["smoke/demo"]
+    row = check_results(root).set_index("folder").loc["smoke/demo"]
     assert row["status"] == "stale"
     assert row["files_changed"] == "table4.csv (changed);extra.png (not in the manifest)"
     assert "files changed since the manifest: table4.csv (changed), extra.png" in row["detail"]
     (out.out_dir / "table4.csv").unlink()
-    assert "table4.csv (missing)" in R.check_results(root).set_index("folder").loc["smoke/demo", "files_changed"]
+    assert "table4.csv (missing)" in check_results(root).set_index("folder").loc["smoke/demo", "files_changed"]
 
     # A manifest from before file hashes were recorded cannot vouch for its files.
     path = out.out_dir / "manifest.json"
     manifest = json.loads(path.read_text())
     del manifest["file_sha256"]
     path.write_text(json.dumps(manifest))
-    row = R.check_results(root).set_index("folder").loc["smoke/demo"]
+    row = check_results(root).set_index("folder").loc["smoke/demo"]
     assert row["status"] == "stale" and "records no file hashes" in row["detail"]
 
 
@@ -123,7 +124,18 @@ def test_check_without_the_data_is_not_checked_not_changed(tmp_path, no_data_roo
     out = TableOutput(out_dir=root / "smoke" / "demo")
     out.out_dir.mkdir(parents=True)
     out.save("demo", "smoke", [split, split | {"split": "test"}], 1.0)
-    row = R.check_results(root).set_index("folder").loc["smoke/demo"]
+    row = check_results(root).set_index("folder").loc["smoke/demo"]
     assert row["status"] == "not checked" and row["data_changed"] == ""
     assert row["data_not_found"] == "cifar10/train;cifar10/test"
     assert row["detail"].startswith("data not found, so not checked: cifar10/train, cifar10/test")
+
+
+def test_code_that_cannot_change_a_number_is_not_in_the_code_fingerprints():
+    """A refactor of the command line, the commands, the catalog, the cost model or the executors
+    leaves committed results up to date; the training, data, model and table code marks them stale."""
+    keys = set(R.code_fingerprints())
+    assert not [k for k in keys if k.startswith("reslab/app/")]
+    assert not keys & {"reslab/cli.py", "reslab/catalog.py", "reslab/runs/cost.py", "reslab/runs/jobs.py"}
+    assert {"reslab/train.py", "reslab/runs/execute.py", "reslab/runs/store.py", "reslab/runs/spec.py",
+            "reslab/data/loader.py", "reslab/models/drstn.py", "reslab/tables/drstn.py", "reslab/evidence.py"} <= keys
+    assert R.is_result_code("reslab/train.py") and not R.is_result_code("reslab/app/bundle/gather.py")

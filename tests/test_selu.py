@@ -7,8 +7,9 @@ import json
 import pandas as pd
 import pytest
 
-from reslab import experiment as E
+from reslab import stats as STATS
 from reslab.claims import load_claims
+from reslab.runs import execute as EX
 from reslab.tables import run_selu_ablation
 from reslab.tables import selu as S
 
@@ -17,6 +18,7 @@ from reslab.tables import selu as S
 def tiny_models(monkeypatch):
     """The four ResNet-34 variants replaced by a tiny CNN: these tests check the table, not the models."""
     from conftest import tiny_cnn
+
     from reslab.models import _registry
 
     for v in S.VARIANTS:
@@ -60,7 +62,7 @@ def test_smoke_on_synthetic_data_writes_every_output_and_reuses_runs(runs, tiny_
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
 
-    monkeypatch.setattr(E, "train", no_training)
+    monkeypatch.setattr(EX, "train", no_training)
     again = run_selu_ablation(profile="smoke", seeds=[0, 1], device="cpu", out_dir=out_dir)
     assert again.tables["runs"]["reused"].all() and any("reused" in n for n in again.notes)
 
@@ -128,18 +130,18 @@ def test_bad_input_says_what_to_do(runs, tiny_models):
 def test_paired_interval_matches_a_hand_computation():
     rows = pd.DataFrame({"label": ["a"] * 3 + ["b"] * 3, "seed": [0, 1, 2] * 2,
                          "best_acc": [0.5, 0.6, 0.7, 0.4, 0.6, 0.5]})
-    p = E.paired_comparison(rows, {"a": "b"}, metrics=["best_acc"]).iloc[0]
+    p = STATS.paired_comparison(rows, {"a": "b"}, metrics=["best_acc"]).iloc[0]
     d = pd.Series([0.1, 0.0, 0.2])
     half = 4.302653 * d.std() / 3**0.5
     assert p["n"] == 3 and p["mean_diff"] == pytest.approx(0.1)
     assert (p["ci95_low"], p["ci95_high"]) == pytest.approx((0.1 - half, 0.1 + half))
     with pytest.raises(ValueError, match="no rows labelled"):
-        E.paired_comparison(rows, {"a": "c"})
+        STATS.paired_comparison(rows, {"a": "c"})
 
 
 def test_t_quantiles_agree_with_scipy():
     stats = pytest.importorskip("scipy.stats")
     for df in (1, 2, 9, 30, 31, 50, 200):
-        assert E.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-5)
+        assert STATS.t_quantile_975(df) == pytest.approx(stats.t.ppf(0.975, df), abs=2e-5)
     with pytest.raises(ValueError, match="degree of freedom"):
-        E.t_quantile_975(0)
+        STATS.t_quantile_975(0)

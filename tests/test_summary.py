@@ -10,8 +10,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from reslab.app import readme as R
+from reslab.app.check import check_results
 from reslab.claims import claim_ids, load_claims
-from reslab.results import check_results, code_fingerprints
+from reslab.results import code_fingerprints
 from reslab.tables import summary as S
 from reslab.tables._common import TableOutput
 
@@ -129,15 +131,15 @@ def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> N
         p.name for p in folder.iterdir()}
     assert (out.tables["headline"]["verdict"] == "not reproduced").sum() >= 8  # every Table 4 row is 2 pp off
     readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{S.README_START}\nstale text\n{S.README_END}\n\n## After\n")
-    assert S.update_readme(readme, folder, check=True) is False
-    assert S.update_readme(readme, folder) is False
+    readme.write_text(f"# x\n\n{R.README_START}\nstale text\n{R.README_END}\n\n## After\n")
+    assert R.update_readme(readme, folder, check=True) is False
+    assert R.update_readme(readme, folder) is False
     text = readme.read_text()
     assert "stale text" not in text and "## After" in text and "| drstn | Table 4 | 8 |" in text
-    assert S.update_readme(readme, folder, check=True) is True
+    assert R.update_readme(readme, folder, check=True) is True
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="no Results markers"):
-        S.update_readme(readme, folder)
+        R.update_readme(readme, folder)
 
 
 def test_a_direct_summary_run_reads_the_committed_results_and_writes_to_scratch(tmp_path, monkeypatch) -> None:
@@ -163,7 +165,7 @@ def test_committed_readme_matches_committed_summary() -> None:
     """The README's Results section is what `reslab readme` renders from results/summary/."""
     summary = REPO / "results" / "summary"
     assert (summary / "headline.csv").is_file(), "results/summary is not committed; run make reproduce"
-    assert S.update_readme(REPO / "README.md", summary, check=True), "README Results are stale: run `reslab readme`"
+    assert R.update_readme(REPO / "README.md", summary, check=True), "README Results are stale: run `reslab readme`"
 
 
 def test_committed_results_have_complete_manifests() -> None:

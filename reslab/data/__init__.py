@@ -36,6 +36,10 @@ To monkeypatch a name, patch the submodule that looks it up (for example
 
 from __future__ import annotations
 
+from .._env import require_torch
+
+require_torch()  # a clear message on an older torch, before a loader fails obscurely
+
 from .augment import Augment, random_crop, random_flip, random_resized_crop
 from .cache import CACHE_VERSION, cache_dir, download_dir, load_dataset, stratified_indices
 from .loader import BatchLoader

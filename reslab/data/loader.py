@@ -93,11 +93,6 @@ class BatchLoader:
         n = stop - start
         return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
 
-    @property
-    def num_images(self) -> int:
-        """Images one pass yields to all ranks together."""
-        return len(self) * self.batch_size if self.drop_last else len(self.data)
-
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose shuffling and augmentation the next iteration uses."""
         self.epoch = epoch

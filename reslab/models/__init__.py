@@ -6,6 +6,10 @@ Families (one file each): ``resnet`` (the shared trunk, ``resnet18_cifar``, ``re
 wrappers: ResNet-18/50, SKNet-18, ConvNeXt-T, SqueezeNet 1.1, AlexNet, VGG-16, EfficientNet-B7).
 """
 
+from .._env import require_torch
+
+require_torch()  # a clear message on an older torch, before a model fails obscurely
+
 from . import cbam, densenet, drstn, pyramidnet, resattention, resnet, selu_resnet, tv, wrn
 from ._pretrained import PretrainedWeightsError, checkpoint_dir, load_weights_state_dict, weights_filename
 from ._registry import count_params, create_model, is_model, list_models, model_info, register_model

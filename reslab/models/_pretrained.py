@@ -24,6 +24,19 @@ class PretrainedWeightsError(RuntimeError):
     """Pretrained weights are neither on disk nor downloadable."""
 
 
+def refuse_pretrained(name: str, pretrained: bool) -> None:
+    """The pretrained policy of a model trained from scratch in its paper: ``pretrained=True`` is an error.
+
+    Raises:
+        ValueError: when ``pretrained`` is true.
+    """
+    if pretrained:
+        raise ValueError(
+            f"model {name!r} has no pretrained weights (it is trained from scratch in its paper); "
+            "call it with pretrained=False"
+        )
+
+
 def checkpoint_dir() -> str:
     """Folder torchvision reads weights from: ``torch.hub.get_dir()/checkpoints``."""
     return os.path.join(torch.hub.get_dir(), "checkpoints")

@@ -58,11 +58,11 @@ import torch
 import torchvision.models as tvm
 from torch import nn
 
-from ._pretrained import freeze, load_weights_state_dict
+from ._pretrained import freeze, load_weights_state_dict, refuse_pretrained
 from ._registry import register_model
 from .layers import CBAM, kaiming_init_
 from .resattention import AttentionModule
-from .resnet import BasicBlock, Bottleneck, _no_pretrained, make_stem
+from .resnet import BasicBlock, Bottleneck, make_stem
 
 
 class SampleResNet(nn.Module):
@@ -151,7 +151,7 @@ class ResNetAttention(nn.Module):
 @register_model(input_size=(3, 224, 224), test_input_size=(3, 32, 32))
 def cbam_sample_resnet(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """Seed 004 "Sample ResNet": stem, CBAM basic block, attention module, CBAM basic block, pool, FC."""
-    _no_pretrained("cbam_sample_resnet", pretrained)
+    refuse_pretrained("cbam_sample_resnet", pretrained)
     args = dict(num_classes=num_classes, in_chans=in_chans)
     return SampleResNet(**{**args, **kwargs})
 

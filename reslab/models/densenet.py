@@ -42,8 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.densenet import DenseNet
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
-from .resnet import _no_pretrained
 
 
 class DenseNetBCCifar(DenseNet):
@@ -83,7 +83,7 @@ class DenseNetBCCifar(DenseNet):
 
 
 def _create(name: str, pretrained: bool, args: dict, **kwargs) -> DenseNetBCCifar:
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     return DenseNetBCCifar(**{**args, **kwargs})
 
 

@@ -51,9 +51,10 @@ from functools import partial
 
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
 from .layers import SoftThreshold
-from .resnet import BasicBlock, ResNet, _no_pretrained
+from .resnet import BasicBlock, ResNet
 
 
 def _create_drstn(
@@ -75,7 +76,7 @@ def _create_drstn(
         threshold_reduction: ``M = C // r`` per unit: 1 (default) as DRSN's Keras code, 4 as its
             TFLearn code (see ``layers.SoftThreshold``).
     """
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     attn = partial(SoftThreshold, hidden=threshold_hidden, reduction=threshold_reduction)
     return ResNet(**{"block": BasicBlock, "attn_layer": attn, "stem": "imagenet", **args, **kwargs})
 
@@ -120,7 +121,7 @@ def drstn_v5_no_st(num_classes: int = 10, in_chans: int = 3, pretrained: bool = 
     """Control (ours, not in the paper): DRSTN_V5's network without soft thresholding, i.e. ResNet
     basic blocks 2-2-2 (64/128/256 channels) behind the 3x3/2 stem and max-pool. V5 minus this
     network is what soft thresholding adds to V5."""
-    _no_pretrained("drstn_v5_no_st", pretrained)
+    refuse_pretrained("drstn_v5_no_st", pretrained)
     args = dict(block=BasicBlock, stem="imagenet", layers=(2, 2, 2), stem_kernel=3, num_classes=num_classes,
                 in_chans=in_chans)
     return ResNet(**{**args, **kwargs})

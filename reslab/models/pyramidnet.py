@@ -29,9 +29,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
 from .layers import conv1x1, conv3x3, kaiming_init_
-from .resnet import _no_pretrained
 
 
 class PyramidBasicBlock(nn.Module):
@@ -142,7 +142,7 @@ class PyramidNet(nn.Module):
 
 
 def _create(name: str, pretrained: bool, args: dict, **kwargs) -> PyramidNet:
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     return PyramidNet(**{**args, **kwargs})
 
 

@@ -45,9 +45,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
 from .layers import conv1x1, conv3x3, kaiming_init_
-from .resnet import _no_pretrained
 
 
 class PreActBottleneck(nn.Module):
@@ -183,7 +183,7 @@ class ResidualAttentionNetCifar(nn.Module):
 
 
 def _create_ran(name: str, pretrained: bool, args: dict, **kwargs) -> ResidualAttentionNetCifar:
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     return ResidualAttentionNetCifar(**{**args, **kwargs})
 
 

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
 from .layers import (
     StochasticDepth,
@@ -393,17 +394,9 @@ class ResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.forward_features(x)), 1))
 
 
-def _no_pretrained(name: str, pretrained: bool) -> None:
-    if pretrained:
-        raise ValueError(
-            f"model {name!r} has no pretrained weights (it is trained from scratch in its paper); "
-            "call it with pretrained=False"
-        )
-
-
 def _create_resnet(name: str, pretrained: bool, args: dict, **kwargs) -> ResNet:
     """Build a ``ResNet`` from a variant's args, letting call-site kwargs override them."""
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     return ResNet(**{**args, **kwargs})
 
 

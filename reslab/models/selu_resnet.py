@@ -35,8 +35,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
-from .resnet import BasicBlock, ResNet, _no_pretrained
+from .resnet import BasicBlock, ResNet
 
 _FM = dict(input_size=(1, 28, 28), test_input_size=(1, 28, 28))
 
@@ -52,7 +53,7 @@ def _create_selu_resnet(
     **kwargs,
 ) -> ResNet:
     """Build the seed-003 ResNet-34 with a pluggable activation, stem and shortcut."""
-    _no_pretrained(name, pretrained)
+    refuse_pretrained(name, pretrained)
     return ResNet(
         BasicBlock, layers=(3, 4, 6, 3), widths=(64, 128, 256, 512), num_classes=num_classes, in_chans=in_chans,
         stem=stem, shortcut=shortcut, act_layer=act_layer, init="auto", **kwargs,

@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ._pretrained import refuse_pretrained
 from ._registry import register_model
 from .layers import conv1x1, conv3x3, kaiming_init_
-from .resnet import _no_pretrained
 
 
 class WideBasic(nn.Module):
@@ -85,6 +85,6 @@ class WideResNet(nn.Module):
 @register_model(input_size=(3, 32, 32), test_input_size=(3, 8, 8))
 def wrn28_10(num_classes: int = 10, in_chans: int = 3, pretrained: bool = False, **kwargs) -> nn.Module:
     """WRN-28-10 (survey Table 8: 36.5M)."""
-    _no_pretrained("wrn28_10", pretrained)
+    refuse_pretrained("wrn28_10", pretrained)
     args = dict(depth=28, widen_factor=10, num_classes=num_classes, in_chans=in_chans)
     return WideResNet(**{**args, **kwargs})

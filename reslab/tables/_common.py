@@ -2,8 +2,8 @@
 :class:`TableOutput` it returns, and :class:`TableRuns`, the runs it trains (built by one function
 per table that ``reslab plan`` calls too).
 
-A table module holds its recipes (one :class:`~reslab.experiment.Recipe` per profile), builds its
-:class:`~reslab.experiment.RunSpec` list and turns the runs into the paper's table; everything else
+A table module holds its recipes (one :class:`~reslab.runs.spec.Recipe` per profile), builds its
+:class:`~reslab.runs.spec.RunSpec` list and turns the runs into the paper's table; everything else
 (profile resolution, seed and choice checks, timing, the output folder, the standard notes,
 the data description for the manifest, saving) happens here, once.
 """
@@ -25,11 +25,12 @@ import pandas as pd
 
 from .. import plots
 from ..data import Dataset
-from ..executor import Executor
-from ..executor import describe as describe_executor
-from ..experiment import NOT_RUN, Recipe, Runs, RunSpec, run_specs
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import output_dir, save_figure, scratch_note, write_csv, write_manifest, writes_to_scratch
+from ..runs.execute import NOT_RUN, Runs, run_specs
+from ..runs.jobs import Executor
+from ..runs.jobs import describe as describe_executor
+from ..runs.spec import Recipe, RunSpec
 
 
 @dataclass
@@ -113,7 +114,7 @@ def recipe_seeds(seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int]
 #: ``init_from`` of a spec that starts from the checkpoint of :attr:`TableRuns.first` for the same
 #: seed, which may not exist yet (Table 5 starts from DRSTN V5's Table 4 run). It names no file on
 #: purpose: :meth:`TableRuns.for_seed` puts the real checkpoint in its place before training, and a
-#: spec that still holds it cannot be keyed (:func:`reslab.experiment.run_key` finds no such file).
+#: spec that still holds it cannot be keyed (:func:`reslab.runs.store.run_key` finds no such file).
 FROM_FIRST_RUN = Path("<the checkpoint of the run trained first, same seed>")
 
 
@@ -206,7 +207,7 @@ class TableRun:
     Usage::
 
         run = TableRun(TABLE, profile, out_dir)
-        seeds, recipe = run.seeds(seeds, recipe)
+        seeds, recipe = recipe_seeds(seeds, recipe)
         runs = run.train(specs, seeds, data_root, force)
         run.out.tables["..."] = ...
         return run.finish(parameters={...})
@@ -230,13 +231,9 @@ class TableRun:
         self._extra_data: list[Dataset] = []
         self._rows: list[pd.DataFrame] = []
 
-    def seeds(self, seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int], Recipe]:
-        """:func:`recipe_seeds` (kept for tables that build their specs here)."""
-        return recipe_seeds(seeds, recipe)
-
     def train(self, specs: Sequence[RunSpec], seeds: Sequence[int], data_root: str | os.PathLike | None = None,
               force: bool = False) -> Runs:
-        """Train or reuse every spec for every seed (:func:`reslab.experiment.run_specs`), through the
+        """Train or reuse every spec for every seed (:func:`reslab.runs.execute.run_specs`), through the
         call's executor."""
         runs = run_specs(specs, self.profile, seeds, data_root=data_root, force=force, splits=self.splits,
                          executor=self.executor)

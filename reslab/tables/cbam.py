@@ -53,10 +53,11 @@ import pandas as pd
 from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment
-from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
 from ..models import checkpoint_dir, load_weights_state_dict, tv_weights, weights_filename
-from ..params import param_table, paper_models
+from ..params import paper_models, param_table
 from ..profiles import Profile, resolve_profile
+from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe
+from ..stats import summarise
 from ..train import TrainConfig
 from ._common import TableOutput, TableRun, TableRuns, list_parameters, recipe_seeds
 
@@ -390,7 +391,7 @@ def run_cbam(
             (every row from random weights: an override).
         rows: Printed row labels (all their readings) or full labels; ``None``: every row.
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 

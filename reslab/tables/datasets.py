@@ -9,7 +9,7 @@ import pandas as pd
 
 from .. import plots
 from ..data import DATASETS, SPLITS, get_spec, load_dataset
-from ..experiment import evidence_of
+from ..evidence import evidence_of
 from ..profiles import Profile
 from ._common import TableOutput, TableRun, list_parameters
 

@@ -14,7 +14,7 @@ of Table 4 were trained "under the same training conditions" on a Windows PC (i5
     The paper gives no epoch count; 50 is our choice (the ``epochs`` parameter overrides it).
     One run per model, as the paper reports single numbers (more ``seeds`` give mean/std/n).
 ``TABLE4_RECIPES['strong']``:
-    the common modern recipe (:data:`reslab.experiment.STRONG_CFG`) for every model: SGD nesterov, momentum 0.9, lr 0.1,
+    the common modern recipe (:data:`reslab.runs.spec.STRONG_CFG`) for every model: SGD nesterov, momentum 0.9, lr 0.1,
     weight decay 5e-4, batch 128, 100 epochs, 5 warm-up epochs then cosine, label smoothing
     0.1, pad-4 crop + flip, bf16 autocast on CUDA.
 ``TABLE4_RECIPES['smoke']``:
@@ -68,12 +68,13 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..experiment import (RESULT_NAME, STRONG_CFG, Recipe, RunSpec, checkpoint_path, evidence_of, find_run,
-                          get_recipe, load_splits, recorded, relative_to_runs, run_specs, summarise,
-                          weakest_evidence)
-from ..models import (PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights,
-                      weights_filename)
+from ..evidence import evidence_of, weakest_evidence
+from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
 from ..profiles import Profile, resolve_profile
+from ..runs.execute import run_specs
+from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe, load_splits
+from ..runs.store import RESULT_NAME, checkpoint_path, find_run, recorded, relative_to_runs
+from ..stats import summarise
 from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
 from ._common import FROM_FIRST_RUN, TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
 
@@ -293,7 +294,7 @@ def run_drstn_table4(
         epochs, max_steps, batch_size: Override the profile's recipe (``None`` keeps it; any
             other value makes the rows ``budget``).
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
     """
@@ -464,7 +465,7 @@ def run_drstn_table5(
         epochs, max_steps, batch_size: Override the profile's Table 5 recipe.
         source_checkpoint: A DRSTN V5 CIFAR-10 ``last.pt`` to start every seed from.
         force: Retrain finished target runs (the source runs are never retrained here).
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 

@@ -26,7 +26,7 @@ Recipes (:data:`RECIPES`, one per profile); where the paper is silent, the choic
   iterations"): we decay it by x0.8 after every epoch (``schedule='exponential'``), a schedule
   that depends on the iteration count only, not on the run's length, so the 10- and 20-epoch
   rows share it (lr 1e-3 -> 1.3e-4 after 10 epochs, 1.4e-5 after 20).
-- ``strong``: the common modern recipe (:data:`reslab.experiment.STRONG_CFG`): SGD (Nesterov,
+- ``strong``: the common modern recipe (:data:`reslab.runs.spec.STRONG_CFG`): SGD (Nesterov,
   momentum 0.9), lr 0.1, label smoothing 0.1, weight decay 5e-4, pad-4 crop and flip; changed here
   to 1 warm-up epoch, 30 epochs (60 for the 2x rows), 3 runs. "LR decay" is the ablated factor, so rows with decay use cosine and rows without keep
   the constant learning rate after the warm-up.
@@ -43,27 +43,29 @@ convolution takes one channel) and get images normalised with the training split
 std (0.2860, 0.3530). SELU models use LeCun-normal initialisation (``N(0, 1/fan_in)``, set by the
 model), ReLU models He initialisation.
 
-On the CPU, denormal floats are flushed to zero while training (``torch.set_flush_denormal``):
-SELU's exponential produces many, and they made a SELU ResNet-34 step 2-4x slower than a ReLU one
-here; the effect on the numbers is below float32 resolution of normal values.
+Every recipe here flushes denormal floats to zero while training on the CPU
+(``TrainConfig.flush_denormals``, applied by :func:`reslab.train.train` wherever the run trains: in
+the notebook, a job, or ``reslab train``): SELU's exponential produces many, and they made a SELU
+ResNet-34 step 2-4x slower than a ReLU one here; the effect on the numbers is below float32
+resolution of normal values.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import pandas as pd
-import torch
 
 from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import MEAN_STD, Augment
-from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, paired_comparison, summarise, weakest_evidence
+from ..evidence import weakest_evidence
 from ..profiles import Profile, resolve_profile
-from ..train import TrainConfig, resolve_device
+from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe
+from ..stats import paired_comparison, summarise
+from ..train import TrainConfig
 from ._common import TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
 
 TABLE = "selu_ablation_fashion_mnist"
@@ -118,14 +120,14 @@ _SHORT = tuple(v.label for v in VARIANTS if not v.long)
 _MEAN, _STD = MEAN_STD[DATASET]
 _NORM = Augment(mean=_MEAN, std=_STD)
 _PAPER_CFG = TrainConfig(epochs=PAPER_EPOCHS, batch_size=128, optimizer="adam", lr=1e-3, weight_decay=0.0,
-                         schedule="none", amp=True, progress=False)
+                         schedule="none", amp=True, progress=False, flush_denormals=True)
 _PAPER_DECAY = {"lr_decay": {"schedule": "exponential", "gamma": 0.8}}
 _SMOKE_NORM = Augment(resize=14, mean=_MEAN, std=_STD)
 
 #: One recipe per profile; ``cfg`` is the recipe of rows without LR decay.
 RECIPES: dict[str, Recipe] = {
     "paper": Recipe(_PAPER_CFG, _NORM, _NORM, seeds=tuple(range(10)), row_changes=_PAPER_DECAY),
-    "strong": Recipe(STRONG_CFG.replace(epochs=30, schedule="none", warmup_epochs=1.0),
+    "strong": Recipe(STRONG_CFG.replace(epochs=30, schedule="none", warmup_epochs=1.0, flush_denormals=True),
                      Augment(pad_crop=4, flip=True, mean=_MEAN, std=_STD), _NORM, seeds=(0, 1, 2),
                      row_changes={"lr_decay": {"schedule": "cosine"}}),
     "smoke": Recipe(_PAPER_CFG.replace(epochs=1, batch_size=16, max_steps=2), _SMOKE_NORM, _SMOKE_NORM,
@@ -178,19 +180,6 @@ def _paper_numbers(v: Variant, claims: pd.DataFrame, metric: str) -> tuple[float
     if len(values) != 1:  # the baseline is printed in four tables; they must agree
         raise ValueError(f"the claims of row {v.label!r} disagree: {sorted(values)}; fix reslab/claims/selu.csv.")
     return values.pop(), ", ".join(hit["table"])
-
-
-@contextlib.contextmanager
-def _flush_denormals(device: str) -> Iterator[None]:
-    """Flush denormals to zero while training on the CPU (see the module docstring)."""
-    on_cpu = resolve_device(device).type == "cpu"
-    if on_cpu:
-        torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        if on_cpu:
-            torch.set_flush_denormal(False)
 
 
 def _loss_figure(histories: pd.DataFrame, labels: Sequence[str], title: str):
@@ -270,7 +259,7 @@ def run_selu_ablation(
         variants: Row labels (:data:`VARIANTS`); default the recipe's; missing baselines are added.
         device: ``auto``, ``cpu``, ``cuda``...
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 
@@ -282,8 +271,7 @@ def run_selu_ablation(
     planned = selu_runs(run.profile, seeds, epochs, max_steps, batch_size, variants, device)
     specs, seed_list, recipe, notes = planned.specs, planned.seeds, planned.recipe, planned.notes
     rows_wanted = [_BY_LABEL[s.label] for s in specs]
-    with _flush_denormals(device):
-        runs, histories = run.train(specs, seed_list, data_root, force)
+    runs, histories = run.train(specs, seed_list, data_root, force)
 
     paired = paired_comparison(runs, {v.label: v.baseline for v in rows_wanted if v.baseline})
     table = _ablation_table(runs, paired, rows_wanted, specs)

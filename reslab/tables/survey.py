@@ -50,9 +50,10 @@ import pandas as pd
 
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, get_spec
-from ..experiment import STRONG_CFG, Recipe, RunSpec, get_recipe, summarise
 from ..params import PaperModel, paper_models, param_table
 from ..profiles import SMOKE, Profile, resolve_profile
+from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe
+from ..stats import summarise
 from ..train import TrainConfig
 from ._common import TableOutput, TableRun, TableRuns, check_choice, check_seeds, list_parameters
 
@@ -340,7 +341,7 @@ def run_survey(
         budget: Epochs for every model (a fixed-epoch ranking, ``budget``); ``None`` = each recipe's.
         max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 1).
         force: Retrain runs that are already finished.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.executor`;
+        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
 
@@ -375,7 +376,7 @@ def error_rates(claims: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     public source was read), ours (best and final epoch, mean / std / n over seeds) and the
     difference ours - cited in percentage points.
 
-    ``evidence`` / ``evidence_note`` come from the runs (:func:`reslab.experiment.evidence_of`):
+    ``evidence`` / ``evidence_note`` come from the runs (:func:`reslab.evidence.evidence_of`):
     only ``protocol`` rows may get a verdict.
     """
     survey = claims[(claims["paper"] == SURVEY) & (claims["metric"] == "error_rate")]

@@ -12,11 +12,11 @@ reproduce --executor`` or ``$RESLAB_EXECUTOR`` (default ``inline``):
   Settings come from ``$RESLAB_SLURM_<NAME>`` (:data:`SLURM_SETTINGS`); the run store
   (``$RESLAB_RUNS``) and the data must sit on a filesystem every node reads.
 
-:func:`run_jobs` submits the runs that are not finished, waits with a progress bar of finished
+:func:`run_jobs` submits the jobs it is given (:mod:`reslab.runs.execute` gives it the runs not yet finished), waits with a progress bar of finished
 runs, and reports each run that did not finish with the path of its log. A job whose process
 died without a Python error (killed, preempted, its node lost) is submitted again up to
 ``retries`` times and resumes from its last epoch checkpoint; a job that SLURM stops at its time
-limit or preempts is requeued by submitit's checkpointing hook (:class:`RunJob`) and resumes the
+limit or preempts is requeued by submitit's checkpointing hook (:class:`reslab.runs.execute.RunJob`) and resumes the
 same way. A job that raised is not retried: the same error would come back.
 
 Logs of each job are in ``<run store>/_jobs/<profile>/<table>/`` (``<job id>_0_log.err`` /
@@ -26,20 +26,16 @@ job, host and process trained it.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import shutil
-import socket
 import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
-
-from . import distributed
 
 EXECUTORS = ("inline", "local", "slurm")
 EXECUTOR_ENV = "RESLAB_EXECUTOR"
@@ -120,10 +116,6 @@ class Executor:
     def inline(self) -> bool:
         return self.kind == "inline"
 
-    @property
-    def gpus_per_run(self) -> int:
-        return _positive(self.slurm.get("gpus", "1"), "gpus") if self.kind == "slurm" else 1
-
     def slurm_parameters(self, array_size: int | None = None) -> dict[str, Any]:
         """The parameters of submitit's ``SlurmExecutor`` for these settings (one task per GPU).
 
@@ -201,65 +193,6 @@ def parse_options(text: str) -> dict[str, str]:
 
 
 # --------------------------------------------------------------------------------------------
-# The job
-
-
-@dataclass
-class Submission:
-    """One run to make as a job: what :class:`RunJob` is called with."""
-
-    spec: Any  # reslab.experiment.RunSpec
-    profile: str
-    seed: int
-    data_root: str | None
-    fingerprints: tuple[str, str]
-    runs_root: str
-    force: bool = False
-    use_record: bool = True  # reuse a run finished only in the record (False: its checkpoint is needed)
-
-
-class RunJob:
-    """The callable each job runs: one run (:func:`reslab.experiment.run_alone`) in the job's
-    process(es). On SLURM with several GPUs per run, each process is one rank of
-    DistributedDataParallel. :meth:`checkpoint` is submitit's hook at the time limit or on
-    preemption: the job is requeued and resumes from the run's last epoch checkpoint."""
-
-    def __call__(self, sub: Submission) -> dict[str, Any]:
-        os.environ["RESLAB_RUNS"] = sub.runs_root  # the store the caller reads, whatever this node's default
-        from . import experiment
-
-        spec = dataclasses.replace(sub.spec, recipe=sub.spec.recipe.replace(progress=False))
-        if str(spec.cfg.device).startswith("cuda:"):  # a job sees only its own GPUs
-            spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device="cuda"))
-        dist = distributed.init_from_env(spec.cfg.device)  # a job of several tasks (gpus > 1): one run on all
-        folder = experiment.run_dir(spec, sub.profile, sub.seed, *sub.fingerprints)
-        if dist.is_main:
-            if sub.force:  # retrain: as run_one(force=True) would, but keeping this job's record
-                shutil.rmtree(folder, ignore_errors=True)
-            folder.mkdir(parents=True, exist_ok=True)
-            _write_job_file(folder)
-        distributed.barrier()
-        row, _ = experiment.run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints,
-                                      use_record=sub.use_record)
-        return {"label": row["label"], "seed": row["seed"], "best_acc": row["best_acc"], "run_dir": row["run_dir"]}
-
-    def checkpoint(self, sub: Submission) -> Any:
-        """Requeue with the same run; it resumes from ``last.pt`` (never retrains from scratch)."""
-        from submitit.helpers import DelayedSubmission
-
-        return DelayedSubmission(RunJob(), dataclasses.replace(sub, force=False))
-
-
-def _write_job_file(folder: Path) -> None:
-    from .results import write_json
-
-    env = {k: os.environ[k] for k in ("SLURM_JOB_ID", "SLURM_ARRAY_JOB_ID", "SLURM_ARRAY_TASK_ID",
-                                      "SUBMITIT_LOCAL_JOB_ID", "SUBMITIT_EXECUTOR") if k in os.environ}
-    write_json({"host": socket.gethostname(), "pid": os.getpid(), "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                **{k.lower(): v for k, v in env.items()}}, folder / JOB_FILE)
-
-
-# --------------------------------------------------------------------------------------------
 # Submitting and waiting
 
 
@@ -281,13 +214,6 @@ class Outcome:
     error: str = ""
     log: str = ""
     attempts: int = 1
-
-
-def jobs_folder(profile: str, table: str) -> Path:
-    """Where the jobs of ``table`` keep their logs: ``<run store>/_jobs/<profile>/<table>``."""
-    from .experiment import runs_root
-
-    return runs_root() / "_jobs" / profile / table
 
 
 def _submitit_executor(executor: Executor, folder: Path, gpu: int | None = None):
@@ -319,15 +245,17 @@ def _local_gpus() -> int:
         return 0
 
 
-def submit(executor: Executor, subs: Sequence[Submission], folder: Path, gpu: int | None = None) -> list[Any]:
-    """Submit ``subs`` (SLURM: one job array; local: one process each) and return submitit's jobs."""
+def submit(executor: Executor, job: Callable[[Any], Any], subs: Sequence[Any], folder: Path,
+           gpu: int | None = None) -> list[Any]:
+    """Submit ``job(sub)`` for each of ``subs`` (SLURM: one job array; local: one process each) and
+    return submitit's jobs."""
     folder.mkdir(parents=True, exist_ok=True)
     ex = _submitit_executor(executor, folder, gpu)
     if executor.kind == "slurm" and len(subs) > 1:
         with ex.batch():
-            jobs = [ex.submit(RunJob(), sub) for sub in subs]
+            jobs = [ex.submit(job, sub) for sub in subs]
         return jobs
-    return [ex.submit(RunJob(), sub) for sub in subs]
+    return [ex.submit(job, sub) for sub in subs]
 
 
 def _failure(job: Any) -> tuple[str, bool]:
@@ -346,9 +274,16 @@ def _failure(job: Any) -> tuple[str, bool]:
     return (lines[-1] if lines else type(exc).__name__)[:500], False
 
 
-def run_jobs(executor: Executor, subs: Sequence[Submission], table: str, profile: str) -> list[Outcome]:
-    """Make every submission as a job, ``jobs`` at once, and wait with a progress bar of finished
-    runs. Returns one :class:`Outcome` per submission, in order.
+def run_jobs(executor: Executor, job: Callable[[Any], Any], subs: Sequence[Any], folder: Path,
+             table: str) -> list[Outcome]:
+    """Make ``job(sub)`` for every submission as a job, ``jobs`` at once, logs in ``folder``, and wait
+    with a progress bar of finished runs. Returns one :class:`Outcome` per submission, in order.
+
+    Args:
+        job: The callable a job runs (picklable; submitit's ``checkpoint`` hook, if it has one,
+            requeues it at a time limit).
+        subs: What each job is called with; each has ``label`` and ``seed`` (the messages name them).
+        table: The table the runs belong to (the messages name it).
 
     Raises:
         ImportError: when submitit is not installed.
@@ -356,7 +291,6 @@ def run_jobs(executor: Executor, subs: Sequence[Submission], table: str, profile
     """
     if executor.inline:
         raise ValueError("run_jobs makes runs as jobs; the inline executor runs them in this process.")
-    folder = jobs_folder(profile, table)
     poll = executor.poll_s if executor.poll_s is not None else (1.0 if executor.kind == "local" else 30.0)
     # SLURM: every run in one job array, its parallelism set by ``jobs``; locally ``jobs`` processes.
     limit = (executor.jobs or DEFAULT_JOBS) if executor.kind == "local" else len(subs)
@@ -375,29 +309,29 @@ def run_jobs(executor: Executor, subs: Sequence[Submission], table: str, profile
             if queue and room > 0:
                 batch, queue = queue[:room], queue[room:]
                 if executor.kind == "local":
-                    jobs = [submit(executor, [subs[i]], folder, gpu=(i % gpus) if gpus else None)[0] for i in batch]
+                    jobs = [submit(executor, job, [subs[i]], folder, gpu=(i % gpus) if gpus else None)[0] for i in batch]
                 else:
-                    jobs = submit(executor, [subs[i] for i in batch], folder)
-                for i, job in zip(batch, jobs):
-                    active[i] = job
+                    jobs = submit(executor, job, [subs[i] for i in batch], folder)
+                for i, submitted in zip(batch, jobs):
+                    active[i] = submitted
                     attempts[i] += 1
             time.sleep(poll if active else 0)
-            for i, job in list(active.items()):
-                if not job.done():
+            for i, running in list(active.items()):
+                if not running.done():
                     continue
                 del active[i]
-                error, retriable = _failure(job)
+                error, retriable = _failure(running)
                 if error and retriable and attempts[i] <= executor.retries:
-                    print(f"[reslab] {subs[i].spec.label} seed {subs[i].seed}: {error}; submitted again, it resumes "
-                          f"from its last checkpoint (log of the stopped job: {job.paths.stderr})", flush=True)
+                    print(f"[reslab] {subs[i].label} seed {subs[i].seed}: {error}; submitted again, it resumes "
+                          f"from its last checkpoint (log of the stopped job: {running.paths.stderr})", flush=True)
                     queue.insert(0, i)
                     continue
-                outcomes[i] = Outcome(subs[i].spec.label, subs[i].seed, finished=not error, error=error,
-                                      log=str(job.paths.stderr), attempts=attempts[i])
+                outcomes[i] = Outcome(subs[i].label, subs[i].seed, finished=not error, error=error,
+                                      log=str(running.paths.stderr), attempts=attempts[i])
                 bar.update(1)
     except KeyboardInterrupt:
-        for job in active.values():
-            job.cancel(check=False)
+        for running in active.values():
+            running.cancel(check=False)
         raise
     finally:
         bar.close()

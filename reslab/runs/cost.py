@@ -1,4 +1,5 @@
-"""The cost plan before a long run: ``reslab plan`` and the estimate :func:`reslab.experiment.run_specs` prints.
+"""What a run costs before it trains: the model behind ``reslab plan`` and the estimate
+:func:`reslab.runs.execute.run_specs` prints.
 
 For every run a notebook would train (model x seed, at the notebook's default parameters for a
 profile; the specs come from the function its ``run_<table>()`` calls, so the two cannot differ)
@@ -35,8 +36,8 @@ How a run is costed:
   touched), and writing the checkpoint after every epoch (its bytes at a write rate measured
   once).
 
-Denormal floats are flushed to zero while timing on the CPU, as the SELU table trains (random
-inputs produce few of them in any network). An estimate never stops what it describes: a network
+Denormal floats are flushed to zero while timing on the CPU where the recipe flushes them in training
+(``TrainConfig.flush_denormals``, the SELU table's recipes). An estimate never stops what it describes: a network
 that fails to build or to step is reported as ``not timed``. Checked against one real run by
 ``benchmarks/bench_plan.py`` (estimate / measured, target 0.7-1.3); timing on a busy machine
 overstates every step, and the plan says so (:func:`busy_note`).
@@ -44,32 +45,28 @@ overstates every step, and the plan says so (:func:`busy_note`).
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import dataclasses
 import functools
-import inspect
 import json
 import math
-import os
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Sequence
 
 import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-from .data import get_spec, load_dataset
-from .experiment import RunSpec, build_model, checkpoint_path, find_run, is_finished, run_dir
-from .profiles import PROTOCOL, SMOKE, Profile, resolve_profile
-from .results import results_root, write_csv
-from .train import (CHECKPOINT_NAME, TrainConfig, autocast, build_optimizer, device_name, lr_factor, resolve_device,
-                    train_step,
-                    use_channels_last)
+from ..data import get_spec
+from ..profiles import PROTOCOL, Profile
+from ..train import (autocast, build_optimizer, denormals_flushed, device_name, lr_factor, resolve_device,
+                     train_step, use_channels_last)
+from .spec import RunSpec, build_model
+from .store import FINISHED, TO_TRAIN
 
 #: On the CPU, the timed batch is grown until one step takes about this long (or is the recipe's).
 CPU_STEP_BUDGET_S = 0.3
@@ -86,9 +83,6 @@ SLOW_STEP_S = 0.5
 #: 32x32 image (5.8 s against 0.8 s for the 452-layer Residual Attention network here); a 600x600
 #: EfficientNet-B7 image costs more than its meta pass.
 META_FLOPS_PIXELS = 96 * 96
-
-#: Run statuses: still to train, finished in the run store, or not looked up (no data, so no key).
-TO_TRAIN, FINISHED, NOT_CHECKED = "to train", "finished", "run store not checked"
 
 #: The plan's CSV columns (``kind``: ``run``, ``notebook`` total or ``overall`` total).
 PLAN_COLUMNS = (
@@ -263,18 +257,6 @@ def _batch(spec: RunSpec, b: int, device: torch.device) -> tuple[torch.Tensor, t
     return images, torch.randint(0, len(data.classes), (b,), device=device)
 
 
-@contextlib.contextmanager
-def _flushed_denormals(device: torch.device) -> Iterator[None]:
-    if device.type != "cpu":
-        yield
-        return
-    torch.set_flush_denormal(True)
-    try:
-        yield
-    finally:
-        torch.set_flush_denormal(False)
-
-
 def _line(points: list[tuple[int, float]], batch: int) -> tuple[float, float, str]:
     """``(fixed, per image, how)`` of a step time at ``batch`` from measured ``(batch, seconds)`` points."""
     b2, t2 = points[-1]
@@ -313,7 +295,7 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
             model.to(memory_format=torch.channels_last)
         build_s = time.perf_counter() - t0
         gflops = forward_gflops(spec, model)
-        with _flushed_denormals(dev):
+        with denormals_flushed(spec.cfg, dev):
             cost = _measure_steps(model, spec, dev, gflops)
         state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
         return dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state)
@@ -407,10 +389,10 @@ class PlannedRun:
     """One run to cost: a spec, a seed, its split sizes and whether it is finished.
 
     Attributes:
-        notebook: The notebook that trains it (``""`` inside :func:`reslab.experiment.run_specs`).
+        notebook: The notebook that trains it (``""`` inside :func:`reslab.runs.execute.run_specs`).
         train_images: Images in the training split the run uses.
         test_images: Images in the test split it evaluates.
-        status: :data:`TO_TRAIN`, :data:`FINISHED` or :data:`NOT_CHECKED`.
+        status: a status of :mod:`reslab.runs.store` (``TO_TRAIN``, ``FINISHED`` or ``NOT_LOOKED_UP``).
     """
 
     notebook: str
@@ -554,7 +536,7 @@ def total_line(total: pd.Series, what: str) -> str:
 
 
 def before_training(rows: pd.DataFrame, profile: Profile) -> str:
-    """What :func:`reslab.experiment.run_specs` prints before training the runs of ``rows``
+    """What :func:`reslab.runs.execute.run_specs` prints before training the runs of ``rows``
     (:func:`with_totals` of the runs still to train): under a protocol profile the runs and their
     total, else (a budget profile on the CPU) one line."""
     total = rows[rows["kind"] == "overall"].iloc[0]
@@ -587,300 +569,3 @@ def device_words(device: torch.device) -> str:
                 break
     return f"cpu ({torch.get_num_threads()} threads{model})"
 
-
-# --------------------------------------------------------------------------------------------
-# The plan of notebooks
-
-
-def planners() -> dict[str, Callable[..., Any]]:
-    """Notebook -> the function its ``run_<table>()`` builds its runs with (a
-    :class:`~reslab.tables._common.TableRuns`). Notebooks not listed train nothing."""
-    from .tables import cbam, drstn, selu, survey
-
-    return {drstn.TABLE4: drstn.table4_runs, drstn.TABLE5: drstn.table5_runs, drstn.TABLE1: drstn.table1_runs,
-            selu.TABLE: selu.selu_runs, cbam.TABLE: cbam.cbam_runs, survey.TABLE: survey.survey_runs}
-
-
-def table_runs(name: str, profile: str | Profile, params: dict[str, Any] | None = None, device: str = "auto",
-               notes: list[str] | None = None) -> Any:
-    """The runs notebook ``name`` trains under ``profile``: its :class:`~reslab.tables._common.TableRuns`,
-    built from the notebook's default parameters updated with ``params``.
-
-    Whether the CBAM table has ImageNet weights is assumed, not downloaded (:func:`_imagenet_assumed`,
-    which appends to ``notes`` what it assumed) unless ``params`` says.
-
-    Raises:
-        ValueError: for a notebook that trains nothing, a parameter it does not take, or a table
-            without a recipe for the profile.
-    """
-    build = planners().get(name)
-    if build is None:
-        raise ValueError(f"{name} trains nothing; the notebooks that train runs are {', '.join(planners())}.")
-    prof = resolve_profile(profile)
-    accepted = inspect.signature(build).parameters
-    unknown = sorted(k for k in params or {} if k not in accepted or k in ("profile", "device"))
-    if unknown:
-        raise ValueError(f"{name} takes no run parameter {', '.join(unknown)}; it takes "
-                         f"{', '.join(k for k in accepted if k not in ('profile', 'device'))}.")
-    values = {k: v for k, v in notebook_defaults(name).items() if k in accepted and k not in ("profile", "device")}
-    if "imagenet" in accepted and "imagenet" not in (params or {}):  # never download weights to plan
-        values["imagenet"] = _imagenet_assumed(prof, notes if notes is not None else [])
-    values.update(params or {})
-    return build(prof, device=device, **values) if "device" in accepted else build(prof, **values)
-
-
-def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None = None, seed: int | None = None,
-             params: dict[str, Any] | None = None, device: str | None = None) -> tuple[RunSpec, int]:
-    """The run of ``table`` named ``label`` (its row label, or its model name) and ``dataset``, as the
-    table's notebook would train it under ``profile`` with ``params`` (:func:`table_runs`), and its
-    seed (default: the table's first). A run that starts from another run's checkpoint (Table 5's
-    from Table 4's) is given that checkpoint, which must be in the run store.
-
-    Raises:
-        ValueError: when no run or several match (the message lists the table's runs), or the
-            checkpoint a run starts from has not been trained.
-    """
-    from .tables._common import FROM_FIRST_RUN
-
-    prof = resolve_profile(profile)
-    runs = table_runs(table, prof, params, device=device or "auto")
-    specs = list(runs.specs) + [s for s in runs.first if s not in runs.specs]
-    named = [s for s in specs if label in (s.label, s.model) and dataset in (None, s.dataset)]
-    if len({(s.label, s.model, s.dataset) for s in named}) != 1:
-        listing = "; ".join(f"{s.label!r} on {s.dataset}" for s in specs)
-        which = f"{label!r}" + (f" on {dataset}" if dataset else "")
-        problem = "no run" if not named else "several runs (give --dataset)"
-        raise ValueError(f"{table} under {prof.name} has {problem} named {which}; its runs: {listing}.")
-    spec = named[0]
-    if device is not None:
-        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device=device))
-    seed = runs.seeds[0] if seed is None else int(seed)
-    if spec.init_from == FROM_FIRST_RUN:
-        source = find_run(runs.first[0], prof, seed)
-        ckpt = source / CHECKPOINT_NAME if source is not None else None
-        if ckpt is None or not ckpt.is_file():
-            first = runs.first[0]
-            raise ValueError(f"{spec.label!r} starts from the checkpoint of {first.table}'s {first.label!r} run, seed "
-                             f"{seed}, which is not in the run store: train that first (reslab train {first.table} "
-                             f"--label {first.label} --seed {seed} --profile {prof.name}).")
-        spec = dataclasses.replace(spec, init_from=ckpt)
-    return spec, seed
-
-
-def notebook_defaults(name: str) -> dict[str, Any]:
-    """The default parameters of ``notebooks/<name>.ipynb`` (its ``parameters`` cell); empty when
-    the notebook is not there (an installed package): the functions' own defaults then apply.
-
-    Raises:
-        ValueError: for a default that is not a Python literal.
-    """
-    from .cli import notebook_parameters, notebooks_dir
-
-    path = notebooks_dir() / f"{name}.ipynb"
-    if not path.is_file():
-        return {}
-    values = {}
-    for key, param in notebook_parameters(path).items():
-        try:
-            values[key] = ast.literal_eval(param["default"])
-        except (ValueError, SyntaxError):
-            raise ValueError(f"{path.name}: the default of parameter {key!r} ({param['default']!r}) is not a Python "
-                             "literal; reslab plan reads the parameters cell as literals.") from None
-    return values
-
-
-@dataclass
-class Plan:
-    """What :func:`make_plan` found.
-
-    Attributes:
-        profile: The profile planned.
-        device: Where the step times were measured.
-        rows: Runs and totals (:data:`PLAN_COLUMNS`; :func:`with_totals`).
-        notes: Per notebook, what the plan says besides its runs (trains nothing, no recipe...).
-        not_checked: Data sets whose splits were not found, so their runs' status is unknown.
-        seconds: Wall time of making the plan.
-        busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
-    """
-
-    profile: Profile
-    device: torch.device
-    rows: pd.DataFrame
-    notes: dict[str, list[str]] = field(default_factory=dict)
-    not_checked: list[str] = field(default_factory=list)
-    seconds: float = 0.0
-    busy: str = ""
-
-    @property
-    def overall(self) -> pd.Series:
-        return self.rows[self.rows["kind"] == "overall"].iloc[0]
-
-    def text(self) -> str:
-        """The plan as printed: per notebook its runs and total, then the overall total and what it
-        means on this device."""
-        where = device_words(self.device)
-        lines = [f"[reslab] plan of profile {self.profile.name}: step times measured on {where}", ""]
-        names = list(dict.fromkeys([*self.notes, *self.rows.loc[self.rows["kind"] == "run", "notebook"]]))
-        for name in names:
-            runs = self.rows[(self.rows["notebook"] == name)]
-            lines.append(f"== {name}")
-            lines += [f"   {n}" for n in self.notes.get(name, [])]
-            if (runs["kind"] == "run").any():
-                lines.append(format_runs(runs))
-                lines.append("   " + total_line(runs[runs["kind"] == "notebook"].iloc[0], "total"))
-            lines.append("")
-        lines.append(total_line(self.overall, f"[reslab] overall ({self.profile.name})"))
-        if self.not_checked:
-            lines.append(f"[reslab] run store not checked for {', '.join(self.not_checked)} (data not found: set "
-                         "RESLAB_DATA or --data-root); those runs count as still to train.")
-        lines.append(self.honesty())
-        if self.busy:
-            lines.append(f"[reslab] {self.busy}")
-        return "\n".join(lines)
-
-    def honesty(self) -> str:
-        """What the total means on the device it was measured on."""
-        to_go = float(self.overall["minutes_to_go"])
-        if self.device.type == "cpu":
-            text = (f"[reslab] on this CPU ({device_words(self.device)}), profile {self.profile.name} would take about "
-                    f"{duration(to_go)} of computing")
-            if self.profile.evidence != SMOKE and to_go > 24 * 60:
-                text += (f". It is meant for a GPU: run `reslab plan --profile {self.profile.name} --device cuda` "
-                         "there for its estimate")
-            return text + "."
-        return (f"[reslab] on {device_words(self.device)}, profile {self.profile.name} would take about "
-                f"{duration(to_go)} (one run after another on this one device).")
-
-    def write_csv(self, path: str | os.PathLike | None = None) -> Path:
-        """Write :attr:`rows` as CSV (default :func:`default_csv`) and return the path."""
-        path = Path(path) if path else default_csv(self.profile, self.device)
-        write_csv(self.rows, path)
-        return path
-
-
-def default_csv(profile: str | Profile, device: torch.device) -> Path:
-    """``<results root>/_plan/plan-<profile>-<device type>.csv`` (git-ignored)."""
-    return results_root() / "_plan" / f"plan-{resolve_profile(profile).name}-{device.type}.csv"
-
-
-def _load_splits(dataset: str, test_subset: int | None, profile: Profile, data_root) -> tuple | None:
-    """The splits a run of ``profile`` uses, without downloading; ``None`` when not found."""
-    try:
-        return tuple(load_dataset(dataset, split, root=data_root, seed=0,
-                                  **(profile.data_kwargs(split, test_subset if split == "test" else None)
-                                     | {"download": False})) for split in ("train", "test"))
-    except (FileNotFoundError, OSError, ValueError, RuntimeError):
-        return None
-
-
-def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device: str = "auto",
-              data_root: str | os.PathLike | None = None, check_store: bool = True) -> Plan:
-    """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
-
-    Args:
-        profile: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
-        only: Notebook names (default every notebook, in ``reslab reproduce``'s order).
-        device: Where to measure step times: ``auto``, ``cpu``, ``cuda``...
-        data_root: Folder with the data sets (default ``$RESLAB_DATA``); only the run-store check needs it.
-        check_store: Look finished runs up in the run store (needs the data's fingerprints).
-
-    Raises:
-        ValueError: for an unknown profile, notebook or device.
-    """
-    from .cli import list_notebooks
-    from .tables._common import FROM_FIRST_RUN
-
-    t0 = time.perf_counter()
-    prof = resolve_profile(profile)
-    dev = resolve_device(device)
-    known = [n for n in list_notebooks() if n != "summary"] or list(planners())
-    if only is not None:
-        if isinstance(only, str):
-            only = [only]
-        unknown = [n for n in only if n not in known and n != "summary"]
-        if unknown or not only:
-            raise ValueError(f"unknown notebook(s) {list(unknown)}; choose from {', '.join(known)}.")
-    names = [n for n in known if only is None or n in only]
-    notes: dict[str, list[str]] = {}
-    splits: dict[tuple[str, int | None], tuple | None] = {}
-
-    def splits_of(spec: RunSpec):
-        key = (spec.dataset, spec.recipe.test_subset)
-        if key not in splits:
-            splits[key] = _load_splits(spec.dataset, spec.recipe.test_subset, prof, data_root) if check_store else None
-        return splits[key]
-
-    planned: list[PlannedRun] = []
-    seen: set[str] = set()
-    for name in names:
-        if name not in planners():
-            notes[name] = ["trains nothing."]
-            continue
-        try:
-            runs = table_runs(name, prof, device=device, notes=notes.setdefault(name, []))
-        except ValueError as exc:  # e.g. a table without a recipe for this profile: its notebook stops so
-            notes[name] = [f"not run under {prof.name}: {exc}"]
-            continue
-        notes[name] = notes.get(name, []) + list(runs.notes)
-        for spec, seed in runs.pairs():
-            if spec.init_from == FROM_FIRST_RUN:
-                first = splits_of(runs.first[0])
-                source = checkpoint_path(runs.first[0], prof, seed, *first) if first else None
-                spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
-            identity = _identity(spec, seed)
-            if identity in seen:  # Table 5's source run, already listed under Table 4
-                notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
-                continue
-            seen.add(identity)
-            planned.append(_planned(name, spec, seed, prof, splits_of(spec)))
-    rows = with_totals(cost_runs(planned, dev))
-    not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_CHECKED})
-    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev))
-
-
-def busy_note(device: torch.device) -> str:
-    """A warning when the machine ran other work while the CPU steps were timed: the 1-minute load
-    average above this process's own torch threads (which timing keeps busy) by more than 0.75.
-    Step times are then too long. Empty on a GPU, or where the load average cannot be read."""
-    if device.type != "cpu" or not hasattr(os, "getloadavg"):
-        return ""
-    load, cores = os.getloadavg()[0], os.cpu_count() or 1
-    if load <= torch.get_num_threads() + 0.75:
-        return ""
-    return (f"the machine was busy while timing (load average {load:.1f} on {cores} CPU(s)): other work slows "
-            "the timed steps down, so these estimates are likely too long; plan again when it is idle.")
-
-
-def _identity(spec: RunSpec, seed: int) -> str:
-    """Everything that makes a run the same run (its run key without the data), as text."""
-    cfg = spec.cfg.to_dict()
-    for k in ("device", "progress", "eval_batch_size"):
-        cfg.pop(k)
-    return json.dumps([spec.table, spec.label, spec.model, spec.dataset, spec.model_kwargs, cfg,
-                       [repr(a) for a in spec.augments()], str(spec.init_from), seed], sort_keys=True, default=str)
-
-
-def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None) -> PlannedRun:
-    if splits is None:
-        return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_CHECKED)
-    train, test = splits
-    if spec.init_from is not None and not Path(spec.init_from).is_file():
-        status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
-    else:
-        status = FINISHED if is_finished(run_dir(spec, profile, seed, train, test)) else TO_TRAIN
-    return PlannedRun(notebook, spec, seed, len(train), len(test), status)
-
-
-def _imagenet_assumed(profile: Profile, notes: list[str]) -> bool:
-    """Whether the CBAM table's runs will have ImageNet weights: yes when the file is on disk; else
-    a profile that allows random weights runs without them, and one that does not downloads them
-    or stops (planned as if they were there, and noted)."""
-    from .tables.cbam import imagenet_weights_on_disk
-
-    if imagenet_weights_on_disk():
-        return True
-    if profile.allow_random_weights:
-        return False
-    notes.append("ResNet-50's ImageNet weights are not on disk: the notebook downloads them where it may, else "
-                 "stops; planned as if they were there.")
-    return True

@@ -1,0 +1,247 @@
+"""``reslab plan``: the cost plan of the notebooks' runs before a long run.
+
+For every run a notebook would train (model x seed, at the notebook's default parameters for a
+profile; the specs come from the function its ``run_<table>()`` calls, :func:`reslab.catalog.table_runs`,
+so the two cannot differ) the plan lists the images to process, the FLOPs, a training step
+measured on the current device, the estimated minutes and whether the run is already finished in
+the run store (then nothing is left to do); then the totals per notebook and overall. How a run is
+costed: :mod:`reslab.runs.cost`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+from ..catalog import list_notebooks, planners, table_runs
+from ..data import load_dataset
+from ..profiles import PROFILES, SMOKE, Profile, resolve_profile
+from ..results import results_root, write_csv
+from ..runs.cost import PlannedRun, cost_runs, device_words, duration, format_runs, split_sizes, total_line, with_totals
+from ..runs.spec import RunSpec
+from ..runs.store import FINISHED, NOT_LOOKED_UP, TO_TRAIN, checkpoint_path, is_finished, run_dir
+from ..tables._common import FROM_FIRST_RUN
+from ..train import resolve_device
+from . import DESCRIPTIONS, data_root_arg
+
+
+@dataclass
+class Plan:
+    """What :func:`make_plan` found.
+
+    Attributes:
+        profile: The profile planned.
+        device: Where the step times were measured.
+        rows: Runs and totals (:data:`PLAN_COLUMNS`; :func:`with_totals`).
+        notes: Per notebook, what the plan says besides its runs (trains nothing, no recipe...).
+        not_checked: Data sets whose splits were not found, so their runs' status is unknown.
+        seconds: Wall time of making the plan.
+        busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
+    """
+
+    profile: Profile
+    device: torch.device
+    rows: pd.DataFrame
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    not_checked: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    busy: str = ""
+
+    @property
+    def overall(self) -> pd.Series:
+        return self.rows[self.rows["kind"] == "overall"].iloc[0]
+
+    def text(self) -> str:
+        """The plan as printed: per notebook its runs and total, then the overall total and what it
+        means on this device."""
+        where = device_words(self.device)
+        lines = [f"[reslab] plan of profile {self.profile.name}: step times measured on {where}", ""]
+        names = list(dict.fromkeys([*self.notes, *self.rows.loc[self.rows["kind"] == "run", "notebook"]]))
+        for name in names:
+            runs = self.rows[(self.rows["notebook"] == name)]
+            lines.append(f"== {name}")
+            lines += [f"   {n}" for n in self.notes.get(name, [])]
+            if (runs["kind"] == "run").any():
+                lines.append(format_runs(runs))
+                lines.append("   " + total_line(runs[runs["kind"] == "notebook"].iloc[0], "total"))
+            lines.append("")
+        lines.append(total_line(self.overall, f"[reslab] overall ({self.profile.name})"))
+        if self.not_checked:
+            lines.append(f"[reslab] run store not checked for {', '.join(self.not_checked)} (data not found: set "
+                         "RESLAB_DATA or --data-root); those runs count as still to train.")
+        lines.append(self.honesty())
+        if self.busy:
+            lines.append(f"[reslab] {self.busy}")
+        return "\n".join(lines)
+
+    def honesty(self) -> str:
+        """What the total means on the device it was measured on."""
+        to_go = float(self.overall["minutes_to_go"])
+        if self.device.type == "cpu":
+            text = (f"[reslab] on this CPU ({device_words(self.device)}), profile {self.profile.name} would take about "
+                    f"{duration(to_go)} of computing")
+            if self.profile.evidence != SMOKE and to_go > 24 * 60:
+                text += (f". It is meant for a GPU: run `reslab plan --profile {self.profile.name} --device cuda` "
+                         "there for its estimate")
+            return text + "."
+        return (f"[reslab] on {device_words(self.device)}, profile {self.profile.name} would take about "
+                f"{duration(to_go)} (one run after another on this one device).")
+
+    def write_csv(self, path: str | os.PathLike | None = None) -> Path:
+        """Write :attr:`rows` as CSV (default :func:`default_csv`) and return the path."""
+        path = Path(path) if path else default_csv(self.profile, self.device)
+        write_csv(self.rows, path)
+        return path
+
+
+def default_csv(profile: str | Profile, device: torch.device) -> Path:
+    """``<results root>/_plan/plan-<profile>-<device type>.csv`` (git-ignored)."""
+    return results_root() / "_plan" / f"plan-{resolve_profile(profile).name}-{device.type}.csv"
+
+
+def _load_splits(dataset: str, test_subset: int | None, profile: Profile, data_root) -> tuple | None:
+    """The splits a run of ``profile`` uses, without downloading; ``None`` when not found."""
+    try:
+        return tuple(load_dataset(dataset, split, root=data_root, seed=0,
+                                  **(profile.data_kwargs(split, test_subset if split == "test" else None)
+                                     | {"download": False})) for split in ("train", "test"))
+    except (FileNotFoundError, OSError, ValueError, RuntimeError):
+        return None
+
+
+def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device: str = "auto",
+              data_root: str | os.PathLike | None = None, check_store: bool = True) -> Plan:
+    """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
+
+    Args:
+        profile: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
+        only: Notebook names (default every notebook, in ``reslab reproduce``'s order).
+        device: Where to measure step times: ``auto``, ``cpu``, ``cuda``...
+        data_root: Folder with the data sets (default ``$RESLAB_DATA``); only the run-store check needs it.
+        check_store: Look finished runs up in the run store (needs the data's fingerprints).
+
+    Raises:
+        ValueError: for an unknown profile, notebook or device.
+    """
+    t0 = time.perf_counter()
+    prof = resolve_profile(profile)
+    dev = resolve_device(device)
+    known = [n for n in list_notebooks() if n != "summary"] or list(planners())
+    if only is not None:
+        if isinstance(only, str):
+            only = [only]
+        unknown = [n for n in only if n not in known and n != "summary"]
+        if unknown or not only:
+            raise ValueError(f"unknown notebook(s) {list(unknown)}; choose from {', '.join(known)}.")
+    names = [n for n in known if only is None or n in only]
+    notes: dict[str, list[str]] = {}
+    splits: dict[tuple[str, int | None], tuple | None] = {}
+
+    def splits_of(spec: RunSpec):
+        key = (spec.dataset, spec.recipe.test_subset)
+        if key not in splits:
+            splits[key] = _load_splits(spec.dataset, spec.recipe.test_subset, prof, data_root) if check_store else None
+        return splits[key]
+
+    planned: list[PlannedRun] = []
+    seen: set[str] = set()
+    for name in names:
+        if name not in planners():
+            notes[name] = ["trains nothing."]
+            continue
+        try:
+            runs = table_runs(name, prof, device=device, notes=notes.setdefault(name, []))
+        except ValueError as exc:  # e.g. a table without a recipe for this profile: its notebook stops so
+            notes[name] = [f"not run under {prof.name}: {exc}"]
+            continue
+        notes[name] = notes.get(name, []) + list(runs.notes)
+        for spec, seed in runs.pairs():
+            if spec.init_from == FROM_FIRST_RUN:
+                first = splits_of(runs.first[0])
+                source = checkpoint_path(runs.first[0], prof, seed, *first) if first else None
+                spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
+            identity = _identity(spec, seed)
+            if identity in seen:  # Table 5's source run, already listed under Table 4
+                notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
+                continue
+            seen.add(identity)
+            planned.append(_planned(name, spec, seed, prof, splits_of(spec)))
+    rows = with_totals(cost_runs(planned, dev))
+    not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_LOOKED_UP})
+    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev))
+
+
+def busy_note(device: torch.device) -> str:
+    """A warning when the machine ran other work while the CPU steps were timed: the 1-minute load
+    average above this process's own torch threads (which timing keeps busy) by more than 0.75.
+    Step times are then too long. Empty on a GPU, or where the load average cannot be read."""
+    if device.type != "cpu" or not hasattr(os, "getloadavg"):
+        return ""
+    load, cores = os.getloadavg()[0], os.cpu_count() or 1
+    if load <= torch.get_num_threads() + 0.75:
+        return ""
+    return (f"the machine was busy while timing (load average {load:.1f} on {cores} CPU(s)): other work slows "
+            "the timed steps down, so these estimates are likely too long; plan again when it is idle.")
+
+
+def _identity(spec: RunSpec, seed: int) -> str:
+    """Everything that makes a run the same run (its run key without the data), as text."""
+    cfg = spec.cfg.to_dict()
+    for k in ("device", "progress", "eval_batch_size"):
+        cfg.pop(k)
+    return json.dumps([spec.table, spec.label, spec.model, spec.dataset, spec.model_kwargs, cfg,
+                       [repr(a) for a in spec.augments()], str(spec.init_from), seed], sort_keys=True, default=str)
+
+
+def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None) -> PlannedRun:
+    if splits is None:
+        return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_LOOKED_UP)
+    train, test = splits
+    if spec.init_from is not None and not Path(spec.init_from).is_file():
+        status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
+    else:
+        status = FINISHED if is_finished(run_dir(spec, profile, seed, train, test)) else TO_TRAIN
+    return PlannedRun(notebook, spec, seed, len(train), len(test), status)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab plan", description=DESCRIPTIONS["plan"] + " For every run of the chosen notebooks (model x "
+        "seed, at the notebook's default parameters) it prints the images to process, forward GFLOPs per image, "
+        "a training step timed on this device, the minutes of training, evaluation and overhead, and whether the "
+        "run is already finished in the run store; then the totals per notebook and overall. No data set is "
+        "needed, only to look runs up in the run store.")
+    parser.add_argument("--profile", default="paper",
+                        help=f"The profile to plan: one of {', '.join(PROFILES)} (default: paper).")
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="Plan only these notebooks (default: all).")
+    parser.add_argument("--device", default="auto",
+                        help="Where to time the steps: auto, cpu, cuda or cuda:N (default: auto).")
+    parser.add_argument("--csv", metavar="PATH",
+                        help="Where to write the plan as CSV (default: <results>/_plan/plan-<profile>-<device>.csv).")
+    parser.add_argument("--data-root", help="The folder that holds the data sets, to look finished runs up in the "
+                        "run store (default: $RESLAB_DATA).")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``reslab plan``: print the cost plan of a profile's runs and write it as CSV."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data_root = data_root_arg(parser, args.data_root)
+    try:
+        result = make_plan(args.profile, only=args.only, device=args.device, data_root=data_root)
+    except ValueError as exc:
+        parser.error(str(exc))
+    print(result.text())
+    path = result.write_csv(args.csv)
+    print(f"[reslab] plan written to {path} (made in {result.seconds:.0f} s)")
+    return 0

@@ -1,0 +1,61 @@
+"""``reslab train``: one run of a table into the run store, in this process or on all the
+processes of a ``torchrun`` / ``srun`` (DistributedDataParallel)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .. import distributed
+from ..catalog import parse_param, run_spec
+from ..profiles import PROFILES
+from ..runs.execute import run_alone
+from ..runs.store import record_run
+from . import DESCRIPTIONS, data_root_arg
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reslab train", description=DESCRIPTIONS["train"] + " The run is the one the table's notebook would "
+        "train with the same parameters, filed under the same key, so the notebook then shows it without training "
+        "it again. Several processes: 'torchrun --nproc-per-node 4 -m reslab.cli train ...', or 'srun' with one "
+        "task per GPU; the recipe's batch_size stays the global batch.")
+    parser.add_argument("table", help="The notebook whose run to train (reslab reproduce --list names them).")
+    parser.add_argument("--label", required=True, help="The run's row label in the table (or its model name).")
+    parser.add_argument("--dataset", help="The run's data set, where the table trains the label on several.")
+    parser.add_argument("--seed", type=int, help="The seed (default: the table's first seed under the profile).")
+    parser.add_argument("--profile", default="smoke",
+                        help=f"The profile whose recipe the run follows: one of {', '.join(PROFILES)} (default: smoke).")
+    parser.add_argument("--data-root", help="The folder that holds the data sets (default: $RESLAB_DATA).")
+    parser.add_argument("--device", help="The training device: auto, cpu or cuda (default: the recipe's; each "
+                        "process of a CUDA run takes the GPU of its local rank).")
+    parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                        help="A notebook parameter that shapes the run (epochs=2, batch_size=64...); repeatable.")
+    parser.add_argument("--force", action="store_true", help="Train again even when the run store has the run.")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``reslab train``: one run spec of a table, in this process or on all of a torchrun/srun's."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    data_root = data_root_arg(parser, args.data_root)
+    try:
+        params = dict(parse_param(p) for p in args.param)
+        spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
+                              params=params, device=args.device)
+        dist = distributed.init_from_env(spec.cfg.device)
+        row, _ = run_alone(spec, args.profile, seed, data_root, force=args.force)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if dist.is_main:
+        keys = ("label", "dataset", "seed", "epochs", "best_acc", "final_acc", "world_size", "batch_norm",
+                "evidence", "reused", "run_dir")
+        print("\n".join(f"{k}: {row.get(k, '')}" for k in keys))
+        record = record_run(row["run_dir"])
+        if record is not None:  # commit it with the results: another machine then reuses the run
+            print(f"recorded: {record}")
+    if dist.distributed:
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+    return 0

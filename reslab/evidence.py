@@ -1,0 +1,74 @@
+"""The one comparability rule: what a run, or a table row made of runs, may be used for.
+
+A run is judged against a paper only when it ran a protocol profile (``paper``, ``strong``), on
+real and complete data, with the profile's recipe unchanged in anything that changes numbers.
+Every result row carries the decision in ``evidence`` (``smoke`` / ``budget`` / ``protocol``) and
+the reason in ``evidence_note``; tables combine rows with :func:`weakest_evidence` and the claims
+summary reads the decision as it is.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import pandas as pd
+
+from .profiles import BUDGET, EVIDENCE, PROTOCOL, SMOKE, Profile
+
+#: How a result row's ``batch_norm`` starts when a distributed run kept batch-norm statistics per
+#: process (DDP with ``sync_bn`` off; :func:`reslab.train.train` writes it), and what that adds to
+#: the evidence note: the numbers then depend on the process count.
+BN_PER_PROCESS = "per process"
+BN_PER_PROCESS_NOTE = "batch-norm statistics per process, not over the global batch (sync_bn off)"
+
+
+def evidence_of(profile: Profile, overrides: Sequence[str] = (), data_sources: Iterable[str] = (),
+                complete: bool = True) -> tuple[str, str]:
+    """What a run (or a table row made of runs) may be used for: ``(evidence, note)``.
+
+    ``smoke`` for the smoke profile or synthetic data; ``budget`` for a reduced-budget profile,
+    incomplete data (subsets) or any override of the recipe; ``protocol`` (judged against the
+    paper) otherwise. The note says what made it so.
+    """
+    sources = sorted({str(s) for s in data_sources})
+    if profile.evidence == SMOKE:
+        return SMOKE, f"profile {profile.name}: checks the code"
+    if any("synthetic" in s for s in sources):
+        return SMOKE, "synthetic data"
+    reasons = []
+    if profile.evidence == BUDGET:
+        reasons.append(f"profile {profile.name} (reduced budget)")
+    if not complete:
+        reasons.append("data subsets")
+    reasons += list(overrides)
+    return (BUDGET, "; ".join(reasons)) if reasons else (PROTOCOL, "")
+
+
+def weakest_evidence(evidence: Iterable[str], notes: Iterable[str] = ()) -> tuple[str, str]:
+    """The evidence of a row made of several (a mean over seeds, a gain of one row over another):
+    the weakest of them, with every distinct note.
+
+    Raises:
+        ValueError: when ``evidence`` is empty or holds an unknown kind.
+    """
+    kinds = [str(e) for e in evidence]
+    if not kinds or any(k not in EVIDENCE for k in kinds):
+        raise ValueError(f"evidence must be a non-empty list of {EVIDENCE}, got {kinds}.")
+    weakest = min(kinds, key=EVIDENCE.index)
+    # A note is a "; "-separated list of reasons: each distinct reason once.
+    seen = dict.fromkeys(part for n in notes if isinstance(n, str) and n for part in n.split("; ") if part)
+    return weakest, "; ".join(seen)
+
+
+def evidence_columns(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """``evidence`` and ``evidence_note`` per group of ``frame`` (weakest of the group)."""
+    rows = []
+    for key, grp in frame.groupby(list(by), sort=False):
+        kind, note = weakest_evidence(grp["evidence"], grp["evidence_note"])
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {"evidence": kind, "evidence_note": note})
+    return pd.DataFrame(rows, columns=[*by, "evidence", "evidence_note"])
+
+
+def row_deviations(row: dict) -> list[str]:
+    """What a finished run's result row says it did differently from its recipe (evidence notes)."""
+    return [BN_PER_PROCESS_NOTE] if str(row.get("batch_norm", "")).startswith(BN_PER_PROCESS) else []

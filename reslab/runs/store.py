@@ -1,0 +1,189 @@
+"""Where runs are filed: the run store and the record of finished runs.
+
+A run lives in :func:`run_dir` (``<runs>/<profile>/<table>/<label>-s<seed>-<key>/``: its
+checkpoint ``last.pt``, ``history.csv`` and ``result.json``), where ``key`` (:func:`run_key`)
+hashes everything that changes its numbers (model and its arguments, training config,
+augmentation, initial weights, data fingerprints), so rerunning a notebook with the same profile
+and seeds reuses its runs, an interrupted run resumes from its last epoch, and a changed recipe
+trains anew.
+
+The run store is outside the results folders on purpose: ``reslab reproduce`` executes notebooks
+into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``results/_runs``).
+The record (:func:`record_root`) mirrors it without checkpoints and is committed with the results.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+from pathlib import Path
+from typing import Iterator
+
+from .. import distributed
+from .._io import atomic_path, file_lock
+from ..data import Dataset
+from ..profiles import Profile, resolve_profile
+from ..results import RECORD, file_sha256, results_root
+from ..train import CHECKPOINT_NAME, SPEED_FIELDS
+from .spec import RunSpec
+
+#: A run's status, one word for each meaning everywhere (result rows, the plan, the record):
+#: finished (its result row is in the run store or the record), still to train, not run (its job
+#: did not finish; a row's status then reads ``not run: <why>``), or not looked up (no data, so no key).
+FINISHED, TO_TRAIN, NOT_RUN, NOT_LOOKED_UP = "finished", "to train", "not run", "run store not checked"
+
+RESULT_NAME = "result.json"
+
+
+HISTORY_NAME = "history.csv"
+
+
+def runs_root() -> Path:
+    """Where runs live: ``$RESLAB_RUNS``, else ``<results root>/_runs``."""
+    env = os.environ.get("RESLAB_RUNS")
+    return Path(env).expanduser() if env else results_root() / "_runs"
+
+
+def record_root() -> Path:
+    """The record of finished runs: ``$RESLAB_RECORD``, else ``<results root>/_finished``.
+
+    It mirrors the run store without checkpoints (``<profile>/<table>/<run>/result.json`` and
+    ``history.csv``) and is committed with the results, so that a fresh clone, or another machine,
+    knows which runs are finished and renders their tables without training them again
+    (:func:`run_one` reuses a recorded run). ``reslab train`` and ``reslab reproduce`` write it
+    (:func:`record_run`); a notebook run on its own only reads it.
+    """
+    env = os.environ.get("RESLAB_RECORD")
+    return Path(env).expanduser() if env else results_root() / RECORD
+
+
+def recorded(folder: Path) -> Path | None:
+    """The record of the run whose run-store folder is ``folder``, if the record holds it finished."""
+    try:
+        rel = Path(folder).relative_to(runs_root())
+    except ValueError:
+        return None
+    rec = record_root() / rel
+    return rec if (rec / RESULT_NAME).is_file() and (rec / HISTORY_NAME).is_file() else None
+
+
+def is_finished(folder: Path, use_record: bool = True) -> bool:
+    """Whether the run of run-store folder ``folder`` is finished, in the run store or (with
+    ``use_record``) in the record."""
+    return (Path(folder) / RESULT_NAME).is_file() or (use_record and recorded(folder) is not None)
+
+
+def record_run(folder: str | os.PathLike) -> Path | None:
+    """Copy a finished run's result row and history from the run store into the record (atomically).
+
+    Args:
+        folder: The run's folder in the run store, or its ``<runs>/...`` form from a result row.
+
+    Returns:
+        The record's folder, or ``None`` when the run store has no finished run there.
+    """
+    text = str(folder)
+    folder = runs_root() / text.removeprefix("<runs>/") if text.startswith("<runs>/") else Path(folder)
+    if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
+        return None
+    rec = record_root() / folder.resolve().relative_to(runs_root().resolve())
+    for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
+        data = (folder / name).read_bytes()
+        if not (rec / name).is_file() or (rec / name).read_bytes() != data:
+            with atomic_path(rec / name) as tmp:
+                tmp.write_bytes(data)
+    return rec
+
+
+def slug(text: str) -> str:
+    """A file-name-safe version of a row label."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
+
+
+def relative_to_runs(path: str | os.PathLike) -> str:
+    """A run-store path as ``<runs>/...`` (no machine paths in committed CSVs)."""
+    try:
+        return str(Path("<runs>") / Path(path).relative_to(runs_root()))
+    except ValueError:
+        return str(path)
+
+
+def _file_digest(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"init_from checkpoint {path} does not exist; train the run it comes from first.")
+    return file_sha256(path)[:16]
+
+
+def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Dataset | str) -> str:
+    """A hash of everything that changes a run's numbers (not :data:`~reslab.train.SPEED_FIELDS`)."""
+    cfg = spec.cfg.replace(seed=seed).to_dict()
+    for k in SPEED_FIELDS:
+        cfg.pop(k)
+    train_aug, test_aug = spec.augments()
+    payload = {
+        "model": spec.model,
+        "model_kwargs": spec.model_kwargs,
+        "dataset": spec.dataset,
+        "cfg": cfg,
+        "train_augment": repr(train_aug),
+        "test_augment": repr(test_aug),
+        "init_from": _file_digest(Path(spec.init_from)) if spec.init_from else None,
+        "data": [getattr(d, "fingerprint", d) for d in (train_data, test_data)],  # a Dataset or its fingerprint
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def run_dir(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
+    """The folder of one run in the run store (its checkpoint, history and result row)."""
+    key = run_key(spec, seed, train_data, test_data)
+    return runs_root() / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+
+
+def find_run(spec: RunSpec, profile: str | Profile, seed: int) -> Path | None:
+    """The folder of a finished run of ``spec`` in the run store, found without its data: a
+    candidate folder (same row and seed) is taken when the key made from the data fingerprints its
+    result row recorded is its own key. ``None`` when there is none; the latest finished if several
+    (runs of the same recipe on other data, e.g. official CIFAR-10 and its JPEG copy)."""
+    folder = runs_root() / resolve_profile(profile).name / spec.table
+    found = []
+    for candidate in folder.glob(f"{slug(spec.label)}-s{seed}-*"):
+        try:
+            row = json.loads((candidate / RESULT_NAME).read_text())["row"]
+            key = run_key(spec, seed, row["train_fingerprint"], row["test_fingerprint"])
+        except (OSError, ValueError, KeyError):  # unfinished, unreadable, or an init_from not here
+            continue
+        if candidate.name == f"{slug(spec.label)}-s{seed}-{key}":
+            found.append(candidate)
+    return max(found, key=lambda p: (p / RESULT_NAME).stat().st_mtime) if found else None
+
+
+def checkpoint_path(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
+    """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
+    return run_dir(spec, profile, seed, train_data, test_data) / CHECKPOINT_NAME
+
+
+@contextlib.contextmanager
+def run_lock(folder: Path, what: str) -> Iterator[None]:
+    """One process at a time trains a run: two processes asked for the same run at once (two
+    notebooks, a resubmitted job beside its original) do not both train it; the second waits,
+    then reuses the run the first filed (or, if the first died, resumes it from its checkpoint).
+
+    The lock file sits beside the run's folder (``.<folder>.lock``), so ``force`` can remove the
+    folder under it. Of the processes of one distributed run, rank 0 holds it; the others wait at
+    a barrier until rank 0 has it.
+    """
+    if not distributed.current().is_main:
+        distributed.barrier()
+        yield
+        return
+    with file_lock(folder.parent / f".{folder.name}.lock", what=f"{what} into {folder}"):
+        distributed.barrier()
+        yield
+
+
+def jobs_folder(profile: str, table: str) -> Path:
+    """Where the jobs of ``table`` keep their logs: ``<run store>/_jobs/<profile>/<table>``."""
+    return runs_root() / "_jobs" / profile / table
