@@ -6,10 +6,8 @@ the :class:`Profile` object is passed down; code below the entry asks the object
 
 - ``smoke``: CPU seconds per model, stratified subsets, a step cap; real data when found under the
   data root, else synthetic data (never downloads). Checks the code; never judged.
-- ``cpu15``: real data, a reduced budget that fits about 15 minutes per table on 2 CPU cores
-  (stratified subsets, a few epochs); never judged. Tables without such a budget reject it.
 - ``paper``: the paper's protocol as written; where the paper is silent, a stated choice. Needs
-  real and complete data (downloads when allowed); meant for a GPU.
+  real and complete data (downloads when allowed). DRSTN's tables fit a CPU; the others want a GPU.
 - ``strong``: one modern recipe for every model of a table, to test whether a claimed gain
   survives a fair baseline. Real and complete data.
 
@@ -34,7 +32,7 @@ class Profile:
     """A named budget and what it means for data loading and for verdicts.
 
     Attributes:
-        name: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
+        name: ``smoke``, ``paper`` or ``strong``.
         evidence: What a run of this profile can show at best: ``smoke`` (the code runs),
             ``budget`` (real numbers under a reduced budget, never judged) or ``protocol`` (judged
             against the paper when nothing that changes numbers was overridden).
@@ -83,11 +81,6 @@ PROFILES: dict[str, Profile] = {
         "smoke", SMOKE, rank=3, allow_synthetic=True, allow_random_weights=True, download=False,
         train_subset=512, test_subset=256,
         description="CPU check: stratified subsets, a step cap, real data if present else synthetic"),
-    "cpu15": Profile(
-        "cpu15", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
-        train_subset=800, test_subset=500,
-        description="about 15 CPU minutes per table: stratified subsets (800 train / 500 test), a few epochs, "
-                    "real data"),
     "paper": Profile(
         "paper", PROTOCOL, rank=0, allow_synthetic=False, allow_random_weights=False, download=None,
         train_subset=None, test_subset=None,

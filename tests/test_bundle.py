@@ -440,3 +440,11 @@ def test_cifar10_travels_with_table5_only_when_its_source_run_does_not():
     assert bundle.datasets_to_train(["drstn_table5_transfer"], paper, copies[:-1]) == {"cifar10": ["drstn_table5_transfer"]}
     # With Table 4 in the same bundle, it trains V5 there anyway, on the CIFAR-10 it carries.
     assert bundle.datasets_to_train(["drstn_table4_cifar10", "drstn_table5_transfer"], paper, []) == {}
+
+
+def test_the_checkpoints_table4_keeps_are_those_later_notebooks_read():
+    """Two views of one fact: Table 4 keeps the checkpoints of drstn.READ_LATER, and the catalog says
+    which notebooks read which Table 4 runs (what reslab export carries home)."""
+    read = {model for (table, model) in catalog.read_later() if table == drstn.TABLE4}
+    table4_models = {m for _, m in drstn.TABLE4_ROWS}
+    assert read and read == drstn.READ_LATER & table4_models

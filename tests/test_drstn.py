@@ -12,6 +12,7 @@ import torch
 from reslab import gradcam
 from reslab import results as RES
 from reslab.claims import load_claims
+from reslab.profiles import BUDGET, Profile
 from reslab.results import results_root
 from reslab.runs import execute as EX
 from reslab.runs import store as ST
@@ -85,9 +86,11 @@ def test_table4_specs_share_one_recipe_per_profile():
 def test_bad_inputs_say_what_is_wrong(runs):
     with pytest.raises(ValueError, match="unknown profile"):
         drstn.run_drstn_table4(profile="fast")
-    with pytest.raises(ValueError, match="has no 'cpu15' recipe"):
-        drstn.run_drstn_table4(profile="cpu15")
-    assert not (results_root() / "cpu15").exists()  # bad input leaves no empty results folder behind
+    reduced = Profile("reduced", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
+                      train_subset=800, test_subset=500, description="a reduced budget")
+    with pytest.raises(ValueError, match="has no 'reduced' recipe"):
+        drstn.run_drstn_table4(profile=reduced)
+    assert not (results_root() / "reduced").exists()  # bad input leaves no empty results folder behind
     with pytest.raises(ValueError, match="subset of"):
         drstn.table4_specs(drstn.TABLE4_RECIPES["smoke"], models=["resnet50"])
     with pytest.raises(ValueError, match="seeds"):

@@ -82,8 +82,7 @@ def _spec(epochs: int) -> RunSpec:
 
 
 def test_a_job_killed_midway_is_submitted_again_and_resumes(store, monkeypatch):
-    # cpu15 subsets (real data would be used if present: point at an empty folder, synthetic is not
-    # allowed there), so use smoke's synthetic splits with several epochs of a small network.
+    # Smoke's synthetic splits (an empty data folder) with several epochs of a small network.
     spec = _spec(epochs=3)
     splits = {"cifar10": load_splits("cifar10", "smoke", store / "nodata")}
     folder = run_dir(spec, "smoke", 0, *splits["cifar10"])

@@ -10,6 +10,7 @@ from reslab import data as D
 from reslab import evidence as EV
 from reslab import profiles as PR
 from reslab import stats as STATS
+from reslab.profiles import BUDGET, Profile
 from reslab.results import PROVENANCE_COLUMNS
 from reslab.runs import execute as EX
 from reslab.runs import spec as SP
@@ -17,6 +18,10 @@ from reslab.runs import store as ST
 from reslab.train import TrainConfig
 
 CFG = TrainConfig(epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False)
+
+#: A reduced-budget profile (no shipped profile is one): real data, subsets, never judged.
+REDUCED = Profile("reduced", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
+                  train_subset=800, test_subset=500, description="a reduced budget, for tests")
 
 
 @pytest.fixture
@@ -179,7 +184,7 @@ def test_overrides_are_recorded_only_when_they_change_numbers():
 @pytest.mark.parametrize("profile, overrides, sources, complete, expected, note", [
     ("smoke", (), ["official"], True, "smoke", "profile smoke"),
     ("paper", (), ["synthetic"], True, "smoke", "synthetic data"),
-    ("cpu15", (), ["official"], False, "budget", "profile cpu15"),
+    (REDUCED, (), ["official"], False, "budget", "profile reduced"),
     ("paper", (), ["official"], False, "budget", "data subsets"),
     ("paper", ("epochs=1 (recipe: 50)",), ["cifar10-jpeg"], True, "budget", "epochs=1 (recipe: 50)"),
     ("strong", ("weights=random",), ["official"], True, "budget", "weights=random"),
@@ -211,7 +216,7 @@ def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs
     from reslab.profiles import resolve_profile
 
     splits = {"mnist": SP.load_splits("mnist", resolve_profile("smoke"))}
-    paper, cpu15, smoke = (resolve_profile(p) for p in ("paper", "cpu15", "smoke"))
+    paper, reduced, smoke = resolve_profile("paper"), REDUCED, resolve_profile("smoke")
     text = EX.announce_cost([spec(), spec("other")], paper, [0, 1], splits)
     lines = text.splitlines()
     assert lines[0].startswith("[reslab] cost plan of the 4 run(s) still to train (profile paper; step times "
@@ -220,8 +225,8 @@ def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs
     assert [(r[0], r[3]) for r in table] == [("tiny", "0"), ("tiny", "1"), ("other", "0"), ("other", "1")]
     assert all(r[-1] == "train" and r[-2] == "to" for r in table)  # status "to train"
     assert "4 still to train" in lines[6] and "training" in lines[6] and "evaluation" in lines[6]
-    line = EX.announce_cost([spec()], cpu15, [0], splits)
-    assert line.startswith("[reslab] profile cpu15 on the CPU: about ") and "for 1 run(s) still to train" in line
+    line = EX.announce_cost([spec()], reduced, [0], splits)
+    assert line.startswith("[reslab] profile reduced on the CPU: about ") and "for 1 run(s) still to train" in line
     assert "\n" not in line and "measured here on cpu" in line
     assert EX.announce_cost([spec()], smoke, [0], splits) is None  # smoke fits a CPU by design
     if not torch.cuda.is_available():  # a device that cannot be had is training's to report, not the estimate's

@@ -49,7 +49,7 @@ def _m(**kw) -> pd.Series:
 @pytest.mark.parametrize("measurement, paper, expected", [
     (_m(profile="smoke", evidence="smoke"), 90.0, "smoke only"),
     (_m(data_source="synthetic", evidence="smoke"), 90.0, "smoke only"),
-    (_m(profile="cpu15", evidence="budget"), 90.0, "budget only"),
+    (_m(profile="paper", evidence="budget", evidence_note="data subsets"), 90.0, "budget only"),
     (_m(evidence="budget", evidence_note="epochs=2 (recipe: 50)"), 90.0, "budget only"),
     (_m(ours=math.nan, evidence_note="not run: resnet18"), 8.8, "not run"),  # a gain without its baseline
     (_m(ours=90.9), 90.0, "reproduced"),
@@ -109,7 +109,7 @@ def test_summary_from_a_results_tree(tmp_path) -> None:
 
 
 def test_an_empty_results_folder_is_no_result(tmp_path) -> None:
-    (tmp_path / "cpu15" / "drstn_table4_cifar10").mkdir(parents=True)
+    (tmp_path / "paper" / "drstn_table4_cifar10").mkdir(parents=True)
     assert S.measurements(tmp_path).empty
 
 

@@ -12,6 +12,7 @@ from reslab import data as D
 from reslab.claims import load_claims
 from reslab.data import Augment, load_dataset
 from reslab.models import list_models
+from reslab.profiles import BUDGET, Profile
 from reslab.tables import survey as S
 
 # ------------------------------------------------------------------ CIFAR-100 data layer
@@ -171,7 +172,8 @@ def test_recipes() -> None:
 @pytest.mark.parametrize("kwargs, match", [
     ({"profile": "smok"}, "unknown profile"),
     ({"models": ["resnet18"]}, "models must be a non-empty subset"),
-    ({"profile": "cpu15"}, "has no 'cpu15' recipe"),
+    ({"profile": Profile("reduced", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
+                         train_subset=800, test_subset=500, description="a reduced budget")}, "has no 'reduced' recipe"),
     ({"models": ["efficientnet_b7"]}, "only trained under profile='paper'"),
     ({"datasets": ["mnist"]}, "datasets must be a non-empty subset"),
     ({"budget": 0}, "budget must be a positive"),

@@ -123,7 +123,7 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
     """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
 
     Args:
-        profile: ``smoke``, ``cpu15``, ``paper`` or ``strong``.
+        profile: ``smoke``, ``paper`` or ``strong``.
         only: Notebook names (default every notebook, in ``reslab reproduce``'s order).
         device: Where to measure step times: ``auto``, ``cpu``, ``cuda``...
         data_root: Folder with the data sets (default ``$RESLAB_DATA``); only the run-store check needs it.

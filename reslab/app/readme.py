@@ -35,7 +35,7 @@ def readme_section(summary_dir: str | os.PathLike) -> str:
     total = counts[list(VERDICTS)].sum()
     lines = [README_START, "", "## Results", "",
              f"Every printed number of the four papers ({len(head)} claims), judged from the strongest results "
-             "committed under `results/` (`paper`, then `strong`, `cpu15`, `smoke`). Verdict rules: "
+             "committed under `results/` (`paper`, then `strong`, `smoke`). Verdict rules: "
              "`reslab.tables.summary` and `notebooks/summary.ipynb`; the full table, one row per claim and "
              "profile: `results/summary/summary.csv`.", "",
              "Totals: " + ", ".join(f"{int(total[v])} {v}" for v in VERDICTS) + ".", "",

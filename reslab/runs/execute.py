@@ -301,7 +301,7 @@ def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[in
 
     Under a protocol profile (``paper``, ``strong``), on any device, the plan of those runs
     (:mod:`reslab.runs.cost`: images, FLOPs, a measured step, minutes; then the total); under a budget
-    profile (``cpu15``) on the CPU, one line from the same machinery; ``None`` under ``smoke``,
+    profile on the CPU, one line from the same machinery; ``None`` under ``smoke``,
     when nothing is left to train, or (budget) off the CPU. An estimate never stops the run it
     describes: if it fails, the text says so and training goes on.
     """

@@ -19,7 +19,7 @@ tables' CSVs); the summary reads it and never re-derives it:
 
 - ``smoke only``: evidence ``smoke`` (the ``smoke`` profile or synthetic data). It checks the code,
   never a claim.
-- ``budget only``: evidence ``budget`` (a reduced-budget profile such as ``cpu15``, data subsets,
+- ``budget only``: evidence ``budget`` (a reduced-budget profile, data subsets,
   or any override of the recipe: epochs, steps, batch size, input size, weights, ``budget=N``...);
   the ``rule`` column names what made it so. Shown, never judged.
 - ``not run``: no results folder measures the claim, or the claim is a difference (a gain) whose
@@ -38,9 +38,9 @@ tables' CSVs); the summary reads it and never re-derives it:
 
 Outputs go to ``results/summary/`` (not per profile: the summary reads every profile):
 ``summary.csv`` (every row), ``headline.csv`` (one row per claim, from the strongest evidence:
-``paper``, then ``strong``, ``cpu15``, ``smoke``), ``verdicts.csv`` (counts per paper and
-table), ``paper_vs_ours.png`` and ``manifest.json``. :func:`readme_section` renders the README's
-Results section from ``headline.csv`` and ``verdicts.csv``.
+``paper``, then ``strong``, ``smoke``), ``verdicts.csv`` (counts per paper and
+table), ``paper_vs_ours.png`` and ``manifest.json``. :func:`reslab.app.readme.readme_section` renders
+the README's Results section from ``headline.csv`` and ``verdicts.csv``.
 """
 
 from __future__ import annotations
@@ -298,7 +298,7 @@ def rules() -> pd.DataFrame:
     """The verdict rules as a table (what :func:`verdict` applies, in words)."""
     return pd.DataFrame([
         ("any measured number", "smoke profile or synthetic data", "smoke only (never judged)"),
-        ("any measured number", "real data, reduced budget (cpu15, subsets, any override of the recipe)",
+        ("any measured number", "real data, reduced budget (subsets, any override of the recipe)",
          "budget only (never judged; the rule names the override)"),
         ("a difference or gain", "one side has not run", "not run"),
         ("accuracy / error rate (%)", "paper or strong profile, real data",
@@ -369,7 +369,7 @@ def summary_table(root: str | os.PathLike | None = None, claims: pd.DataFrame | 
 
 
 def headline(summary: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim: the row from the strongest evidence (``paper``, ``strong``, ``cpu15``,
+    """One row per claim: the row from the strongest evidence (``paper``, ``strong``,
     ``smoke``; a parameter count has one row)."""
     rank = {p: i for i, p in enumerate(("-",) + EVIDENCE_ORDER)}
     order = summary.assign(_rank=summary["profile"].map(rank).fillna(len(rank)), _pos=range(len(summary)))

@@ -17,7 +17,7 @@ Three commands and one script:
   results folders in place and merges the runs into the run store.
 
 What each notebook needs (data sets, requirements beyond the notebook runtime, runs of other
-notebooks) is one table, :data:`NOTEBOOKS`.
+notebooks) is one table of the notebook catalog, :data:`reslab.catalog.NOTEBOOKS`.
 
 The wheels are the dependency closure of reslab's own requirements that the chosen notebooks
 need, computed offline from the metadata of the distributions installed here (``Requires-Dist``,
@@ -26,16 +26,16 @@ here, minus what the target already has: :data:`~.wheels.STOCK_PREINSTALLED` and
 project's GPU image holds), or exactly the packages of a ``--have`` file (the target's
 ``pip list --format=freeze``). One ``pip download --no-deps --only-binary=:all:`` call fetches them.
 
-The package: :mod:`.needs` (the table), :mod:`.wheels` (the dependency closure and the wheels),
+The package: :mod:`.wheels` (the dependency closure and the wheels),
 :mod:`.gather` (``reslab bundle``: data, source, runs) and :mod:`.archive` (``reslab export`` and
 ``reslab import``); ``run.sh`` beside them is the script a bundle ships.
 """
 
 from __future__ import annotations
 
+from ...catalog import NOTEBOOKS, needs
 from .archive import export_parser, export_results, import_parser, main_export, main_import
 from .gather import RunCopy, bundle_parser, dataset_files, datasets_to_train, main_bundle, plan_datasets
-from .needs import NOTEBOOKS, needs
 from .wheels import (
                      NOT_NEEDED_HEADLESS,
                      Have,

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Iterator
 
 from ..._version import __version__
+from ...catalog import NOTEBOOKS, Needs, read_later
 from ...profiles import PROFILES, resolve_profile
 from ...results import MANIFEST, code_fingerprints, git_commit, now, results_root
 from ...train import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
 from .gather import MIB, RUN_FILES, _mib, archive_stem
-from .needs import NOTEBOOKS, Needs, read_later
 
 # --------------------------------------------------------------------------------------------
 # reslab export

@@ -25,7 +25,7 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from ... import catalog
 from ..._env import environment
 from ..._version import __version__
-from ...catalog import list_notebooks, notebook_params
+from ...catalog import NOTEBOOKS, list_notebooks, needs, notebook_params
 from ...data import DATASETS, SPLITS, download_dir, get_spec, locate
 from ...models import tv_weights, weights_filename
 from ...profiles import PROFILES, Profile, resolve_profile
@@ -33,7 +33,6 @@ from ...results import file_sha256, now, results_root
 from ...tables import drstn
 from ...train import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
-from .needs import NOTEBOOKS, needs
 from .wheels import (
     DEFAULT_PYTHON,
     NOT_NEEDED_HEADLESS,

@@ -26,7 +26,7 @@ from packaging.version import InvalidVersion, Version
 
 from ..._env import MIN_TORCH
 from ..._version import __version__
-from .needs import NOTEBOOKS, needs
+from ...catalog import NOTEBOOKS, needs
 
 # --------------------------------------------------------------------------------------------
 # The dependency closure
@@ -330,7 +330,7 @@ def runtime_requirements(notebooks: Iterable[str], python: str) -> list[Requirem
     optional = {canonicalize_name(r) for need in NOTEBOOKS.values() for r in need.requires}
     undeclared = sorted(optional - own)
     if undeclared:
-        raise ValueError(f"reslab.app.bundle.NOTEBOOKS names requirement(s) {undeclared} that reslab does not declare; "
+        raise ValueError(f"reslab.catalog.NOTEBOOKS names requirement(s) {undeclared} that reslab does not declare; "
                          "add them to pyproject.toml's dependencies.")
     chosen = {canonicalize_name(r) for n in notebooks for r in needs(n).requires}
     skip = {canonicalize_name(n) for n in NOT_ON_TARGET} | (optional - chosen)
