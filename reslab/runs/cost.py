@@ -24,11 +24,13 @@ How a run is costed:
   recipe's batch (halved on out-of-memory and scaled back linearly). On the CPU a small batch is
   mostly fixed cost per step (a 4-image DRSTN step costs 4x more per image than a 128-image one
   here), so timing 2-4 images and scaling linearly would overstate a run several times; instead
-  the first batch is chosen from the FLOP count (:func:`first_cpu_batch`) and grown until a step
-  takes about :data:`CPU_STEP_BUDGET_S` or is the recipe's batch. The time at the recipe's batch
-  is then the step measured there, or the straight line through the last two batch sizes (fixed
-  cost plus cost per image), or, for a network whose one-image step is already slow, that step
-  scaled linearly (its fixed part is then small; the estimate errs long). Evaluation batches are
+  the first batch is chosen from the FLOP count (:func:`first_cpu_batch`), and when that first
+  step, scaled linearly to the recipe's batch, stays under :data:`CPU_RECIPE_STEP_S`, the step is
+  timed at the recipe's batch itself (a few seconds). Only a slower network grows its batch until
+  a step takes about :data:`CPU_STEP_BUDGET_S`; its time at the recipe's batch is then the straight
+  line through the last two batch sizes (fixed cost plus cost per image), or, for a network whose
+  one-image step is already slow, that step scaled linearly (its fixed part is then small; the
+  estimate errs long). Evaluation batches are
   timed at the same sizes (forward only, no gradients). One measurement per distinct network,
   input shape, batch, optimiser and device, not one per seed or data set (the head's size is
   left out of the key).
@@ -73,8 +75,12 @@ CPU_STEP_BUDGET_S = 0.3
 #: On the CPU, a guess of training GFLOP/s used only to pick the first batch size to time
 #: (:func:`first_cpu_batch`); the times themselves are measured. Networks here ran at 30-140.
 CPU_GUESS_GFLOPS_PER_S = 50.0
+#: On the CPU, the step is timed at the recipe's batch itself whenever the first measurement puts
+#: that step (scaled linearly, an upper bound) below this: extrapolating from a small batch
+#: overstated a DRSTN step 4x, since most of a small CPU step is fixed cost.
+CPU_RECIPE_STEP_S = 4.0
 #: On the CPU, stop growing the batch once one network has taken this long to time.
-CPU_MODEL_BUDGET_S = 4.0
+CPU_MODEL_BUDGET_S = 30.0
 #: A step slower than this is timed once after its warm-up (else two or three times, the fastest kept).
 SLOW_STEP_S = 0.5
 #: Inputs of at least this many pixels have their FLOPs counted on the meta device first; smaller
@@ -349,8 +355,12 @@ def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device, gfl
         points.append((b, t))
         evals.append((b, e))
         warm = max(0.0, first[0] - t) * batch / b  # the first step's extra cost, at the recipe's batch
-        if not on_cpu or b >= batch or t >= CPU_STEP_BUDGET_S \
-                or time.perf_counter() - t_start > CPU_MODEL_BUDGET_S:
+        if not on_cpu or b >= batch or time.perf_counter() - t_start > CPU_MODEL_BUDGET_S:
+            break
+        if t * batch / b <= CPU_RECIPE_STEP_S:  # the recipe's step takes seconds: time it there
+            b = batch
+            continue
+        if t >= CPU_STEP_BUDGET_S:  # a slow network: a line through what was measured
             break
         b = min(batch, max(2 * b, int(b * CPU_STEP_BUDGET_S / t)))
     fixed, per_image, how = _line(points, batch)
