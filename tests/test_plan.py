@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import inspect
 import math
+import os
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -251,3 +253,21 @@ def test_the_first_cpu_batch_follows_the_flops():
     assert cost.first_cpu_batch(0.054, 128) == 23  # DRSTN V5 on CIFAR-10: a quarter of ~92 images
     assert cost.first_cpu_batch(75.5, 64) == 1  # EfficientNet-B7 at 600x600: one image
     assert cost.first_cpu_batch(float("nan"), 128) == 2
+
+
+def test_a_fresh_clone_plans_nothing_to_train_for_the_committed_smoke_results(tmp_path, monkeypatch, stub_timer):
+    """The committed record of finished runs makes an empty run store enough: every committed smoke
+    run counts as finished, except those that start from another run's checkpoint, which the
+    record does not keep; the plan says so."""
+    if not os.environ.get("RESLAB_DATA"):
+        pytest.skip("the committed smoke runs are keyed by the real data's fingerprints: set RESLAB_DATA")
+    repo = Path(__file__).resolve().parent.parent
+    monkeypatch.setenv("RESLAB_RUNS", str(tmp_path / "empty_run_store"))
+    monkeypatch.setenv("RESLAB_RECORD", str(repo / "results" / "_finished"))
+    result = plan.make_plan("smoke", device="cpu")
+    runs = result.rows[result.rows["kind"] == "run"]
+    assert len(runs) > 40 and not result.not_checked
+    to_train = runs[runs["status"] != store.FINISHED]
+    assert set(to_train["notebook"]) == {drstn.TABLE5}, to_train[["notebook", "label", "status"]]
+    said = " ".join(result.notes[drstn.TABLE5])
+    assert "starts from the checkpoint of drstn_table4_cifar10's" in said and "keeps no checkpoints" in said

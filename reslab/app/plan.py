@@ -169,6 +169,8 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
                 first = splits_of(runs.first[0])
                 source = checkpoint_path(runs.first[0], prof, seed, *first) if first else None
                 spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
+                if source is not None and not source.is_file():
+                    _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first)
             identity = _identity(spec, seed)
             if identity in seen:  # Table 5's source run, already listed under Table 4
                 notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
@@ -200,6 +202,20 @@ def _identity(spec: RunSpec, seed: int) -> str:
         cfg.pop(k)
     return json.dumps([spec.table, spec.label, spec.model, spec.dataset, spec.model_kwargs, cfg,
                        [repr(a) for a in spec.augments()], str(spec.init_from), seed], sort_keys=True, default=str)
+
+
+def _note_missing_source(notes: list[str], first: RunSpec, spec: RunSpec, seed: int, profile: Profile,
+                         splits: tuple) -> None:
+    """Say why a run that starts from another run's checkpoint is still to train: the checkpoint is
+    not in the run store (a fresh clone, or another machine), though the source run may be finished
+    in the record, which keeps no checkpoints."""
+    folder = run_dir(first, profile, seed, *splits)
+    where = ("finished in the record of finished runs, which keeps no checkpoints, so it is trained again "
+             "first" if is_finished(folder) else "not trained yet")
+    line = (f"{spec.label!r} seed {seed} starts from the checkpoint of {first.table}'s {first.label!r} run: "
+            f"not in the run store ({where}).")
+    if line not in notes:
+        notes.append(line)
 
 
 def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None) -> PlannedRun:
