@@ -22,12 +22,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from .paths import Paths
 from .profiles import Profile, resolve_profile
 from .runs.spec import RunSpec
-from .runs.store import find_run
+from .runs.store import RunStore
 from .tables import cbam, drstn, selu, survey
 from .tables._common import FROM_FIRST_RUN
-from .train import CHECKPOINT_NAME
 
 # Dependency order: a notebook that reads another's results runs after it; the summary runs last.
 NOTEBOOK_ORDER = [
@@ -157,7 +157,8 @@ def table_runs(name: str, profile: str | Profile, params: dict[str, Any] | None 
 
 
 def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None = None, seed: int | None = None,
-             params: dict[str, Any] | None = None, device: str | None = None) -> tuple[RunSpec, int]:
+             params: dict[str, Any] | None = None, device: str | None = None,
+             paths: Paths | None = None) -> tuple[RunSpec, int]:
     """The run of ``table`` named ``label`` (its row label, or its model name) and ``dataset``, as the
     table's notebook would train it under ``profile`` with ``params`` (:func:`table_runs`), and its
     seed (default: the table's first). A run that starts from another run's checkpoint (Table 5's
@@ -181,8 +182,7 @@ def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None
         spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device=device))
     seed = runs.seeds[0] if seed is None else int(seed)
     if spec.init_from == FROM_FIRST_RUN:
-        source = find_run(runs.first[0], prof, seed)
-        ckpt = source / CHECKPOINT_NAME if source is not None else None
+        ckpt = RunStore.of(paths or Paths.from_env()).checkpoint_of(runs.first[0], prof, seed)
         if ckpt is None or not ckpt.is_file():
             first = runs.first[0]
             raise ValueError(f"{spec.label!r} starts from the checkpoint of {first.table}'s {first.label!r} run, seed "

@@ -23,6 +23,7 @@ import torch
 
 from ._io import atomic_path
 from ._version import __version__
+from .paths import Paths
 
 # The columns every measured row carries, in this order; extra columns follow.
 PROVENANCE_COLUMNS = [
@@ -120,46 +121,6 @@ def save_figure(fig, path: str | os.PathLike, dpi: int = 80) -> Path:
     return path
 
 
-def results_root() -> Path:
-    """The results root: ``$RESLAB_RESULTS``, else ``results/`` of the enclosing reslab checkout
-    (found by walking up from the working directory), else ``./results``.
-
-    ``reslab reproduce`` writes here and ``reslab reproduce --check`` checks here; a table run on
-    its own writes into :func:`output_root` instead.
-    """
-    env = os.environ.get("RESLAB_RESULTS")
-    if env:
-        return Path(env).expanduser()
-    cwd = Path.cwd().resolve()
-    for folder in (cwd, *cwd.parents):
-        if (folder / "pyproject.toml").is_file() and (folder / "reslab").is_dir():
-            return folder / "results"
-    return cwd / "results"
-
-
-#: The folder under the results root of the record of finished runs (result rows and histories of
-#: the run store, no checkpoints), committed with the results: see :func:`reslab.runs.store.record_root`.
-RECORD = "_finished"
-
-# The git-ignored folder under the results root where a notebook run outside ``reslab reproduce``
-# writes: papermill, nbval or JupyterLab must never replace the committed results (whose executed
-# notebook, manifest and summary would then no longer match their tables).
-SCRATCH = "_scratch"
-
-
-def writes_to_scratch(out_dir: str | os.PathLike | None = None) -> bool:
-    """Whether a table given ``out_dir`` writes into the scratch folder (no ``out_dir`` and no
-    ``$RESLAB_RESULTS``: a notebook run outside ``reslab reproduce``)."""
-    return not out_dir and not os.environ.get("RESLAB_RESULTS")
-
-
-def output_root() -> Path:
-    """Where tables write when no ``out_dir`` is given: ``$RESLAB_RESULTS`` (``reslab reproduce``
-    sets it to its staging folder, ``reslab notebooks`` and ``make test`` to a throw-away folder),
-    else ``<results root>/_scratch`` (git-ignored), never the committed results themselves."""
-    return results_root() if os.environ.get("RESLAB_RESULTS") else results_root() / SCRATCH
-
-
 def scratch_note(path: str | os.PathLike, table: str, profile: str | None = None) -> str:
     """The note a table prints when it wrote into the scratch folder: where the files are, and the
     command that updates the committed results."""
@@ -169,15 +130,17 @@ def scratch_note(path: str | os.PathLike, table: str, profile: str | None = None
             f"`reslab reproduce`, so the committed {committed} is untouched. To update it, run `{command}`.")
 
 
-def output_dir(name: str, profile: str, out_dir: str | os.PathLike | None = None, create: bool = True) -> Path:
+def output_dir(name: str, profile: str, out_dir: str | os.PathLike | None = None, create: bool = True,
+               paths: Paths | None = None) -> Path:
     """The folder a notebook writes into: ``out_dir`` if given, else ``<output root>/<profile>/<name>``
-    (:func:`output_root`: the staging folder under ``reslab reproduce``, else the scratch folder).
+    (:attr:`reslab.paths.Paths.output` of ``paths``, default resolved from the environment: the
+    staging folder under ``reslab reproduce``, else the scratch folder).
 
     Args:
         create: Make the folder now. A table passes ``False``: its files create it when they are
             written, so a call that stops on bad input leaves no empty results folder behind.
     """
-    path = Path(out_dir) if out_dir else output_root() / profile / name
+    path = Path(out_dir) if out_dir else (paths or Paths.from_env()).output / profile / name
     if create:
         path.mkdir(parents=True, exist_ok=True)
     return path

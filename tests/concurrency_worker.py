@@ -78,9 +78,10 @@ def train(env: dict[str, str], barrier, out: str) -> None:
     sys.path.insert(0, str(Path(__file__).parent))
     from test_concurrency import tiny_spec
 
+    from reslab.paths import Paths
     from reslab.runs.execute import run_alone
 
     barrier.wait(timeout=900)  # siblings may still be importing torch on a loaded machine
-    row, history = run_alone(tiny_spec(), "smoke", 0, data_root=env["NODATA"])
+    row, history = run_alone(tiny_spec(), "smoke", 0, Paths.from_env(data=env["NODATA"]))
     Path(out).write_text(json.dumps({"reused": bool(row["reused"]), "best_acc": row["best_acc"],
                                      "run_dir": row["run_dir"], "epochs": len(history)}))

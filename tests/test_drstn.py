@@ -12,8 +12,8 @@ import torch
 from reslab import gradcam
 from reslab import results as RES
 from reslab.claims import load_claims
+from reslab.paths import Paths
 from reslab.profiles import BUDGET, Profile
-from reslab.results import results_root
 from reslab.runs import execute as EX
 from reslab.runs import store as ST
 from reslab.tables import drstn
@@ -90,7 +90,7 @@ def test_bad_inputs_say_what_is_wrong(runs):
                       train_subset=800, test_subset=500, description="a reduced budget")
     with pytest.raises(ValueError, match="has no 'reduced' recipe"):
         drstn.run_drstn_table4(profile=reduced)
-    assert not (results_root() / "reduced").exists()  # bad input leaves no empty results folder behind
+    assert not (Paths.from_env().results / "reduced").exists()  # bad input leaves no empty results folder behind
     with pytest.raises(ValueError, match="subset of"):
         drstn.table4_specs(drstn.TABLE4_RECIPES["smoke"], models=["resnet50"])
     with pytest.raises(ValueError, match="seeds"):
@@ -207,7 +207,7 @@ def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):
                      store / name / ST.RESULT_NAME)
     found, path = drstn.table4_checkpoint("paper", 0)
     assert found == spec and path == store / f"{ST.slug(spec.label)}-s0-{key}" / "last.pt"
-    assert ST.find_run(spec, "paper", 1) is None  # no run of seed 1
+    assert ST.RunStore.of(Paths.from_env()).find_run(spec, "paper", 1) is None  # no run of seed 1
     shutil.rmtree(store / f"{ST.slug(spec.label)}-s0-{key}")
     with pytest.raises(FileNotFoundError, match="no cifar10 data found"):  # then the data is needed
         drstn.table4_checkpoint("paper", 0)
@@ -223,7 +223,7 @@ def test_recorded_runs_are_reused_without_the_run_store(runs, tiny_models, tmp_p
     monkeypatch.setenv("RESLAB_RECORD", str(tmp_path / "record"))
     first = drstn.run_drstn_table4(seeds=[0], models=["resnet18", "drstn_v5"], out_dir=tmp_path / "t4", **TINY)
     rows = first.tables["table4_runs"]
-    assert [ST.record_run(r) for r in rows["run_dir"]] == [
+    assert [ST.RunStore.of(Paths.from_env()).record_run(r) for r in rows["run_dir"]] == [
         tmp_path / "record" / r.removeprefix("<runs>/") for r in rows["run_dir"]]
     assert sorted(p.name for p in (tmp_path / "record" / rows["run_dir"][0].removeprefix("<runs>/")).iterdir()) == [
         ST.HISTORY_NAME, ST.RESULT_NAME]

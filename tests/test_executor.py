@@ -18,10 +18,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from reslab.paths import Paths
 from reslab.runs import jobs as ex
 from reslab.runs.execute import RunJob, Submission, run_specs
 from reslab.runs.spec import Recipe, RunSpec, load_splits
-from reslab.runs.store import RESULT_NAME, jobs_folder, run_dir
+from reslab.runs.store import RESULT_NAME, RunStore
 from reslab.tables import run_drstn_table4
 from reslab.train import CHECKPOINT_NAME, TrainConfig
 
@@ -84,8 +85,8 @@ def _spec(epochs: int) -> RunSpec:
 def test_a_job_killed_midway_is_submitted_again_and_resumes(store, monkeypatch):
     # Smoke's synthetic splits (an empty data folder) with several epochs of a small network.
     spec = _spec(epochs=3)
-    splits = {"cifar10": load_splits("cifar10", "smoke", store / "nodata")}
-    folder = run_dir(spec, "smoke", 0, *splits["cifar10"])
+    splits = {"cifar10": load_splits("cifar10", "smoke", Paths.from_env(data=store / "nodata"))}
+    folder = RunStore.of(Paths.from_env()).run_dir(spec, "smoke", 0, *splits["cifar10"])
     killed = {}
 
     def kill_after_first_epoch():
@@ -99,7 +100,7 @@ def test_a_job_killed_midway_is_submitted_again_and_resumes(store, monkeypatch):
 
     killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
     killer.start()
-    runs = run_specs([spec], "smoke", [0], store / "nodata", splits=splits,
+    runs = run_specs([spec], "smoke", [0], Paths.from_env(data=store / "nodata"), splits=splits,
                      executor=ex.Executor("local", jobs=1, poll_s=0.2))
     killer.join(timeout=5)
     row = runs.rows.iloc[0]
@@ -107,7 +108,7 @@ def test_a_job_killed_midway_is_submitted_again_and_resumes(store, monkeypatch):
     assert row["status"] == "finished" and row["resumed_from_epoch"] >= 1
     assert json.loads((folder / ex.JOB_FILE).read_text())["pid"] != killed["pid"]  # a second job finished it
     os.environ["RESLAB_RUNS"] = str(store / "uninterrupted")
-    whole = run_specs([spec], "smoke", [0], store / "nodata", splits=splits)
+    whole = run_specs([spec], "smoke", [0], Paths.from_env(data=store / "nodata"), splits=splits)
     assert whole.rows.iloc[0]["resumed_from_epoch"] == 0
     for col in ("best_acc", "final_acc", "train_acc", "run_key"):
         assert row[col] == whole.rows.iloc[0][col], col
@@ -207,9 +208,9 @@ def test_slurm_submission_is_one_job_array_made_with_the_settings(store, monkeyp
     monkeypatch.setenv("RESLAB_JOBS", "2")
     executor = ex.Executor.resolve("slurm")
     spec = _spec(epochs=1)
-    subs = [Submission(spec=spec, profile="smoke", seed=s, data_root=None, fingerprints=("a", "b"),
-                          runs_root=str(store / "runs")) for s in range(3)]
-    folder = jobs_folder("smoke", spec.table)
+    paths = Paths.from_env(runs=store / "runs")
+    subs = [Submission(spec=spec, profile="smoke", seed=s, paths=paths, fingerprints=("a", "b")) for s in range(3)]
+    folder = RunStore.of(paths).jobs_folder("smoke", spec.table)
     jobs = ex.submit(executor, RunJob(), subs, folder)
     assert [j.job_id for j in jobs] == ["4242_0", "4242_1", "4242_2"]
     args = (record / "args").read_text().split()
@@ -241,7 +242,7 @@ def test_reproduce_checks_executor_settings_before_running(monkeypatch):
 def test_a_requeued_job_resumes_instead_of_retraining():
     """submitit calls ``checkpoint`` at SLURM's time-limit signal or on preemption, and requeues what
     it returns: the same run, never retrained from scratch (``force`` off), so it resumes from last.pt."""
-    sub = Submission(spec=_spec(epochs=2), profile="smoke", seed=0, data_root=None, fingerprints=("a", "b"),
-                     runs_root="runs", force=True)
+    sub = Submission(spec=_spec(epochs=2), profile="smoke", seed=0, paths=Paths.from_env(runs="runs"),
+                     fingerprints=("a", "b"), force=True)
     again = RunJob().checkpoint(sub)
     assert isinstance(again.function, RunJob) and again.args[0] == dataclasses.replace(sub, force=False)

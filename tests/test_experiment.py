@@ -10,6 +10,7 @@ from reslab import data as D
 from reslab import evidence as EV
 from reslab import profiles as PR
 from reslab import stats as STATS
+from reslab.paths import Paths
 from reslab.profiles import BUDGET, Profile
 from reslab.results import PROVENANCE_COLUMNS
 from reslab.runs import execute as EX
@@ -22,6 +23,10 @@ CFG = TrainConfig(epochs=2, batch_size=64, lr=0.05, device="cpu", progress=False
 #: A reduced-budget profile (no shipped profile is one): real data, subsets, never judged.
 REDUCED = Profile("reduced", BUDGET, rank=2, allow_synthetic=False, allow_random_weights=False, download=None,
                   train_subset=800, test_subset=500, description="a reduced budget, for tests")
+
+
+def _store() -> ST.RunStore:
+    return ST.RunStore.of(Paths.from_env())
 
 
 @pytest.fixture
@@ -77,10 +82,10 @@ def test_rows_carry_provenance_and_runs_are_reused(runs, monkeypatch):
 def test_init_from_loads_matching_weights(runs):
     rows, _ = EX.run_specs([spec("source")], "smoke", seeds=[0])
     train_data, test_data = SP.load_splits("mnist", "smoke")
-    ckpt = ST.checkpoint_path(spec("source"), "smoke", 0, train_data, test_data)
+    ckpt = _store().checkpoint_path(spec("source"), "smoke", 0, train_data, test_data)
     assert ckpt.is_file()
     row, _ = EX.run_one(spec("target", init_from=ckpt, cfg=CFG.replace(epochs=1)), "smoke", 5, train_data, test_data)
-    assert row["fresh_from_init"] == 0 and row["init_from"] == ST.relative_to_runs(ckpt)
+    assert row["fresh_from_init"] == 0 and row["init_from"] == _store().relative(ckpt)
     assert row["init_from"].startswith("<runs>")  # no machine path in a result row
     with pytest.raises(FileNotFoundError, match="train the run it comes from first"):
         EX.run_one(spec("x", init_from=runs / "missing.pt"), "smoke", 0, train_data, test_data)
@@ -91,7 +96,7 @@ def test_without_checkpoint_and_smaller_test_subset(runs):
     assert rows.loc[0, "test_images"] == 16 and rows.loc[0, "train_images"] == 512
     train_data, test_data = SP.load_splits("mnist", "smoke", test_subset=16)
     assert len(test_data) == 16 and len(SP.load_splits("mnist", "smoke")[1]) > 16  # the profile's subset
-    ckpt = ST.checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
+    ckpt = _store().checkpoint_path(spec("nock", checkpoint=False), "smoke", 0, train_data, test_data)
     assert not ckpt.exists() and (ckpt.parent / ST.RESULT_NAME).is_file()
     again, _ = EX.run_specs([spec("nock", test_subset=16)], "smoke", seeds=[0])  # same key: reused
     assert again["reused"].all()
@@ -104,8 +109,8 @@ def test_finished_runs_keep_only_the_weights_later_runs_read(runs, monkeypatch):
 
     rows, hist = EX.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
     train_data, test_data = SP.load_splits("mnist", "smoke")
-    kept = ST.checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
-    dropped = ST.checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
+    kept = _store().checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
+    dropped = _store().checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
     assert not dropped.exists() and (dropped.parent / ST.RESULT_NAME).is_file()
     assert set(load_checkpoint(kept)) == {"model", "history", "epoch", "step", "config"}
     row, _ = EX.run_one(spec("target", init_from=kept), "smoke", 0, train_data, test_data)

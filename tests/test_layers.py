@@ -16,7 +16,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reslab"
 #: Layer of each module, lowest first; a module not named here belongs to the layer of its package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("reslab", "reslab._version", "reslab._env", "reslab._io", "reslab.profiles", "reslab.claims",
-              "reslab.evidence", "reslab.stats", "reslab.results")),
+              "reslab.evidence", "reslab.stats", "reslab.paths", "reslab.results")),
     ("domain", ("reslab.data", "reslab.models", "reslab.distributed")),
     ("engine", ("reslab.train", "reslab.gradcam", "reslab.plots", "reslab.params")),
     ("runs.spec", ("reslab.runs", "reslab.runs.spec")),
@@ -160,3 +160,51 @@ def test_the_lazy_public_api_gives_the_functions():
             "      create_model.__name__, sorted(set(reslab.__all__) - set(dir(reslab))))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.split() == ["True", "True", "create_model", "[]"], out
+
+
+def _environ_uses(module: str) -> list[tuple[int, str, bool]]:
+    """``(line, variable or "?", written)`` for every ``os.environ`` / ``os.getenv`` use of ``module``."""
+    tree = ast.parse(MODULES[module].read_text())
+    uses = []
+    for node in ast.walk(tree):
+        target = None
+        if isinstance(node, ast.Attribute) and node.attr == "environ" and isinstance(node.value, ast.Name) \
+                and node.value.id == "os":
+            target = node
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "getenv":
+            target = node
+        if target is None:
+            continue
+        parent = next((p for p in ast.walk(tree) for c in ast.iter_child_nodes(p) if c is target), None)
+        grand = next((p for p in ast.walk(tree) for c in ast.iter_child_nodes(p) if c is parent), None)
+        key, written = "?", False
+        if isinstance(parent, ast.Subscript) and isinstance(parent.slice, ast.Constant):
+            key, written = str(parent.slice.value), isinstance(parent.ctx, ast.Store)
+        elif isinstance(grand, ast.Call) and grand.args and isinstance(grand.args[0], ast.Constant):
+            key = str(grand.args[0].value)
+            written = isinstance(parent, ast.Attribute) and parent.attr in ("setdefault", "pop", "update")
+        elif isinstance(target, ast.Call) and target.args and isinstance(target.args[0], ast.Constant):
+            key = str(target.args[0].value)
+        uses.append((node.lineno, key, written))
+    return uses
+
+
+def test_only_paths_reads_the_path_variables():
+    """Folders are resolved once where a command or notebook starts (reslab.paths) and passed down:
+    no other module reads RESLAB_RESULTS, RESLAB_RUNS, RESLAB_RECORD, RESLAB_DATA or RESLAB_CACHE."""
+    from reslab.paths import VARIABLES
+
+    readers = [f"{m}:{line} reads {key}" for m in MODULES if m != "reslab.paths"
+               for line, key, _ in _environ_uses(m) if key in VARIABLES.values()]
+    assert not readers, readers
+    source = "\n".join(MODULES[m].read_text() for m in MODULES if m != "reslab.paths")
+    for name in VARIABLES.values():  # nor through a name that holds the variable
+        assert f'os.environ.get("{name}"' not in source and f'os.environ["{name}"]' not in source
+
+
+def test_nothing_below_the_entry_points_writes_the_environment():
+    """Only the scoped helper that hands settings to a child process (reslab._env.environment) and
+    torch.distributed's rendezvous variables (reslab.distributed) write os.environ."""
+    writers = [f"{m}:{line} writes {key}" for m in MODULES if m not in ("reslab._env", "reslab.distributed")
+               for line, key, written in _environ_uses(m) if written]
+    assert not writers, writers

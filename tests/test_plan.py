@@ -16,15 +16,20 @@ from torch import nn
 
 from reslab import catalog, cli
 from reslab.app import plan
+from reslab.paths import Paths
 from reslab.runs import cost, store
 from reslab.runs.spec import Recipe, RunSpec, load_splits
-from reslab.runs.store import RESULT_NAME, run_dir
+from reslab.runs.store import RESULT_NAME, RunStore
 from reslab.tables import _common, cbam, drstn, selu, survey
 from reslab.train import TrainConfig
 
 STUB = cost.StepCost(device="cpu", gflops=0.5, timing="stub", train_fixed_s=0.01, train_per_image_s=0.001,
                      eval_fixed_s=0.004, eval_per_image_s=0.0002, warmup_s=0.05, build_s=0.1, state_bytes=4000,
                      optimizer_bytes=4000)
+
+
+def _store() -> RunStore:
+    return RunStore.of(Paths.from_env())
 
 
 @pytest.fixture
@@ -62,11 +67,11 @@ def _runs_of_run_function(name: str, monkeypatch) -> set[tuple]:
         record(specs, seeds)
         raise _Stop
 
-    def source_run(specs, profile, seeds, data_root=None, splits=None, force=False, executor=None,
+    def source_run(specs, profile, seeds, paths=None, splits=None, force=False, executor=None,
                    use_record=True):  # Table 5 source
         record(specs, seeds)
         for seed in seeds:
-            path = run_dir(specs[0], profile, seed, *load_splits("cifar10", profile)) / "last.pt"
+            path = _store().run_dir(specs[0], profile, seed, *load_splits("cifar10", profile)) / "last.pt"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.touch()
 
@@ -136,7 +141,7 @@ def test_csv_columns_and_totals(no_data_root, stub_timer, tmp_path):
 
 def test_a_finished_run_costs_nothing_more(runs, stub_timer):
     spec = drstn.table4_runs("smoke").specs[-1]
-    done = run_dir(spec, "smoke", 0, *load_splits("cifar10", "smoke")) / RESULT_NAME
+    done = _store().run_dir(spec, "smoke", 0, *load_splits("cifar10", "smoke")) / RESULT_NAME
     done.parent.mkdir(parents=True)
     done.write_text("{}")
     rows = plan.make_plan("smoke", only=[drstn.TABLE4], device="cpu").rows
@@ -162,7 +167,7 @@ def test_the_command_prints_the_plan_and_writes_its_csv(no_data_root, stub_timer
     assert "step times measured on cpu" in out and "== datasets\n   trains nothing." in out
     assert "== drstn_table4_cifar10" in out and "SKNet-18" in out and "[reslab] overall (smoke): 9 run(s)" in out
     assert "[reslab] on this CPU" in out
-    default = plan.results_root() / "_plan" / "plan-smoke-cpu.csv"
+    default = Paths.from_env().results / "_plan" / "plan-smoke-cpu.csv"
     assert f"plan written to {default}" in out and len(pd.read_csv(default)) == 9 + 2
     own = tmp_path / "mine.csv"
     assert cli.main(["plan", "--profile", "smoke", "--only", drstn.TABLE4, "--device", "cpu", "--csv", str(own)]) == 0

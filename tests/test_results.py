@@ -10,6 +10,7 @@ import pytest
 
 from reslab import results as R
 from reslab.app.check import check_results
+from reslab.paths import Paths
 
 
 def test_row_has_every_provenance_field_in_order():
@@ -85,7 +86,7 @@ def test_a_table_run_outside_reproduce_writes_to_scratch_and_says_so(tmp_path, m
     assert not any("scratch" in n for n in run.finish(parameters={}).notes)
     monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path / "staging"))
     assert R.output_dir("demo", "smoke", create=False) == tmp_path / "staging" / "smoke" / "demo"
-    assert R.results_root() == tmp_path / "staging"
+    assert Paths.from_env().results == tmp_path / "staging"
 
 
 def test_check_notices_files_changed_since_the_manifest(tmp_path, no_data_root):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..paths import Paths
+
 #: One sentence per command, shown by ``reslab --help`` and at the top of the command's own help.
 DESCRIPTIONS = {
     "reproduce": "Run the notebooks headless with papermill and write their results under results/.",
@@ -26,12 +28,9 @@ DESCRIPTIONS = {
 }
 
 
-def data_root_arg(parser: argparse.ArgumentParser, value: str | None) -> Path | None:
-    """A command's ``--data-root`` as an absolute folder (``None`` when not given: the data layer
-    then reads ``$RESLAB_DATA``); the parser's error when it is not a folder."""
-    if not value:
-        return None
-    root = Path(value).expanduser().resolve()
-    if not root.is_dir():
-        parser.error(f"--data-root {value} is not a folder")
-    return root
+def command_paths(parser: argparse.ArgumentParser, data_root: str | None = None, **given: str | None) -> Paths:
+    """A command's folders (:class:`reslab.paths.Paths`), resolved once from its arguments and the
+    ``RESLAB_*`` variables and passed down; the parser's error when ``--data-root`` is not a folder."""
+    if data_root and not Path(data_root).expanduser().is_dir():
+        parser.error(f"--data-root {data_root} is not a folder")
+    return Paths.from_env(data=data_root, **given)

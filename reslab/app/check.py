@@ -11,7 +11,8 @@ from typing import Any
 import pandas as pd
 
 from ..data import load_dataset
-from ..results import MANIFEST, code_fingerprints, file_sha256, results_root
+from ..paths import Paths
+from ..results import MANIFEST, code_fingerprints, file_sha256
 
 # ``reslab reproduce --check`` statuses. ``not checked``: code and files match, but a data split the
 # manifest names cannot be found here (no data root, or the data set is not in it), so whether the
@@ -41,7 +42,7 @@ def check_results(root: str | os.PathLike | None = None, data_root: str | os.Pat
         ``files_changed``, ``data_changed`` and ``data_not_found`` (``;``-separated), and ``detail``
         (one line saying why, for the report).
     """
-    root = Path(root) if root else results_root()
+    root = Path(root) if root else Paths.from_env().results
     folders = [root / "summary"] if (root / "summary").is_dir() else []
     for profile_dir in sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []:
         if not profile_dir.name.startswith((".", "_")) and profile_dir.name != "summary":
@@ -139,8 +140,8 @@ def main(results: str | None = None, data_root: str | None = None) -> int:
         results: The results root (default: the checkout's).
         data_root: The data folder the manifests' splits are looked up in (``None``: not looked up).
     """
-    root = Path(results).expanduser().resolve() if results else results_root()
-    data = Path(data_root).expanduser().resolve() if data_root else None
+    paths = Paths.from_env(results=results, data=data_root)
+    root, data = paths.results, paths.data
     report = check_results(root, data_root=data)
     if report.empty:
         print(f"[reslab] no results under {root}")

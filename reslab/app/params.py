@@ -9,7 +9,8 @@ import sys
 import pandas as pd
 
 from ..params import DEFAULT_OUT, NO_COUNT, param_table
-from ..results import results_root, write_csv
+from ..paths import Paths
+from ..results import write_csv
 
 
 def write_param_table(path: str | None = None) -> pd.DataFrame:
@@ -22,7 +23,7 @@ def write_param_table(path: str | None = None) -> pd.DataFrame:
         The table.
     """
     df = param_table()
-    write_csv(df, path or results_root() / "params.csv")
+    write_csv(df, path or Paths.from_env().results / "params.csv")
     return df
 
 

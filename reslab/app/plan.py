@@ -23,15 +23,15 @@ import pandas as pd
 import torch
 
 from ..catalog import list_notebooks, planners, table_runs
-from ..data import load_dataset
+from ..paths import Paths
 from ..profiles import PROFILES, SMOKE, Profile, resolve_profile
-from ..results import results_root, write_csv
+from ..results import write_csv
 from ..runs.cost import PlannedRun, cost_runs, device_words, duration, format_runs, split_sizes, total_line, with_totals
-from ..runs.spec import RunSpec
-from ..runs.store import FINISHED, NOT_LOOKED_UP, TO_TRAIN, checkpoint_path, is_finished, run_dir
+from ..runs.spec import RunSpec, load_splits
+from ..runs.store import FINISHED, NOT_LOOKED_UP, TO_TRAIN, RunStore
 from ..tables._common import FROM_FIRST_RUN
 from ..train import resolve_device
-from . import DESCRIPTIONS, data_root_arg
+from . import DESCRIPTIONS, command_paths
 
 
 @dataclass
@@ -46,6 +46,7 @@ class Plan:
         not_checked: Data sets whose splits were not found, so their runs' status is unknown.
         seconds: Wall time of making the plan.
         busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
+        paths: The folders the plan looked runs up in (and writes its CSV under).
     """
 
     profile: Profile
@@ -55,6 +56,7 @@ class Plan:
     not_checked: list[str] = field(default_factory=list)
     seconds: float = 0.0
     busy: str = ""
+    paths: Paths | None = None
 
     @property
     def overall(self) -> pd.Series:
@@ -98,35 +100,34 @@ class Plan:
 
     def write_csv(self, path: str | os.PathLike | None = None) -> Path:
         """Write :attr:`rows` as CSV (default :func:`default_csv`) and return the path."""
-        path = Path(path) if path else default_csv(self.profile, self.device)
+        path = Path(path) if path else default_csv(self.profile, self.device, self.paths or Paths.from_env())
         write_csv(self.rows, path)
         return path
 
 
-def default_csv(profile: str | Profile, device: torch.device) -> Path:
+def default_csv(profile: str | Profile, device: torch.device, paths: Paths) -> Path:
     """``<results root>/_plan/plan-<profile>-<device type>.csv`` (git-ignored)."""
-    return results_root() / "_plan" / f"plan-{resolve_profile(profile).name}-{device.type}.csv"
+    return paths.results / "_plan" / f"plan-{resolve_profile(profile).name}-{device.type}.csv"
 
 
-def _load_splits(dataset: str, test_subset: int | None, profile: Profile, data_root) -> tuple | None:
+def _load_splits(dataset: str, test_subset: int | None, profile: Profile, paths: Paths) -> tuple | None:
     """The splits a run of ``profile`` uses, without downloading; ``None`` when not found."""
     try:
-        return tuple(load_dataset(dataset, split, root=data_root, seed=0,
-                                  **(profile.data_kwargs(split, test_subset if split == "test" else None)
-                                     | {"download": False})) for split in ("train", "test"))
+        return load_splits(dataset, profile, paths, test_subset, download=False)
     except (FileNotFoundError, OSError, ValueError, RuntimeError):
         return None
 
 
 def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device: str = "auto",
-              data_root: str | os.PathLike | None = None, check_store: bool = True) -> Plan:
+              paths: Paths | None = None, check_store: bool = True) -> Plan:
     """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
 
     Args:
         profile: ``smoke``, ``paper`` or ``strong``.
         only: Notebook names (default every notebook, in ``reslab reproduce``'s order).
         device: Where to measure step times: ``auto``, ``cpu``, ``cuda``...
-        data_root: Folder with the data sets (default ``$RESLAB_DATA``); only the run-store check needs it.
+        paths: The data root (only the run-store check needs it), cache and run store (default:
+            resolved from the environment).
         check_store: Look finished runs up in the run store (needs the data's fingerprints).
 
     Raises:
@@ -135,6 +136,8 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
     t0 = time.perf_counter()
     prof = resolve_profile(profile)
     dev = resolve_device(device)
+    paths = paths or Paths.from_env()
+    store = RunStore.of(paths)
     known = [n for n in list_notebooks() if n != "summary"] or list(planners())
     if only is not None:
         if isinstance(only, str):
@@ -149,7 +152,7 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
     def splits_of(spec: RunSpec):
         key = (spec.dataset, spec.recipe.test_subset)
         if key not in splits:
-            splits[key] = _load_splits(spec.dataset, spec.recipe.test_subset, prof, data_root) if check_store else None
+            splits[key] = _load_splits(spec.dataset, spec.recipe.test_subset, prof, paths) if check_store else None
         return splits[key]
 
     planned: list[PlannedRun] = []
@@ -167,19 +170,19 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
         for spec, seed in runs.pairs():
             if spec.init_from == FROM_FIRST_RUN:
                 first = splits_of(runs.first[0])
-                source = checkpoint_path(runs.first[0], prof, seed, *first) if first else None
+                source = store.checkpoint_of(runs.first[0], prof, seed, first) if first else None
                 spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
                 if source is not None and not source.is_file():
-                    _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first)
+                    _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first, store)
             identity = _identity(spec, seed)
             if identity in seen:  # Table 5's source run, already listed under Table 4
                 notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
                 continue
             seen.add(identity)
-            planned.append(_planned(name, spec, seed, prof, splits_of(spec)))
+            planned.append(_planned(name, spec, seed, prof, splits_of(spec), store))
     rows = with_totals(cost_runs(planned, dev))
     not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_LOOKED_UP})
-    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev))
+    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev), paths)
 
 
 def busy_note(device: torch.device) -> str:
@@ -205,27 +208,28 @@ def _identity(spec: RunSpec, seed: int) -> str:
 
 
 def _note_missing_source(notes: list[str], first: RunSpec, spec: RunSpec, seed: int, profile: Profile,
-                         splits: tuple) -> None:
+                         splits: tuple, store: RunStore) -> None:
     """Say why a run that starts from another run's checkpoint is still to train: the checkpoint is
     not in the run store (a fresh clone, or another machine), though the source run may be finished
     in the record, which keeps no checkpoints."""
-    folder = run_dir(first, profile, seed, *splits)
+    folder = store.run_dir(first, profile, seed, *splits)
     where = ("finished in the record of finished runs, which keeps no checkpoints, so it is trained again "
-             "first" if is_finished(folder) else "not trained yet")
+             "first" if store.is_finished(folder) else "not trained yet")
     line = (f"{spec.label!r} seed {seed} starts from the checkpoint of {first.table}'s {first.label!r} run: "
             f"not in the run store ({where}).")
     if line not in notes:
         notes.append(line)
 
 
-def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None) -> PlannedRun:
+def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: tuple | None,
+             store: RunStore) -> PlannedRun:
     if splits is None:
         return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_LOOKED_UP)
     train, test = splits
     if spec.init_from is not None and not Path(spec.init_from).is_file():
         status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
     else:
-        status = FINISHED if is_finished(run_dir(spec, profile, seed, train, test)) else TO_TRAIN
+        status = FINISHED if store.is_finished(store.run_dir(spec, profile, seed, train, test)) else TO_TRAIN
     return PlannedRun(notebook, spec, seed, len(train), len(test), status)
 
 
@@ -252,9 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     """``reslab plan``: print the cost plan of a profile's runs and write it as CSV."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    data_root = data_root_arg(parser, args.data_root)
+    paths = command_paths(parser, args.data_root)
     try:
-        result = make_plan(args.profile, only=args.only, device=args.device, data_root=data_root)
+        result = make_plan(args.profile, only=args.only, device=args.device, paths=paths)
     except ValueError as exc:
         parser.error(str(exc))
     print(result.text())

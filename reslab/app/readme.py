@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from ..results import results_root
+from ..paths import Paths
 from ..tables.summary import PAPER_TITLES, PAPERS, VERDICTS, fmt_value
 from . import DESCRIPTIONS
 
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     repo = Path(__file__).resolve().parents[2]
-    summary = Path(args.summary) if args.summary else (checkout_results() or results_root()) / "summary"
+    summary = Path(args.summary) if args.summary else (checkout_results() or Paths.from_env().results) / "summary"
     if not (summary / "headline.csv").is_file():
         parser.error(f"{summary} has no headline.csv; run `reslab reproduce --only summary` first.")
     same = update_readme(repo / "README.md", summary, check=args.check)

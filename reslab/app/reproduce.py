@@ -11,20 +11,21 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import tempfile
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from .. import catalog
-from ..catalog import ACROSS_PROFILES, REQUIRED_PARAMETERS, list_notebooks, notebook_parameters, notebook_params
-from ..profiles import PROFILES, get_profile
-from ..results import MANIFEST, RECORD, add_to_manifest, results_root
 from .._env import environment
+from ..catalog import ACROSS_PROFILES, REQUIRED_PARAMETERS, list_notebooks, notebook_parameters, notebook_params
+from ..paths import Paths
+from ..profiles import PROFILES, get_profile
+from ..results import MANIFEST, add_to_manifest
 from ..runs.jobs import DEFAULT_JOBS, EXECUTOR_ENV, EXECUTORS, JOBS_ENV, SLURM_ENV_PREFIX, SLURM_SETTINGS, Executor
-from ..runs.store import record_run
+from ..runs.store import RunStore
 from ..train import COMPILE_ENV, COMPILE_MODES
-from . import DESCRIPTIONS, check, data_root_arg
+from . import DESCRIPTIONS, check, command_paths
 from .readme import checkout_results, update_readme
 
 KERNEL_NAME = "reslab"
@@ -79,21 +80,6 @@ def _strip_machine_paths(executed: Path, name: str) -> None:
     nbformat.write(nb, executed)
 
 
-def _absolute_env(name: str) -> Path | None:
-    """The path in environment variable ``name``, made absolute against this process's working
-    directory; ``None`` when unset or empty."""
-    value = os.environ.get(name)
-    return Path(value).expanduser().resolve() if value else None
-
-
-def _kernel_paths() -> dict[str, str]:
-    """``RESLAB_DATA``, ``RESLAB_RUNS``, ``RESLAB_CACHE`` and ``RESLAB_RECORD`` as absolute paths, for
-    a kernel that runs in ``notebooks/`` (``RESLAB_DATA=../shared/data`` means relative to where the
-    command was typed)."""
-    return {k: str(p) for k in ("RESLAB_DATA", "RESLAB_RUNS", "RESLAB_CACHE", "RESLAB_RECORD")
-            if (p := _absolute_env(k))}
-
-
 def _pid_alive(pid: int) -> bool:
     """Whether process ``pid`` exists on this machine (a process of another user counts)."""
     if pid <= 0:
@@ -135,13 +121,14 @@ def _remove_stale_staging(results: Path) -> list[Path]:
     return removed
 
 
-def run_notebook(name: str, profile: str, params: dict, folder: Path, results: Path,
-                 data_root: Path | None = None, settings: dict[str, str] | None = None) -> float:
-    """Execute one notebook into ``results/<profile>/<name>/``; return its wall time.
+def run_notebook(name: str, profile: str, params: dict, folder: Path, paths: Paths,
+                 settings: dict[str, str] | None = None) -> float:
+    """Execute one notebook into ``<paths.results>/<profile>/<name>/``; return its wall time.
 
-    The notebook writes into a staging results root (passed as ``RESLAB_RESULTS``, with the data
-    root as ``RESLAB_DATA``, so no machine path is written into the executed notebook); only when
-    it finishes does the staging folder replace ``results/<profile>/<name>/``.
+    The notebook writes into a staging results root; its kernel gets every folder of ``paths``
+    through ``RESLAB_*`` variables (:meth:`reslab.paths.Paths.env`, so no machine path is written
+    into the executed notebook); only when it finishes does the staging folder replace
+    ``results/<profile>/<name>/``.
 
     Raises:
         ValueError: if the notebook does not declare a ``profile`` parameter.
@@ -161,6 +148,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
         )
     # Options such as --device go only to the notebooks that take them (datasets trains nothing).
     params = {k: v for k, v in params.items() if k in declared}
+    results = paths.results
     sub = Path(name) if name in ACROSS_PROFILES else Path(profile) / name
     final = results / sub
     _remove_stale_staging(results)
@@ -169,14 +157,9 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
     shutil.rmtree(stage_root, ignore_errors=True)
     staged.mkdir(parents=True)
     executed = staged / f"{name}.ipynb"
-    # Finished training runs live outside the staging folder, so a rerun reuses them.
-    # The summary reads the real results (RESLAB_SOURCE_RESULTS) and writes into the staging root.
-    # Finished runs are read from the record in the real results root, too (reslab.runs.store.record_root).
-    env = {"RESLAB_RUNS": str(results / "_runs"), "RESLAB_RECORD": str(results / RECORD), **_kernel_paths(),
-           "RESLAB_RESULTS": str(stage_root), "RESLAB_SOURCE_RESULTS": str(results)}
-    if data_root is not None:
-        env["RESLAB_DATA"] = str(data_root)
-    env |= settings or {}  # the executor and compile settings of reslab reproduce
+    # Finished training runs (the run store, the record) live outside the staging folder, so a
+    # rerun reuses them; the summary reads the real results and writes into the staging root.
+    env = paths.writing_to(stage_root).env() | (settings or {})  # and the executor and compile settings
     t0 = time.perf_counter()
     log = results / LOGS / f"{str(sub).replace('/', '-')}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -208,7 +191,7 @@ def run_notebook(name: str, profile: str, params: dict, folder: Path, results: P
                 os.replace(staged, final)
                 shutil.rmtree(old, ignore_errors=True)
                 (final.parent / "_failed" / f"{name}.ipynb").unlink(missing_ok=True)
-                _record_runs(final)
+                _record_runs(final, RunStore.of(paths))
     finally:
         shutil.rmtree(stage_root, ignore_errors=True)
     return time.perf_counter() - t0
@@ -231,9 +214,9 @@ class _Tee:
             stream.flush()
 
 
-def _record_runs(folder: Path) -> list[Path]:
+def _record_runs(folder: Path, store: RunStore) -> list[Path]:
     """Put the finished runs a results folder's tables name (their ``run_dir`` column) into the
-    record of finished runs, which is committed with the results (:func:`reslab.runs.store.record_run`)."""
+    record of finished runs, which is committed with the results (:meth:`RunStore.record_run`)."""
     import pandas as pd
 
     done = []
@@ -245,7 +228,7 @@ def _record_runs(folder: Path) -> list[Path]:
         if "run_dir" not in frame:
             continue
         for run in frame["run_dir"].dropna().unique():
-            if str(run).startswith("<runs>/") and (rec := record_run(run)) is not None:
+            if str(run).startswith("<runs>/") and (rec := store.record_run(run)) is not None:
                 done.append(rec)
     return done
 
@@ -314,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if args.check:
-        return check.main(args.results, args.data_root or os.environ.get("RESLAB_DATA"))
+        return check.main(args.results, args.data_root)
 
     try:
         get_profile(args.profile)
@@ -336,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         names = [n for n in names if n in args.only or n in ACROSS_PROFILES]
 
     params = {"profile": args.profile}
-    data_root = data_root_arg(parser, args.data_root)
+    paths = command_paths(parser, args.data_root, results=args.results)
     if args.device:
         params["device"] = args.device
     try:
@@ -350,13 +333,13 @@ def main(argv: list[str] | None = None) -> int:
             params |= notebook_params(args.param, [n for n in names if n not in ACROSS_PROFILES], folder)
         except ValueError as exc:
             parser.error(str(exc))
-    results = Path(args.results).expanduser().resolve() if args.results else results_root()
+    results = paths.results
 
     failures = []
     for name in names:
         print(f"[reslab] {name} ({args.profile}) ...", flush=True)
         try:
-            wall = run_notebook(name, args.profile, params, folder, results, data_root, settings)
+            wall = run_notebook(name, args.profile, params, folder, paths, settings)
         except Exception as exc:  # go on past a failing notebook; report at the end
             reason = f"{type(exc).__name__}: {getattr(exc, 'evalue', None) or exc}"
             failures.append((name, reason))
@@ -367,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
         if name == "summary" and results == checkout_results():
             _update_readme(results / name)
 
-    _print_run_store(_absolute_env("RESLAB_RUNS") or results / "_runs")
+    _print_run_store(paths.runs)
     if failures:
         print(f"\n[reslab] {len(failures)} of {len(names)} notebook(s) failed "
               f"(executed copies in {results / args.profile / '_failed'}):", file=sys.stderr)
@@ -422,10 +405,7 @@ def notebooks_main(argv: list[str] | None = None) -> int:
     names = args.names or list_notebooks(folder)
     with tempfile.TemporaryDirectory() as scratch:
         # The summary shows the committed results; every notebook writes into a throw-away folder.
-        env = {**_kernel_paths(), "RESLAB_RESULTS": scratch,
-               "RESLAB_SOURCE_RESULTS": os.environ.get("RESLAB_SOURCE_RESULTS")
-               or str(checkout_results() or results_root())}
-        with environment(env):
+        with environment(Paths.from_env().writing_to(scratch).env()):
             for name in names:
                 src = folder / f"{name}.ipynb"
                 if not src.is_file():

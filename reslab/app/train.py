@@ -9,8 +9,8 @@ from .. import distributed
 from ..catalog import parse_param, run_spec
 from ..profiles import PROFILES
 from ..runs.execute import run_alone
-from ..runs.store import record_run
-from . import DESCRIPTIONS, data_root_arg
+from ..runs.store import RunStore
+from . import DESCRIPTIONS, command_paths
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,20 +38,20 @@ def main(argv: list[str] | None = None) -> int:
     """``reslab train``: one run spec of a table, in this process or on all of a torchrun/srun's."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    data_root = data_root_arg(parser, args.data_root)
+    paths = command_paths(parser, args.data_root)
     try:
         params = dict(parse_param(p) for p in args.param)
         spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
-                              params=params, device=args.device)
+                              params=params, device=args.device, paths=paths)
         dist = distributed.init_from_env(spec.cfg.device)
-        row, _ = run_alone(spec, args.profile, seed, data_root, force=args.force)
+        row, _ = run_alone(spec, args.profile, seed, paths, force=args.force)
     except ValueError as exc:
         parser.error(str(exc))
     if dist.is_main:
         keys = ("label", "dataset", "seed", "epochs", "best_acc", "final_acc", "world_size", "batch_norm",
                 "evidence", "reused", "run_dir")
         print("\n".join(f"{k}: {row.get(k, '')}" for k in keys))
-        record = record_run(row["run_dir"])
+        record = RunStore.of(paths).record_run(row["run_dir"])
         if record is not None:  # commit it with the results: another machine then reuses the run
             print(f"recorded: {record}")
     if dist.distributed:

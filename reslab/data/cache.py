@@ -22,11 +22,11 @@ import torch
 
 from .._env import download_allowed
 from .._io import atomic_torch_save, file_lock, remove_stale_temps
+from ..paths import Paths
 from .readers import check_labels
 from .sources import (
     Found,
     candidate_folders,
-    data_root,
     locate,
     looked_for,
     read_found,
@@ -40,22 +40,22 @@ from .specs import SPLITS, Dataset, DatasetSpec, get_spec
 CACHE_VERSION = 1
 
 
-def cache_dir() -> Path:
-    """Return the cache folder (``$RESLAB_CACHE``, else ``~/.cache/reslab``)."""
-    env = os.environ.get("RESLAB_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "reslab"
+def cache_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Return the cache folder: ``cache`` if given, else ``$RESLAB_CACHE``, else ``~/.cache/reslab``
+    (:attr:`reslab.paths.Paths.cache`)."""
+    return Paths.from_env(cache=cache).cache
 
 
-def download_dir() -> Path:
-    """Return where torchvision downloads go when no data root is given."""
-    return cache_dir() / "downloads"
+def download_dir(cache: str | os.PathLike | None = None) -> Path:
+    """Return where torchvision downloads go when no data root is given (``<cache>/downloads``)."""
+    return cache_dir(cache) / "downloads"
 
 
-def _download_lock(target: Path) -> Path:
+def _download_lock(target: Path, cache: Path) -> Path:
     """The lock file of downloads into ``target``: in the cache, so that a failed download leaves
     nothing in the user's folder (share ``RESLAB_CACHE`` between machines that share ``target``)."""
     digest = hashlib.sha256(str(target.expanduser().resolve()).encode()).hexdigest()[:16]
-    return cache_dir() / "locks" / f"download-{digest}.lock"
+    return cache / "locks" / f"download-{digest}.lock"
 
 
 # --------------------------------------------------------------------------------------------
@@ -89,9 +89,9 @@ def _read_entry(path: Path) -> dict | None:
         return None
 
 
-def _load_split(spec: DatasetSpec, split: str, found: Found) -> dict:
+def _load_split(spec: DatasetSpec, split: str, found: Found, cache: Path) -> dict:
     key = _cache_key(spec, split, found)
-    path = cache_dir() / "tensors" / f"{spec.name}-{split}-{key}.pt"
+    path = cache / "tensors" / f"{spec.name}-{split}-{key}.pt"
     entry = _read_entry(path)
     if entry is not None:
         return entry
@@ -154,6 +154,7 @@ def load_dataset(
     subset: int | None = None,
     seed: int = 0,
     allow_synthetic: bool = False,
+    cache: str | os.PathLike | None = None,
 ) -> Dataset:
     """Load one split of a data set as uint8 tensors.
 
@@ -169,6 +170,8 @@ def load_dataset(
         seed: Seed of the subset.
         allow_synthetic: When nothing is found and no download succeeds, write synthetic data in
             the official format and read it back (the smoke profile).
+        cache: The cache of decoded splits, downloads and synthetic files; default
+            ``$RESLAB_CACHE``, else ``~/.cache/reslab``.
 
     Returns:
         A :class:`Dataset`.
@@ -183,7 +186,8 @@ def load_dataset(
 
     looked: list[str] = []
     found: Found | None = None
-    root_path = data_root(root)
+    paths = Paths.from_env(data=root, cache=cache)
+    root_path, cache_root = paths.data, paths.cache
     if root_path is not None:
         if not root_path.is_dir() and not download_allowed(download):
             raise FileNotFoundError(
@@ -195,9 +199,9 @@ def load_dataset(
 
     download_error = None
     if found is None and download_allowed(download):
-        target = root_path if root_path is not None else download_dir()
+        target = root_path if root_path is not None else cache_root / "downloads"
         # One process downloads into a folder; the others wait, then find its files.
-        with file_lock(_download_lock(target), what=f"the {name} download into {target}"):
+        with file_lock(_download_lock(target, cache_root), what=f"the {name} download into {target}"):
             found = locate(spec, target)
             if found is None:
                 try:
@@ -208,7 +212,7 @@ def load_dataset(
         looked.append(f"{target} (torchvision download)")
 
     if found is None and allow_synthetic:
-        found = write_synthetic(spec, cache_dir() / "synthetic" / spec.name)
+        found = write_synthetic(spec, cache_root / "synthetic" / spec.name)
 
     if found is None:
         why = (
@@ -222,7 +226,7 @@ def load_dataset(
             f"root=) to a folder holding these files, or allow the download."
         )
 
-    entry = _load_split(spec, split, found)
+    entry = _load_split(spec, split, found, cache_root)
     images, labels, fingerprint = entry["images"], entry["labels"], entry["fingerprint"]
     if subset is not None and int(subset) < labels.numel():
         idx = stratified_indices(labels, int(subset), len(spec.classes), seed)

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from .._io import atomic_path, file_lock, remove_stale_temps
+from ..paths import Paths
 from .readers import (
     cifar_batches,
     find_idx,
@@ -34,11 +35,9 @@ from .specs import SPLITS, DatasetSpec
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path | None:
-    """Return the data root: ``root`` if given, else ``$RESLAB_DATA``, else ``None``."""
-    if root is not None and str(root) != "":
-        return Path(root).expanduser()
-    env = os.environ.get("RESLAB_DATA")
-    return Path(env).expanduser() if env else None
+    """Return the data root: ``root`` if given, else ``$RESLAB_DATA``, else ``None``
+    (:attr:`reslab.paths.Paths.data`)."""
+    return Paths.from_env(data=root).data
 
 
 # --------------------------------------------------------------------------------------------

@@ -26,25 +26,14 @@ from .. import distributed
 from ..data import BatchLoader, Dataset
 from ..evidence import evidence_of, row_deviations, weakest_evidence
 from ..models import count_params
+from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import make_row, write_csv, write_json
 from ..train import CHECKPOINT_NAME, finish_checkpoint, load_checkpoint, resolve_device, train, use_channels_last
 from . import cost
 from .jobs import JOB_FILE, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
-from .store import (
-    FINISHED,
-    HISTORY_NAME,
-    NOT_RUN,
-    RESULT_NAME,
-    is_finished,
-    jobs_folder,
-    recorded,
-    relative_to_runs,
-    run_dir,
-    run_lock,
-    runs_root,
-)
+from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, run_lock
 
 #: Whole-number columns of a result row (kept whole beside the empty cells of a run not run).
 _COUNT_COLUMNS = ("epochs", "params", "trainable_params", "best_epoch", "train_images", "test_images",
@@ -69,12 +58,16 @@ def run_one(
     test_data: Dataset,
     force: bool = False,
     use_record: bool = True,
+    paths: Paths | None = None,
 ) -> tuple[dict[str, Any], pd.DataFrame]:
     """Train (or reuse) one run and return its result row and per-epoch history.
 
     A finished run is reused from the run store, else from the record of finished runs
-    (:func:`record_root`; not with ``use_record=False``, for a caller that needs the checkpoint,
+    (:attr:`RunStore.record`; not with ``use_record=False``, for a caller that needs the checkpoint,
     which the record does not keep).
+
+    Args:
+        paths: Where the run store and the record are (default: resolved from the environment).
 
     Returns:
         ``(row, history)``: the row carries every provenance column of
@@ -84,10 +77,11 @@ def run_one(
         per epoch with ``label``, ``model``, ``seed`` and the tags as columns.
     """
     prof = resolve_profile(profile)
-    folder = run_dir(spec, prof, seed, train_data, test_data)
+    store = RunStore.of(paths or Paths.from_env())
+    folder = store.run_dir(spec, prof, seed, train_data, test_data)
     result_path = folder / RESULT_NAME
     with run_lock(folder, f"run {spec.label} (seed {seed}, {prof.name})"):
-        source = folder if result_path.is_file() else recorded(folder) if use_record else None
+        source = folder if result_path.is_file() else store.recorded(folder) if use_record else None
         if source is not None and not force:
             stored = json.loads((source / RESULT_NAME).read_text())
             row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
@@ -98,16 +92,16 @@ def run_one(
             if force and distributed.current().is_main:
                 shutil.rmtree(folder, ignore_errors=True)
             distributed.barrier()
-            row, history = _train_run(spec, prof, seed, train_data, test_data, folder)
+            row, history = _train_run(spec, prof, seed, train_data, test_data, folder, store)
     # Decided afresh on every read, so a stored run is judged by today's rule.
     kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides, *row_deviations(row)),
                              [train_data.data_source, test_data.data_source],
                              complete=train_data.subset is None and test_data.subset is None)
-    row |= {"run_dir": relative_to_runs(folder), **spec.tags, "evidence": kind, "evidence_note": note}
+    row |= {"run_dir": store.relative(folder), **spec.tags, "evidence": kind, "evidence_note": note}
     return row, history.assign(**spec.tags)
 
 
-def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
+def run_alone(spec: RunSpec, profile: str | Profile, seed: int, paths: Paths | None = None,
               force: bool = False, fingerprints: Sequence[str] | None = None,
               use_record: bool = True) -> tuple[dict[str, Any], pd.DataFrame]:
     """One run in a process of its own (a job of the ``local`` or ``slurm`` executor, ``reslab
@@ -115,6 +109,7 @@ def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str |
     :func:`run_one`.
 
     Args:
+        paths: The data root, cache, run store and record (default: resolved from the environment).
         fingerprints: ``(train, test)`` fingerprints the caller saw: the run is refused when this
             process reads other data (a data folder that differs between machines), so that a job
             never files its run under a key the notebook does not look for.
@@ -122,17 +117,18 @@ def run_alone(spec: RunSpec, profile: str | Profile, seed: int, data_root: str |
     Raises:
         ValueError: when the data read here does not have ``fingerprints``.
     """
-    train_data, test_data = load_splits(spec.dataset, profile, data_root, spec.recipe.test_subset)
+    paths = paths or Paths.from_env()
+    train_data, test_data = load_splits(spec.dataset, profile, paths, spec.recipe.test_subset)
     seen = (train_data.fingerprint, test_data.fingerprint)
     if fingerprints is not None and tuple(fingerprints) != seen:
         raise ValueError(f"this process read {spec.dataset} with fingerprints {seen}, the caller {tuple(fingerprints)}: "
                          f"the data differ between them. Give data_root (or $RESLAB_DATA) as a folder that every "
                          f"machine running jobs reads identically.")
-    return run_one(spec, profile, seed, train_data, test_data, force=force, use_record=use_record)
+    return run_one(spec, profile, seed, train_data, test_data, force=force, use_record=use_record, paths=paths)
 
 
 def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
-               folder: Path) -> tuple[dict[str, Any], pd.DataFrame]:
+               folder: Path, store: RunStore) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
     model = build_model(spec, train_data.num_classes, train_data.images.shape[1])
     fresh = _init_weights(model, spec.init_from) if spec.init_from else []
@@ -161,7 +157,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),
         train_fingerprint=train_data.fingerprint, test_fingerprint=test_data.fingerprint,
-        init_from=relative_to_runs(spec.init_from) if spec.init_from else "", fresh_from_init=len(fresh),
+        init_from=store.relative(spec.init_from) if spec.init_from else "", fresh_from_init=len(fresh),
         resumed_from_epoch=history.resumed_from_epoch, run_key=folder.name.rsplit("-", 1)[-1], reused=False,
     )
     frame = history.to_frame().assign(label=spec.label, model=spec.model, seed=seed)
@@ -197,7 +193,7 @@ def run_specs(
     specs: Sequence[RunSpec],
     profile: str | Profile,
     seeds: Sequence[int],
-    data_root: str | os.PathLike | None = None,
+    paths: Paths | None = None,
     force: bool = False,
     splits: dict[str, tuple[Dataset, Dataset]] | None = None,
     executor: "str | Executor | None" = None,
@@ -206,6 +202,8 @@ def run_specs(
     """Run every spec for every seed (data loaded once per data set).
 
     Args:
+        paths: The data root, cache, run store and record (default: resolved from the environment;
+            a job gets the caller's).
         splits: Splits already loaded, ``{dataset: (train, test)}``; missing ones are loaded with
             the profile's subsets (and the recipe's ``test_subset``) and added to it.
         executor: Where the runs not yet finished are made (:mod:`reslab.runs.jobs`): ``inline``
@@ -228,23 +226,26 @@ def run_specs(
     if not seeds:
         raise ValueError("seeds must name at least one seed, e.g. [0].")
     prof = resolve_profile(profile)
+    paths = paths or Paths.from_env()
+    store = RunStore.of(paths)
     splits = {} if splits is None else splits
     for spec in specs:
         if spec.dataset not in splits:
-            splits[spec.dataset] = load_splits(spec.dataset, prof, data_root, spec.recipe.test_subset)
+            splits[spec.dataset] = load_splits(spec.dataset, prof, paths, spec.recipe.test_subset)
     ex = Executor.resolve(executor)
-    estimate = announce_cost(specs, prof, seeds, splits, force, use_record)
+    estimate = announce_cost(specs, prof, seeds, splits, force, use_record, store)
     if estimate:
         print(estimate, flush=True)
     pairs = [(spec, seed) for spec in specs for seed in seeds]
-    outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, data_root, force, use_record)
+    outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, paths, force, use_record)
     rows, histories = [], []
     for spec, seed in pairs:
         outcome = outcomes.get((id(spec), seed))
         if outcome is not None and not outcome.finished:
-            rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome))
+            rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome, store))
             continue
-        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline, use_record=use_record)
+        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline, use_record=use_record,
+                            paths=paths)
         if outcome is not None:  # trained by a job of this call, not reused
             row["reused"] = False
         rows.append(row | {"status": FINISHED})
@@ -259,26 +260,26 @@ def run_specs(
 
 
 def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
-                 splits: dict[str, tuple[Dataset, Dataset]], data_root: str | os.PathLike | None,
+                 splits: dict[str, tuple[Dataset, Dataset]], paths: Paths,
                  force: bool, use_record: bool = True) -> dict[tuple[int, int], Outcome]:
     """Make the runs of ``pairs`` that are not finished (all of them with ``force``) as jobs of
     ``ex``; ``{(id(spec), seed): outcome}`` of those submitted (a label may name runs on several
     data sets)."""
+    store = RunStore.of(paths)
     pending = [(spec, seed) for spec, seed in pairs
-               if force or not is_finished(run_dir(spec, prof, seed, *splits[spec.dataset]), use_record)]
+               if force or not store.is_finished(store.run_dir(spec, prof, seed, *splits[spec.dataset]), use_record)]
     if not pending:
         return {}
-    root = str(Path(data_root).expanduser().resolve()) if data_root is not None else None
-    subs = [Submission(spec=spec, profile=prof.name, seed=seed, data_root=root, force=force,
+    subs = [Submission(spec=spec, profile=prof.name, seed=seed, paths=paths, force=force,
                        fingerprints=tuple(d.fingerprint for d in splits[spec.dataset]),
-                       runs_root=str(runs_root().resolve()), use_record=use_record) for spec, seed in pending]
+                       use_record=use_record) for spec, seed in pending]
     table = pending[0][0].table
-    outcomes = run_jobs(ex, RunJob(), subs, jobs_folder(prof.name, table), table)
+    outcomes = run_jobs(ex, RunJob(), subs, store.jobs_folder(prof.name, table), table)
     return {(id(spec), seed): o for (spec, seed), o in zip(pending, outcomes)}
 
 
 def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
-                 outcome: Outcome) -> dict[str, Any]:
+                 outcome: Outcome, store: RunStore) -> dict[str, Any]:
     """The row of a run whose job did not finish: what it is, why not, where its log is; no numbers.
     Its evidence is at most ``budget`` (a table row missing some of its runs is not the protocol)."""
     kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides),
@@ -289,14 +290,14 @@ def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, t
     return {"table": spec.table, "model": spec.model, "dataset": spec.dataset, "data_source": train_data.data_source,
             "profile": prof.name, "seed": seed, "epochs": nan, "final_acc": nan, "best_acc": nan, "train_acc": nan,
             "label": spec.label, "reused": False,
-            "run_dir": relative_to_runs(run_dir(spec, prof, seed, train_data, test_data)), **spec.tags,
+            "run_dir": store.relative(store.run_dir(spec, prof, seed, train_data, test_data)), **spec.tags,
             "evidence": kind, "evidence_note": note,
-            "status": f"{NOT_RUN}: {outcome.error} (log: {relative_to_runs(outcome.log)})"}
+            "status": f"{NOT_RUN}: {outcome.error} (log: {store.relative(outcome.log)})"}
 
 
 def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],
                   splits: dict[str, tuple[Dataset, Dataset]], force: bool = False,
-                  use_record: bool = True) -> str | None:
+                  use_record: bool = True, store: RunStore | None = None) -> str | None:
     """What :func:`run_specs` prints before training: the cost of the runs still to train.
 
     Under a protocol profile (``paper``, ``strong``), on any device, the plan of those runs
@@ -307,9 +308,10 @@ def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[in
     """
     if profile.evidence == SMOKE:
         return None
+    store = store or RunStore.of(Paths.from_env())
     try:
         pending = [(spec, s) for spec in specs for s in seeds
-                   if force or not is_finished(run_dir(spec, profile, s, *splits[spec.dataset]), use_record)]
+                   if force or not store.is_finished(store.run_dir(spec, profile, s, *splits[spec.dataset]), use_record)]
         pending = [(spec, s) for spec, s in pending if _device_type(spec.cfg.device) in (
             ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
         if not pending:
@@ -338,9 +340,8 @@ class Submission:
     spec: RunSpec
     profile: str
     seed: int
-    data_root: str | None
+    paths: Paths  # the caller's folders: its run store, whatever this node's default
     fingerprints: tuple[str, str]
-    runs_root: str
     force: bool = False
     use_record: bool = True  # reuse a run finished only in the record (False: its checkpoint is needed)
 
@@ -356,20 +357,19 @@ class RunJob:
     preemption: the job is requeued and resumes from the run's last epoch checkpoint."""
 
     def __call__(self, sub: Submission) -> dict[str, Any]:
-        os.environ["RESLAB_RUNS"] = sub.runs_root  # the store the caller reads, whatever this node's default
         spec = dataclasses.replace(sub.spec, recipe=sub.spec.recipe.replace(progress=False))
         if str(spec.cfg.device).startswith("cuda:"):  # a job sees only its own GPUs
             spec = dataclasses.replace(spec, recipe=spec.recipe.replace(device="cuda"))
         dist = distributed.init_from_env(spec.cfg.device)  # a job of several tasks (gpus > 1): one run on all
-        folder = run_dir(spec, sub.profile, sub.seed, *sub.fingerprints)
+        folder = RunStore.of(sub.paths).run_dir(spec, sub.profile, sub.seed, *sub.fingerprints)
         if dist.is_main:
             if sub.force:  # retrain: as run_one(force=True) would, but keeping this job's record
                 shutil.rmtree(folder, ignore_errors=True)
             folder.mkdir(parents=True, exist_ok=True)
             _write_job_file(folder)
         distributed.barrier()
-        row, _ = run_alone(spec, sub.profile, sub.seed, sub.data_root, fingerprints=sub.fingerprints,
-                                      use_record=sub.use_record)
+        row, _ = run_alone(spec, sub.profile, sub.seed, sub.paths, fingerprints=sub.fingerprints,
+                           use_record=sub.use_record)
         return {"label": row["label"], "seed": row["seed"], "best_acc": row["best_acc"], "run_dir": row["run_dir"]}
 
     def checkpoint(self, sub: Submission) -> Any:

@@ -17,6 +17,7 @@ import torch
 
 from ..data import Augment, Dataset, load_dataset
 from ..models import create_model
+from ..paths import Paths
 from ..profiles import Profile, resolve_profile
 from ..train import SPEED_FIELDS, TrainConfig
 
@@ -205,22 +206,24 @@ def build_model(spec: RunSpec, num_classes: int, channels: int, pretrained: bool
     return create_model(spec.model, num_classes=num_classes, in_chans=3 if train_aug.to_rgb else channels, **kwargs)
 
 
-def load_splits(dataset: str, profile: str | Profile, data_root: str | os.PathLike | None = None,
+def load_splits(dataset: str, profile: str | Profile, paths: Paths | None = None,
                 test_subset: int | None = None, download: bool | None = None) -> tuple[Dataset, Dataset]:
     """The train and test splits a profile uses (its subsets; the subset seed is fixed at 0 so
     every model and seed of a table sees the same images).
 
     Args:
+        paths: The data root and the cache (default: resolved from the environment).
         test_subset: A smaller stratified test subset than the profile's (a table whose smoke
             run evaluates large networks); ``None`` = the profile's.
         download: ``False`` never downloads (the data set must be on disk); ``None`` = the profile's.
     """
     prof = resolve_profile(profile)
+    paths = paths or Paths.from_env()
     subsets = {"train": None, "test": test_subset}
     splits = []
     for split in ("train", "test"):
         kwargs = prof.data_kwargs(split, subsets[split])
         if download is not None:
             kwargs["download"] = download
-        splits.append(load_dataset(dataset, split, root=data_root, seed=0, **kwargs))
+        splits.append(load_dataset(dataset, split, root=paths.data, cache=paths.cache, seed=0, **kwargs))
     return tuple(splits)

@@ -1,6 +1,6 @@
 """Where runs are filed: the run store and the record of finished runs.
 
-A run lives in :func:`run_dir` (``<runs>/<profile>/<table>/<label>-s<seed>-<key>/``: its
+A run lives in :meth:`RunStore.run_dir` (``<runs>/<profile>/<table>/<label>-s<seed>-<key>/``: its
 checkpoint ``last.pt``, ``history.csv`` and ``result.json``), where ``key`` (:func:`run_key`)
 hashes everything that changes its numbers (model and its arguments, training config,
 augmentation, initial weights, data fingerprints), so rerunning a notebook with the same profile
@@ -8,13 +8,15 @@ and seeds reuses its runs, an interrupted run resumes from its last epoch, and a
 trains anew.
 
 The run store is outside the results folders on purpose: ``reslab reproduce`` executes notebooks
-into a staging folder, and runs must survive that (``RESLAB_RUNS``, default ``results/_runs``).
-The record (:func:`record_root`) mirrors it without checkpoints and is committed with the results.
+into a staging folder, and runs must survive that (:attr:`reslab.paths.Paths.runs`, default
+``results/_runs``). The record (:attr:`RunStore.record`) mirrors it without checkpoints and is
+committed with the results.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,8 +27,9 @@ from typing import Iterator
 from .. import distributed
 from .._io import atomic_path, file_lock
 from ..data import Dataset
+from ..paths import Paths
 from ..profiles import Profile, resolve_profile
-from ..results import RECORD, file_sha256, results_root
+from ..results import file_sha256
 from ..train import CHECKPOINT_NAME, SPEED_FIELDS
 from .spec import RunSpec
 
@@ -41,74 +44,9 @@ RESULT_NAME = "result.json"
 HISTORY_NAME = "history.csv"
 
 
-def runs_root() -> Path:
-    """Where runs live: ``$RESLAB_RUNS``, else ``<results root>/_runs``."""
-    env = os.environ.get("RESLAB_RUNS")
-    return Path(env).expanduser() if env else results_root() / "_runs"
-
-
-def record_root() -> Path:
-    """The record of finished runs: ``$RESLAB_RECORD``, else ``<results root>/_finished``.
-
-    It mirrors the run store without checkpoints (``<profile>/<table>/<run>/result.json`` and
-    ``history.csv``) and is committed with the results, so that a fresh clone, or another machine,
-    knows which runs are finished and renders their tables without training them again
-    (:func:`run_one` reuses a recorded run). ``reslab train`` and ``reslab reproduce`` write it
-    (:func:`record_run`); a notebook run on its own only reads it.
-    """
-    env = os.environ.get("RESLAB_RECORD")
-    return Path(env).expanduser() if env else results_root() / RECORD
-
-
-def recorded(folder: Path) -> Path | None:
-    """The record of the run whose run-store folder is ``folder``, if the record holds it finished."""
-    try:
-        rel = Path(folder).relative_to(runs_root())
-    except ValueError:
-        return None
-    rec = record_root() / rel
-    return rec if (rec / RESULT_NAME).is_file() and (rec / HISTORY_NAME).is_file() else None
-
-
-def is_finished(folder: Path, use_record: bool = True) -> bool:
-    """Whether the run of run-store folder ``folder`` is finished, in the run store or (with
-    ``use_record``) in the record."""
-    return (Path(folder) / RESULT_NAME).is_file() or (use_record and recorded(folder) is not None)
-
-
-def record_run(folder: str | os.PathLike) -> Path | None:
-    """Copy a finished run's result row and history from the run store into the record (atomically).
-
-    Args:
-        folder: The run's folder in the run store, or its ``<runs>/...`` form from a result row.
-
-    Returns:
-        The record's folder, or ``None`` when the run store has no finished run there.
-    """
-    text = str(folder)
-    folder = runs_root() / text.removeprefix("<runs>/") if text.startswith("<runs>/") else Path(folder)
-    if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
-        return None
-    rec = record_root() / folder.resolve().relative_to(runs_root().resolve())
-    for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
-        data = (folder / name).read_bytes()
-        if not (rec / name).is_file() or (rec / name).read_bytes() != data:
-            with atomic_path(rec / name) as tmp:
-                tmp.write_bytes(data)
-    return rec
-
-
 def slug(text: str) -> str:
     """A file-name-safe version of a row label."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
-
-
-def relative_to_runs(path: str | os.PathLike) -> str:
-    """A run-store path as ``<runs>/...`` (no machine paths in committed CSVs)."""
-    try:
-        return str(Path("<runs>") / Path(path).relative_to(runs_root()))
-    except ValueError:
-        return str(path)
 
 
 def _file_digest(path: Path) -> str:
@@ -136,35 +74,6 @@ def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Data
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
-def run_dir(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
-    """The folder of one run in the run store (its checkpoint, history and result row)."""
-    key = run_key(spec, seed, train_data, test_data)
-    return runs_root() / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
-
-
-def find_run(spec: RunSpec, profile: str | Profile, seed: int) -> Path | None:
-    """The folder of a finished run of ``spec`` in the run store, found without its data: a
-    candidate folder (same row and seed) is taken when the key made from the data fingerprints its
-    result row recorded is its own key. ``None`` when there is none; the latest finished if several
-    (runs of the same recipe on other data, e.g. official CIFAR-10 and its JPEG copy)."""
-    folder = runs_root() / resolve_profile(profile).name / spec.table
-    found = []
-    for candidate in folder.glob(f"{slug(spec.label)}-s{seed}-*"):
-        try:
-            row = json.loads((candidate / RESULT_NAME).read_text())["row"]
-            key = run_key(spec, seed, row["train_fingerprint"], row["test_fingerprint"])
-        except (OSError, ValueError, KeyError):  # unfinished, unreadable, or an init_from not here
-            continue
-        if candidate.name == f"{slug(spec.label)}-s{seed}-{key}":
-            found.append(candidate)
-    return max(found, key=lambda p: (p / RESULT_NAME).stat().st_mtime) if found else None
-
-
-def checkpoint_path(spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset, test_data: Dataset) -> Path:
-    """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
-    return run_dir(spec, profile, seed, train_data, test_data) / CHECKPOINT_NAME
-
-
 @contextlib.contextmanager
 def run_lock(folder: Path, what: str) -> Iterator[None]:
     """One process at a time trains a run: two processes asked for the same run at once (two
@@ -184,6 +93,109 @@ def run_lock(folder: Path, what: str) -> Iterator[None]:
         yield
 
 
-def jobs_folder(profile: str, table: str) -> Path:
-    """Where the jobs of ``table`` keep their logs: ``<run store>/_jobs/<profile>/<table>``."""
-    return runs_root() / "_jobs" / profile / table
+@dataclasses.dataclass(frozen=True)
+class RunStore:
+    """The run store and the record of finished runs of one command or notebook run: where a run
+    lives (:meth:`run_dir`), whether it is finished, and its record.
+
+    Attributes:
+        root: The run store (:attr:`reslab.paths.Paths.runs`).
+        record: The record of finished runs (:attr:`reslab.paths.Paths.record`): it mirrors the run
+            store without checkpoints (``<profile>/<table>/<run>/result.json`` and ``history.csv``)
+            and is committed with the results, so that a fresh clone, or another machine, knows
+            which runs are finished and renders their tables without training them again.
+            ``reslab train`` and ``reslab reproduce`` write it (:meth:`record_run`); a notebook run
+            on its own only reads it.
+    """
+
+    root: Path
+    record: Path
+
+    @classmethod
+    def of(cls, paths: Paths) -> "RunStore":
+        return cls(root=paths.runs, record=paths.record)
+
+    def run_dir(self, spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset | str,
+                test_data: Dataset | str) -> Path:
+        """The folder of one run (its checkpoint, history and result row)."""
+        key = run_key(spec, seed, train_data, test_data)
+        return self.root / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+
+    def checkpoint_path(self, spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset,
+                        test_data: Dataset) -> Path:
+        """Where the final checkpoint of ``spec`` (``last.pt``) is or will be."""
+        return self.run_dir(spec, profile, seed, train_data, test_data) / CHECKPOINT_NAME
+
+    def checkpoint_of(self, spec: RunSpec, profile: str | Profile, seed: int,
+                      splits: tuple[Dataset, Dataset] | None = None) -> Path | None:
+        """Where the checkpoint of the run of ``spec`` is or will be: keyed by the data's fingerprints
+        when ``splits`` are given; without them (no data on this machine), the one of the finished
+        run :meth:`find_run` finds, else ``None``. What a run that starts from another's checkpoint
+        (:data:`reslab.tables._common.FROM_FIRST_RUN`) starts from."""
+        if splits is not None:
+            return self.checkpoint_path(spec, profile, seed, *splits)
+        found = self.find_run(spec, profile, seed)
+        return found / CHECKPOINT_NAME if found is not None else None
+
+    def recorded(self, folder: Path) -> Path | None:
+        """The record of the run whose run-store folder is ``folder``, if the record holds it finished."""
+        try:
+            rel = Path(folder).relative_to(self.root)
+        except ValueError:
+            return None
+        rec = self.record / rel
+        return rec if (rec / RESULT_NAME).is_file() and (rec / HISTORY_NAME).is_file() else None
+
+    def is_finished(self, folder: Path, use_record: bool = True) -> bool:
+        """Whether the run of run-store folder ``folder`` is finished, in the run store or (with
+        ``use_record``) in the record."""
+        return (Path(folder) / RESULT_NAME).is_file() or (use_record and self.recorded(folder) is not None)
+
+    def record_run(self, folder: str | os.PathLike) -> Path | None:
+        """Copy a finished run's result row and history from the run store into the record (atomically).
+
+        Args:
+            folder: The run's folder in the run store, or its ``<runs>/...`` form from a result row.
+
+        Returns:
+            The record's folder, or ``None`` when the run store has no finished run there.
+        """
+        text = str(folder)
+        folder = self.root / text.removeprefix("<runs>/") if text.startswith("<runs>/") else Path(folder)
+        if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
+            return None
+        rec = self.record / folder.resolve().relative_to(self.root.resolve())
+        for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
+            data = (folder / name).read_bytes()
+            if not (rec / name).is_file() or (rec / name).read_bytes() != data:
+                with atomic_path(rec / name) as tmp:
+                    tmp.write_bytes(data)
+        return rec
+
+    def relative(self, path: str | os.PathLike) -> str:
+        """A run-store path as ``<runs>/...`` (no machine paths in committed CSVs)."""
+        try:
+            return str(Path("<runs>") / Path(path).relative_to(self.root))
+        except ValueError:
+            return str(path)
+
+    def find_run(self, spec: RunSpec, profile: str | Profile, seed: int) -> Path | None:
+        """The folder of a finished run of ``spec``, found without its data: a candidate folder (same
+        row and seed) is taken when the key made from the data fingerprints its result row recorded
+        is its own key. ``None`` when there is none; the latest finished if several (runs of the
+        same recipe on other data, e.g. official CIFAR-10 and its JPEG copy)."""
+        folder = self.root / resolve_profile(profile).name / spec.table
+        found = []
+        for candidate in folder.glob(f"{slug(spec.label)}-s{seed}-*"):
+            try:
+                row = json.loads((candidate / RESULT_NAME).read_text())["row"]
+                key = run_key(spec, seed, row["train_fingerprint"], row["test_fingerprint"])
+            except (OSError, ValueError, KeyError):  # unfinished, unreadable, or an init_from not here
+                continue
+            if candidate.name == f"{slug(spec.label)}-s{seed}-{key}":
+                found.append(candidate)
+        return max(found, key=lambda p: (p / RESULT_NAME).stat().st_mtime) if found else None
+
+    def jobs_folder(self, profile: str, table: str) -> Path:
+        """Where the jobs of ``table`` keep their logs: ``<run store>/_jobs/<profile>/<table>``."""
+        return self.root / "_jobs" / profile / table

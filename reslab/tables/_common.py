@@ -25,8 +25,9 @@ import pandas as pd
 
 from .. import plots
 from ..data import Dataset
+from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
-from ..results import output_dir, save_figure, scratch_note, write_csv, write_manifest, writes_to_scratch
+from ..results import output_dir, save_figure, scratch_note, write_csv, write_manifest
 from ..runs.execute import NOT_RUN, Runs, run_specs
 from ..runs.jobs import Executor
 from ..runs.jobs import describe as describe_executor
@@ -215,18 +216,21 @@ class TableRun:
     Attributes:
         table: The table (notebook) name.
         profile: The resolved :class:`~reslab.profiles.Profile`.
+        paths: The folders of this call (:class:`~reslab.paths.Paths`), resolved here, once: a
+            table function is where a notebook enters the package.
         out: The :class:`TableOutput` being filled.
         splits: Every split loaded so far, ``{dataset: (train, test)}`` (described in the manifest).
     """
 
     def __init__(self, table: str, profile: str | Profile, out_dir: str | os.PathLike | None = None,
-                 executor: str | Executor | None = None):
+                 executor: str | Executor | None = None, paths: Paths | None = None):
         self.table = table
         self.profile = resolve_profile(profile)
         self.executor = Executor.resolve(executor)
+        self.paths = paths or Paths.from_env()
         self.t0 = time.perf_counter()
-        self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False))
-        self.scratch = writes_to_scratch(out_dir)
+        self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False, paths=self.paths))
+        self.scratch = not out_dir and self.paths.scratch
         self.splits: dict[str, tuple[Dataset, Dataset]] = {}
         self._extra_data: list[Dataset] = []
         self._rows: list[pd.DataFrame] = []
@@ -234,11 +238,15 @@ class TableRun:
     def train(self, specs: Sequence[RunSpec], seeds: Sequence[int], data_root: str | os.PathLike | None = None,
               force: bool = False) -> Runs:
         """Train or reuse every spec for every seed (:func:`reslab.runs.execute.run_specs`), through the
-        call's executor."""
-        runs = run_specs(specs, self.profile, seeds, data_root=data_root, force=force, splits=self.splits,
-                         executor=self.executor)
+        call's executor; ``data_root`` (default :attr:`paths`' data root) is where the data sets are."""
+        runs = run_specs(specs, self.profile, seeds, paths=self.data_paths(data_root), force=force,
+                         splits=self.splits, executor=self.executor)
         self._rows.append(runs.rows)
         return runs
+
+    def data_paths(self, data_root: str | os.PathLike | None = None) -> Paths:
+        """:attr:`paths` with the data root a table function was given (none given: unchanged)."""
+        return self.paths if data_root is None or str(data_root) == "" else self.paths.replace(data=data_root)
 
     def describe(self, *datasets: Dataset) -> None:
         """Record splits the table loaded itself (not through :meth:`train`) for the manifest."""

@@ -58,11 +58,12 @@ def run_datasets(
     if samples_per_class <= 0:
         raise ValueError(f"samples_per_class must be positive, got {samples_per_class}.")
     run = TableRun("datasets", profile, out_dir)
+    paths = run.data_paths(data_root)
     rows, counts = [], []
     for name in datasets:
         for split in SPLITS:
             # The whole split: this notebook reports the data as it is, whatever the profile.
-            d = load_dataset(name, split, root=data_root, download=run.profile.download,
+            d = load_dataset(name, split, root=paths.data, cache=paths.cache, download=run.profile.download,
                              allow_synthetic=run.profile.allow_synthetic)
             run.describe(d)
             evidence, note = evidence_of(run.profile, data_sources=[d.data_source])

@@ -70,10 +70,11 @@ from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
 from ..evidence import evidence_of, weakest_evidence
 from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
+from ..paths import Paths
 from ..profiles import Profile, resolve_profile
 from ..runs.execute import run_specs
 from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe, load_splits
-from ..runs.store import RESULT_NAME, checkpoint_path, find_run, recorded, relative_to_runs
+from ..runs.store import RESULT_NAME, RunStore
 from ..stats import summarise
 from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
 from ._common import FROM_FIRST_RUN, TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
@@ -212,24 +213,29 @@ def table4_source_spec(profile: str | Profile, model: str = TRANSFER_MODEL) -> R
     return table4_specs(get_recipe(TABLE4_RECIPES, resolve_profile(profile), "DRSTN Table 4"), models=[model])[0]
 
 
-def table4_checkpoint(profile: str | Profile, seed: int, data_root: str | os.PathLike | None = None,
+def table4_checkpoint(profile: str | Profile, seed: int, paths: Paths | None = None,
                       model: str = TRANSFER_MODEL) -> tuple[RunSpec, Path]:
     """The Table 4 run of ``model`` at the profile's unchanged recipe, and where its ``last.pt`` is.
 
     With CIFAR-10 on disk the run is the one of that data; without it, a finished run found in the
     run store from the data fingerprints it recorded (a GPU machine that was given Table 4's runs
     but not CIFAR-10, to run Table 5), else where the run will be once CIFAR-10 is downloaded.
+
+    Args:
+        paths: The data root, cache and run store (default: resolved from the environment).
     """
     prof = resolve_profile(profile)
+    paths = paths or Paths.from_env()
+    store = RunStore.of(paths)
     spec = table4_source_spec(prof, model)
     try:
-        splits = load_splits("cifar10", prof, data_root, download=False)
+        splits = load_splits("cifar10", prof, paths, download=False)
     except FileNotFoundError:
-        found = find_run(spec, prof, seed)
-        if found is not None:
-            return spec, found / CHECKPOINT_NAME
-        splits = load_splits("cifar10", prof, data_root)  # downloads when allowed, else says what is missing
-    return spec, checkpoint_path(spec, prof, seed, *splits)
+        splits = None
+    path = store.checkpoint_of(spec, prof, seed, splits)
+    if path is None:  # neither the data nor the run here: downloads when allowed, else says what is missing
+        path = store.checkpoint_of(spec, prof, seed, load_splits("cifar10", prof, paths))
+    return spec, path
 
 
 def _gain_table(summary: pd.DataFrame) -> pd.DataFrame:
@@ -378,11 +384,13 @@ def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     A run finished only in the record of finished runs (which keeps no checkpoints) is trained
     again into the run store, and the table's notes say so.
     """
-    spec, path = table4_checkpoint(run.profile, seed, data_root)
+    paths = run.data_paths(data_root)
+    store = RunStore.of(paths)
+    spec, path = table4_checkpoint(run.profile, seed, paths)
     if path.is_file() and (path.parent / RESULT_NAME).is_file():
         return path
-    if recorded(path.parent) is not None:
-        why = (f"is finished in the record of finished runs ({relative_to_runs(path.parent)}), which keeps no "
+    if store.recorded(path.parent) is not None:
+        why = (f"is finished in the record of finished runs ({store.relative(path.parent)}), which keeps no "
                f"checkpoints, and this run store does not have it, so it was trained again here (its Table 4 row "
                f"now comes from this run; point RESLAB_RUNS at the run store that trained it to reuse that one).")
     else:  # missing, or interrupted (a last.pt without its result row is not the finished network)
@@ -390,7 +398,7 @@ def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 run ({run.profile}), whose checkpoint Table 5 starts from, "
                          + why)
     print(f"[reslab] {run.out.notes[-1]}", flush=True)
-    run_specs([spec], run.profile, [seed], data_root=data_root, splits=run.splits, executor=run.executor,
+    run_specs([spec], run.profile, [seed], paths=paths, splits=run.splits, executor=run.executor,
               use_record=False)
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")
@@ -507,7 +515,7 @@ def _imagenet_net(model: str, profile: Profile) -> torch.nn.Module:
     return create_model(model, num_classes=1000, pretrained=True)
 
 
-def _cam_model(model: str, weights: str, profile: Profile, data_root, allow_random: bool
+def _cam_model(model: str, weights: str, profile: Profile, paths: Paths, allow_random: bool
                ) -> tuple[torch.nn.Module, str, str]:
     """Build one Table 1 network; return ``(model, weights used, detail)``.
 
@@ -526,13 +534,14 @@ def _cam_model(model: str, weights: str, profile: Profile, data_root, allow_rand
             if model not in {m for _, m in TABLE4_ROWS}:
                 tried.append("cifar10: not a Table 4 model, so no CIFAR-10 checkpoint")
                 continue
-            _, path = table4_checkpoint(profile, 0, data_root, model=model)
+            _, path = table4_checkpoint(profile, 0, paths, model=model)
+            where = RunStore.of(paths).relative(path)
             if not (path.is_file() and (path.parent / RESULT_NAME).is_file()):  # none, or an unfinished run's
-                tried.append(f"cifar10: no Table 4 checkpoint yet ({relative_to_runs(path)}); run that notebook first")
+                tried.append(f"cifar10: no Table 4 checkpoint yet ({where}); run that notebook first")
                 continue
             net = create_model(model, num_classes=10)
             net.load_state_dict(load_checkpoint(path)["model"])
-            return net, "cifar10", f"Table 4 {profile} checkpoint {relative_to_runs(path)}"
+            return net, "cifar10", f"Table 4 {profile} checkpoint {where}"
         elif allow_random:
             torch.manual_seed(0)
             return create_model(model, num_classes=1000), "random", "random initialisation (seed 0)"
@@ -603,7 +612,8 @@ def run_drstn_table1(
     run = TableRun(TABLE1, profile, out_dir)
     allow_random = run.profile.allow_random_weights if allow_random is None else bool(allow_random)
     dev = resolve_device(device)
-    test = load_dataset("cifar10", "test", root=data_root, seed=0, **run.profile.data_kwargs("test"))
+    paths = run.data_paths(data_root)
+    test = load_dataset("cifar10", "test", root=paths.data, cache=paths.cache, seed=0, **run.profile.data_kwargs("test"))
     run.describe(test)
     idx = [int(torch.nonzero(test.labels == c)[0]) for c in range(int(n_images))]
     images = test.images[idx]  # (N, 3, 32, 32) uint8
@@ -613,7 +623,7 @@ def run_drstn_table1(
 
     stats, used, overlays = [], [], {}
     for label, model, layer in CAM_MODELS:
-        net, kind, detail = _cam_model(model, weights, run.profile, data_root, allow_random)
+        net, kind, detail = _cam_model(model, weights, run.profile, paths, allow_random)
         cams, probs, size = _explain(label, model, layer, net, kind, images, image_size, dev)
         evidence, note = evidence_of(run.profile, overrides + ([] if kind == "imagenet" else [f"{kind} weights"]),
                                      [test.data_source], complete=test.subset is None)

@@ -54,8 +54,9 @@ from typing import Callable
 import pandas as pd
 
 from ..claims import as_fraction, load_claims
+from ..paths import Paths
 from ..profiles import BUDGET, PROFILES, SMOKE
-from ..results import output_root, results_root, scratch_note, writes_to_scratch
+from ..results import scratch_note
 from ..stats import t_quantile_975
 from ._common import TableOutput
 
@@ -239,7 +240,7 @@ def measurements(root: str | os.PathLike | None = None, claims: pd.DataFrame | N
     Reads ``<root>/<profile>/<table>/`` for every known profile and every table with an extractor;
     a folder whose CSVs cannot be read is an error naming it.
     """
-    root = Path(root) if root else results_root()
+    root = Path(root) if root else Paths.from_env().source
     claims = load_claims() if claims is None else claims
     rows = []
     for profile in PROFILES:
@@ -433,13 +434,14 @@ def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.Path
             reproduce``, which stages the summary's own output elsewhere), else ``results/``
             (``$RESLAB_RESULTS``).
         out_dir: Where to write; default ``<output root>/summary``
-            (:func:`reslab.results.output_root`: under ``reslab reproduce`` its staging folder,
+            (:attr:`reslab.paths.Paths.output`: under ``reslab reproduce`` its staging folder,
             else the git-ignored scratch folder, so a direct run reads the committed results but
             never replaces ``results/summary``).
     """
     t0 = time.perf_counter()
-    root = Path(results or os.environ.get("RESLAB_SOURCE_RESULTS") or results_root())
-    out = TableOutput(out_dir=Path(out_dir) if out_dir else output_root() / TABLE)
+    paths = Paths.from_env(source=results)
+    root = paths.source
+    out = TableOutput(out_dir=Path(out_dir) if out_dir else paths.output / TABLE)
     out.out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary_table(root)
     head = headline(summary)
@@ -448,7 +450,7 @@ def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.Path
     counts = head["verdict"].value_counts()
     out.notes.append(f"{len(head)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
     out.notes.append(f"{len(summary)} rows (claim x results folder) read from {sorted(set(summary['results'].dropna()))}.")
-    if writes_to_scratch(out_dir):
+    if not out_dir and paths.scratch:
         out.notes.insert(0, scratch_note(out.out_dir, TABLE))
     out.save(TABLE, "all", [], time.perf_counter() - t0, parameters={"results": str(results) if results else None})
     return out

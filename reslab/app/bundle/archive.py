@@ -23,8 +23,9 @@ from typing import Iterator
 
 from ..._version import __version__
 from ...catalog import NOTEBOOKS, Needs, read_later
+from ...paths import Paths
 from ...profiles import PROFILES, resolve_profile
-from ...results import MANIFEST, code_fingerprints, git_commit, now, results_root
+from ...results import MANIFEST, code_fingerprints, git_commit, now
 from ...train import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
 from .gather import MIB, RUN_FILES, _mib, archive_stem
@@ -64,20 +65,19 @@ def export_parser() -> argparse.ArgumentParser:
 def main_export(argv: list[str] | None = None) -> int:
     """``reslab export``: pack results into one archive; return the exit code."""
     args = export_parser().parse_args(argv)
-    results = Path(args.results).expanduser().resolve() if args.results else results_root().resolve()
+    paths = Paths.from_env(results=args.results)
     try:
-        export_results(results, args.profile, args.only, Path(args.out), tag=args.tag, max_mb=args.max_mb,
-                       skip_runs=Path(args.skip_runs) if args.skip_runs else None)
+        export_results(paths.results, args.profile, args.only, Path(args.out), tag=args.tag, max_mb=args.max_mb,
+                       skip_runs=Path(args.skip_runs) if args.skip_runs else None, runs=paths.runs)
     except ValueError as exc:
         print(f"reslab export: error: {exc}", file=sys.stderr)
         return 2
     return 0
 
 
-def _run_store(results: Path) -> Path:
-    """The run store ``reslab reproduce`` uses with this results root."""
-    env = os.environ.get("RESLAB_RUNS")
-    return Path(env).expanduser().resolve() if env else results / "_runs"
+def _run_store(results: Path, runs: Path | None) -> Path:
+    """``runs``, else the run store ``reslab reproduce`` uses with this results root."""
+    return runs or Paths.from_env(results=results).runs
 
 
 def _finished_runs(folder: Path) -> Iterator[Path]:
@@ -93,14 +93,15 @@ def _run_model(run: Path) -> str:
 
 
 def export_results(results: Path, profile: str, notebooks: list[str] | None, out: Path, tag: str | None = None,
-                   max_mb: float = DEFAULT_MAX_MB, skip_runs: Path | None = None) -> Path:
+                   max_mb: float = DEFAULT_MAX_MB, skip_runs: Path | None = None, runs: Path | None = None) -> Path:
     """Write ``reslab-results-<profile>-<notebooks>[-<tag>].tar.gz`` into ``out`` and return it.
 
     Packs ``results/<profile>/<notebook>/`` of each notebook that finished (it has a manifest),
     ``result.json`` and ``history.csv`` of their runs and of the runs they read from other
     notebooks (:data:`NOTEBOOKS`), and the checkpoints of runs a notebook reads
     (:func:`read_later`), most-read first, while the archive stays under ``max_mb``. Runs also in
-    ``skip_runs`` are left out. ``archive.json`` says what is in it and what was left out.
+    ``skip_runs`` are left out. ``archive.json`` says what is in it and what was left out. ``runs``
+    is the run store (default: the one ``reslab reproduce`` uses with ``results``).
 
     Raises:
         ValueError: for an unknown profile, or when the results alone exceed ``max_mb``.
@@ -117,7 +118,7 @@ def export_results(results: Path, profile: str, notebooks: list[str] | None, out
                          "first, or pass --results).")
     finished = [n for n in names if (folder / n / MANIFEST).is_file()]
     not_finished = [n for n in names if n not in finished]
-    runs = _run_store(results)
+    runs = _run_store(results, runs)
     skip = {p.relative_to(skip_runs).as_posix() for p in skip_runs.glob("*/*/*") if p.is_dir()} \
         if skip_runs is not None and skip_runs.is_dir() else set()
 
@@ -261,9 +262,9 @@ def import_parser() -> argparse.ArgumentParser:
 def main_import(argv: list[str] | None = None) -> int:
     """``reslab import``: check an archive, then put it in place; return the exit code."""
     args = import_parser().parse_args(argv)
-    results = Path(args.results).expanduser().resolve() if args.results else results_root().resolve()
+    paths = Paths.from_env(results=args.results)
     try:
-        import_archive(Path(args.archive), results, force=args.force)
+        import_archive(Path(args.archive), paths.results, force=args.force, runs=paths.runs)
     except ValueError as exc:
         print(f"reslab import: error: {exc}", file=sys.stderr)
         return 2
@@ -338,7 +339,7 @@ def _check_layout(parts: list[str], is_dir: bool, what: str) -> None:
         raise ValueError(f"{what} is a file outside a {'results' if top == 'results' else 'run'} folder.")
 
 
-def import_archive(archive: Path, results: Path, force: bool = False) -> dict:
+def import_archive(archive: Path, results: Path, force: bool = False, runs: Path | None = None) -> dict:
     """Check ``archive`` (:func:`check_archive`), then put its results folders in place (each
     replaces the existing one in one rename, as ``reslab reproduce`` does) and merge its runs into
     the run store (an existing finished run is kept unless ``force``).
@@ -357,7 +358,7 @@ def import_archive(archive: Path, results: Path, force: bool = False) -> dict:
         raise ValueError(f"{archive} is not a readable tar archive ({exc}).") from None
     with tar:
         info, files = check_archive(tar)
-        runs = _run_store(results)
+        runs = _run_store(results, runs)
         stage = results / f".import-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         try:
@@ -369,7 +370,7 @@ def import_archive(archive: Path, results: Path, force: bool = False) -> dict:
             report = _place(stage, results, runs, force)
         finally:
             shutil.rmtree(stage, ignore_errors=True)
-    _import_report(archive, info, report, results)
+    _import_report(archive, info, report, results, runs)
     return report
 
 
@@ -413,7 +414,7 @@ def _place(stage: Path, results: Path, runs: Path, force: bool) -> dict:
     return report
 
 
-def _import_report(archive: Path, info: dict, report: dict, results: Path) -> None:
+def _import_report(archive: Path, info: dict, report: dict, results: Path, runs: Path) -> None:
     print(f"[reslab] {archive.name}: made at commit {info.get('git_commit', '?')} ({info.get('profile', '?')}); "
           f"this checkout is at {git_commit()}")
     for name in info.get("not_finished", []):
@@ -423,7 +424,6 @@ def _import_report(archive: Path, info: dict, report: dict, results: Path) -> No
         print("[reslab] nothing placed: the archive holds no finished notebook")
     for rel in report["results"]:
         print(f"[reslab] placed {results / rel}" + (" (replaced the one that was there)" if rel in report["replaced"] else ""))
-    runs = _run_store(results)
     if report["runs_added"]:
         print(f"[reslab] added {len(report['runs_added'])} run(s) to {runs}")
     if report["runs_completed"]:
@@ -441,6 +441,6 @@ def _import_report(archive: Path, info: dict, report: dict, results: Path) -> No
             print(f"[reslab] WARNING: {rel} was made by code that differs from this checkout in "
                   f"{', '.join(changed[:4])}{' ...' if len(changed) > 4 else ''} (commit {manifest.get('git_commit')}): "
                   "reslab reproduce --check will call it stale.", file=sys.stderr)
-    where = f" --results {results}" if results != results_root().resolve() else ""
+    where = f" --results {results}" if results != Paths.from_env().results else ""
     print(f"[reslab] next: reslab reproduce --check{where}   (up to date when the code and data match)\n"
           f"[reslab]       reslab reproduce --only summary{where}   (the claims summary with these results)")

@@ -23,13 +23,13 @@ from pathlib import Path
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ... import catalog
-from ..._env import environment
 from ..._version import __version__
 from ...catalog import NOTEBOOKS, list_notebooks, needs, notebook_params
 from ...data import DATASETS, SPLITS, download_dir, get_spec, locate
 from ...models import tv_weights, weights_filename
+from ...paths import Paths
 from ...profiles import PROFILES, Profile, resolve_profile
-from ...results import file_sha256, now, results_root
+from ...results import file_sha256, now
 from ...tables import drstn
 from ...train import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
@@ -55,7 +55,7 @@ from .wheels import (
 # Data, source, runs
 
 
-def dataset_files(dataset: str, root: Path | None) -> tuple[Path, list[Path]] | None:
+def dataset_files(dataset: str, root: Path | None, cache: Path | None = None) -> tuple[Path, list[Path]] | None:
     """The files the data loader reads for both splits of ``dataset``: ``(base, files)``, where
     ``base`` is the folder they were found under (``root``; without one, the torchvision download
     folder, as :func:`reslab.data.load_dataset` does), or ``None`` when the data set is not there.
@@ -64,7 +64,7 @@ def dataset_files(dataset: str, root: Path | None) -> tuple[Path, list[Path]] | 
     files it would read, in the layout it found them in.
     """
     spec = get_spec(dataset)
-    base = root if root is not None else download_dir()
+    base = root if root is not None else download_dir(cache)
     found = locate(spec, base)
     if found is None:
         return None
@@ -133,9 +133,9 @@ class RunCopy:
     why: str
 
 
-def runs_read(notebooks: list[str], profile: Profile, data_root: Path | None,
-              runs: Path) -> tuple[list[RunCopy], list[str]]:
-    """The finished runs of other notebooks that ``notebooks`` read, where they are in ``runs``.
+def runs_read(notebooks: list[str], profile: Profile, paths: Paths) -> tuple[list[RunCopy], list[str]]:
+    """The finished runs of other notebooks that ``notebooks`` read, where they are in the run store
+    ``paths.runs`` (their keys made from the data under ``paths.data``).
 
     A run counts only with its ``result.json`` and checkpoint: without the checkpoint the
     reading notebook could not start from it. Runs of a notebook that is itself in the bundle
@@ -157,14 +157,13 @@ def runs_read(notebooks: list[str], profile: Profile, data_root: Path | None,
             for model in read.models:
                 for seed in seeds:
                     try:
-                        with environment({"RESLAB_RUNS": str(runs)}):
-                            _, checkpoint = drstn.table4_checkpoint(profile, seed, data_root, model=model)
+                        _, checkpoint = drstn.table4_checkpoint(profile, seed, paths, model=model)
                     except (FileNotFoundError, ValueError) as exc:
                         absent.append(f"{read.table} {model} seed {seed} ({profile.name}): run key unknown here "
                                       f"({str(exc).splitlines()[0][:160]})")
                         continue
                     folder = checkpoint.parent
-                    rel = folder.relative_to(runs).as_posix()
+                    rel = folder.relative_to(paths.runs).as_posix()
                     if not (folder / "result.json").is_file() or not (folder / CHECKPOINT_NAME).is_file():
                         absent.append(f"{read.table} {model} seed {seed} ({profile.name}, read by {name}): not in the "
                                       f"run store here ({rel}); {read.if_absent}")
@@ -328,13 +327,10 @@ def _bundle(args: argparse.Namespace) -> int:
         raise ValueError("set data sets with --datasets and the profile with --profile, not with --param.")
     datasets, narrowed = plan_datasets(notebooks, args.datasets)
     params |= narrowed
-    data_root = Path(args.data_root).expanduser().resolve() if args.data_root else (
-        Path(os.environ["RESLAB_DATA"]).expanduser().resolve() if os.environ.get("RESLAB_DATA") else None)
+    paths = Paths.from_env(data=args.data_root, runs=args.runs)
+    data_root, runs = paths.data, paths.runs
     if data_root is not None and not data_root.is_dir():
         raise ValueError(f"--data-root {data_root} is not a folder.")
-    runs = Path(args.runs).expanduser().resolve() if args.runs else (
-        Path(os.environ["RESLAB_RUNS"]).expanduser().resolve() if os.environ.get("RESLAB_RUNS")
-        else results_root().resolve() / "_runs")
 
     out = Path(args.out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -354,11 +350,11 @@ def _bundle(args: argparse.Namespace) -> int:
                             f"in the bundle: it holds the code of commit {commit}")
         sources = download_wheels(closure, args.python, partial / "wheels")
         wheels = sorted((partial / "wheels").glob("*.whl"))
-        copies, absent = runs_read(notebooks, profile, data_root, runs) if not args.no_runs else ([], [])
+        copies, absent = runs_read(notebooks, profile, paths) if not args.no_runs else ([], [])
         to_train = datasets_to_train(notebooks, profile, copies)
         for dataset, readers in to_train.items():
             datasets.setdefault(dataset, []).extend(r for r in readers if r not in datasets.get(dataset, []))
-        data_report, missing_data = _copy_data(datasets, data_root, partial / "data")
+        data_report, missing_data = _copy_data(datasets, data_root, partial / "data", paths.cache)
         for dataset, reason in missing_data.items():
             warnings.append(reason)
         run_report = _copy_runs(copies, runs, partial / "runs")
@@ -408,11 +404,11 @@ def _wheel_entry(wheel: Path, closure: Closure, sources: dict[str, str]) -> dict
 
 
 def _copy_data(datasets: dict[str, list[str]], root: Path | None,
-               dest: Path) -> tuple[dict[str, dict], dict[str, str]]:
+               dest: Path, cache: Path) -> tuple[dict[str, dict], dict[str, str]]:
     dest.mkdir(parents=True, exist_ok=True)
     report, missing = {}, {}
     for dataset, users in sorted(datasets.items()):
-        located = dataset_files(dataset, root)
+        located = dataset_files(dataset, root, cache)
         if located is None:
             where = "the data root given" if root else "any data root (none given: set --data-root or RESLAB_DATA)"
             missing[dataset] = (f"{dataset} (needed by {', '.join(users)}) is not in {where} here, so the bundle "
