@@ -9,6 +9,25 @@ from typing import Iterator, Mapping
 
 DOWNLOAD_ENV = "RESLAB_DOWNLOAD"
 
+#: ``torch.compile`` modes: ``reduce-overhead`` adds CUDA graphs (for launch-bound small models);
+#: ``auto`` is the entry point's ``$RESLAB_COMPILE`` on CUDA (default ``off``) and ``off`` on the CPU.
+COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+COMPILE_ENV = "RESLAB_COMPILE"
+
+
+def compile_setting(environ: Mapping[str, str] | None = None) -> str:
+    """The ``torch.compile`` mode a training config's ``compile='auto'`` uses on CUDA:
+    ``$RESLAB_COMPILE`` (default ``off``). Read where a command or notebook starts, which puts it
+    into the runs' configs (``TrainConfig.cuda_compile``); training reads no environment.
+
+    Raises:
+        ValueError: when the variable is not one of :data:`COMPILE_MODES` (``auto`` excepted).
+    """
+    mode = (os.environ if environ is None else environ).get(COMPILE_ENV, "off").strip() or "off"
+    if mode not in COMPILE_MODES or mode == "auto":
+        raise ValueError(f"${COMPILE_ENV}={mode!r}; use one of {[m for m in COMPILE_MODES if m != 'auto']}.")
+    return mode
+
 
 def download_allowed(download: bool | None = None) -> bool:
     """Whether data sets and weights may be downloaded.

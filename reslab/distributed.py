@@ -271,40 +271,65 @@ class GlobalBatchNorm(nn.modules.batchnorm._BatchNorm):
         return y
 
 
+#: Set (True) on a batch norm whose statistics are frozen (:func:`reslab.models.freeze`: eval mode
+#: under ``model.train()``): :func:`convert_batch_norm` leaves it as it is, with its hook, since
+#: running statistics have nothing to share between processes.
+FROZEN_BN = "reslab_frozen_statistics"
+
+
 def convert_batch_norm(model: nn.Module, device: torch.device) -> tuple[nn.Module, str]:
-    """Make every batch norm of ``model`` take its statistics over the global batch.
+    """Make every batch norm of ``model`` that trains take its statistics over the global batch.
+
+    Frozen batch norms (:data:`FROZEN_BN`) are kept as they are, in eval mode.
 
     Returns:
         ``(model, how)``: ``torch.nn.SyncBatchNorm`` on CUDA, :class:`GlobalBatchNorm` elsewhere;
-        ``how`` is what a result row states. A model without batch norm is returned as it is.
+        ``how`` is what a result row states. A model without batch norm, or with frozen ones only,
+        is returned as it is.
     """
-    if not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    if not norms:
         return model, "none in the model"
+    if all(getattr(m, FROZEN_BN, False) for m in norms):
+        return model, "frozen (running statistics, nothing to share)"
     if device.type == "cuda":
-        return nn.SyncBatchNorm.convert_sync_batchnorm(model), "global (SyncBatchNorm)"
-    return _to_global(model), "global (all-reduced on the CPU)"
+        return _replace_norms(model, _to_sync), "global (SyncBatchNorm)"
+    return _replace_norms(model, _to_global), "global (all-reduced on the CPU)"
 
 
-def _to_global(module: nn.Module) -> nn.Module:
-    if isinstance(module, nn.modules.batchnorm._BatchNorm) and not isinstance(module, GlobalBatchNorm):
-        new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
-                              module.track_running_stats, device=module.running_mean.device
-                              if module.running_mean is not None else None)
-        if module.affine:
-            with torch.no_grad():
-                new.weight.copy_(module.weight)
-                new.bias.copy_(module.bias)
-            new.weight.requires_grad_(module.weight.requires_grad)
-            new.bias.requires_grad_(module.bias.requires_grad)
-        if module.track_running_stats:
-            new.running_mean.copy_(module.running_mean)
-            new.running_var.copy_(module.running_var)
-            new.num_batches_tracked.copy_(module.num_batches_tracked)
-        new.train(module.training)
-        return new
+def _replace_norms(module: nn.Module, make) -> nn.Module:
+    """``module`` with every batch norm that is not frozen replaced by ``make(norm)``."""
+    if isinstance(module, nn.modules.batchnorm._BatchNorm):
+        return module if getattr(module, FROZEN_BN, False) else make(module)
     for name, child in module.named_children():
-        setattr(module, name, _to_global(child))
+        setattr(module, name, _replace_norms(child, make))
     return module
+
+
+def _to_sync(module: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    new = nn.SyncBatchNorm.convert_sync_batchnorm(module)
+    new.train(module.training)
+    return new
+
+
+def _to_global(module: nn.modules.batchnorm._BatchNorm) -> nn.Module:
+    if isinstance(module, GlobalBatchNorm):
+        return module
+    new = GlobalBatchNorm(module.num_features, module.eps, module.momentum, module.affine,
+                          module.track_running_stats, device=module.running_mean.device
+                          if module.running_mean is not None else None)
+    if module.affine:
+        with torch.no_grad():
+            new.weight.copy_(module.weight)
+            new.bias.copy_(module.bias)
+        new.weight.requires_grad_(module.weight.requires_grad)
+        new.bias.requires_grad_(module.bias.requires_grad)
+    if module.track_running_stats:
+        new.running_mean.copy_(module.running_mean)
+        new.running_var.copy_(module.running_var)
+        new.num_batches_tracked.copy_(module.num_batches_tracked)
+    new.train(module.training)
+    return new
 
 
 def warn_on_main(message: str) -> None:

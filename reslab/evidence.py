@@ -22,13 +22,24 @@ BN_PER_PROCESS = "per process"
 BN_PER_PROCESS_NOTE = "batch-norm statistics per process, not over the global batch (sync_bn off)"
 
 
+def fewer_runs_note(made: int, protocol: int) -> str:
+    """The note of a row that is the mean of ``made`` protocol runs where the paper averaged
+    ``protocol``: each run is the protocol, so the row is judged, with its own (wider) interval."""
+    return f"n = {made} of {protocol}: the mean of {made} protocol run(s) where the paper averaged {protocol}"
+
+
 def evidence_of(profile: Profile, overrides: Sequence[str] = (), data_sources: Iterable[str] = (),
-                complete: bool = True) -> tuple[str, str]:
+                complete: bool = True, runs: tuple[int, int] | None = None) -> tuple[str, str]:
     """What a run (or a table row made of runs) may be used for: ``(evidence, note)``.
 
     ``smoke`` for the smoke profile or synthetic data; ``budget`` for a reduced-budget profile,
     incomplete data (subsets) or any override of the recipe; ``protocol`` (judged against the
     paper) otherwise. The note says what made it so.
+
+    Args:
+        runs: ``(made, protocol)``: the runs of each row this call makes, and the protocol's (the
+            paper's mean of n). Fewer than the protocol's is not a shortcut: the evidence is
+            unchanged and the note says ``n = made of protocol`` (:func:`fewer_runs_note`).
     """
     sources = sorted({str(s) for s in data_sources})
     if profile.evidence == SMOKE:
@@ -41,6 +52,8 @@ def evidence_of(profile: Profile, overrides: Sequence[str] = (), data_sources: I
     if not complete:
         reasons.append("data subsets")
     reasons += list(overrides)
+    if runs is not None and runs[0] < runs[1]:
+        return (BUDGET, "; ".join([*reasons, fewer_runs_note(*runs)])) if reasons else (PROTOCOL, fewer_runs_note(*runs))
     return (BUDGET, "; ".join(reasons)) if reasons else (PROTOCOL, "")
 
 

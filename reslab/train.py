@@ -44,22 +44,20 @@ from torch import nn
 from tqdm.auto import tqdm  # a widget in a notebook (nothing on stderr), text in a terminal
 
 from . import distributed
+from ._env import COMPILE_MODES
 from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
 from .evidence import BN_PER_PROCESS
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
-#: ``torch.compile`` modes: ``reduce-overhead`` adds CUDA graphs (for launch-bound small models);
-#: ``auto`` takes ``$RESLAB_COMPILE`` on CUDA (default ``off``) and is ``off`` on the CPU.
-COMPILE_MODES = ("off", "auto", "default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
-COMPILE_ENV = "RESLAB_COMPILE"
 CHECKPOINT_NAME = "last.pt"
 #: TrainConfig fields that change how fast a run goes, not its numbers beyond floating-point noise:
 #: never a recipe override, not part of a run's key, and free to differ when a run resumes.
 #: ``sync_bn`` is one of them because it matters only in a run of several processes, where turning it
 #: off makes the run a budget one (:func:`reslab.runs.execute.run_one` says so).
-SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile", "sync_bn", "flush_denormals")
+SPEED_FIELDS = ("device", "progress", "eval_batch_size", "channels_last", "compile", "sync_bn", "flush_denormals",
+                "cuda_compile")
 
 
 @dataclass
@@ -104,6 +102,9 @@ class TrainConfig:
             (``torch.set_flush_denormal``): SELU's exponential produces many, and they make a CPU
             step several times slower. A speed setting (:data:`SPEED_FIELDS`): the effect on the
             numbers is below float32 resolution of normal values.
+        cuda_compile: The mode ``compile='auto'`` uses on CUDA (on the CPU it is ``off``): the
+            ``RESLAB_COMPILE`` setting that a command or notebook read where it started
+            (:func:`reslab._env.compile_setting`); default ``off``.
     """
 
     epochs: int = 1
@@ -129,6 +130,7 @@ class TrainConfig:
     progress: bool = True
     sync_bn: bool = True
     flush_denormals: bool = False
+    cuda_compile: str = "off"
 
     def __post_init__(self) -> None:
         self.milestones = tuple(int(m) for m in self.milestones)
@@ -136,6 +138,9 @@ class TrainConfig:
             self.compile = "default" if self.compile else "off"
         if self.compile not in COMPILE_MODES:
             raise ValueError(f"compile must be one of {COMPILE_MODES} (or True / False), got {self.compile!r}.")
+        if self.cuda_compile not in COMPILE_MODES or self.cuda_compile == "auto":
+            raise ValueError(f"cuda_compile must be one of {[m for m in COMPILE_MODES if m != 'auto']}, "
+                             f"got {self.cuda_compile!r}.")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}.")
         if self.schedule not in SCHEDULES:
@@ -266,19 +271,12 @@ def use_channels_last(cfg: TrainConfig, device: torch.device) -> bool:
 def compile_mode(cfg: TrainConfig, device: torch.device) -> str:
     """The ``torch.compile`` mode a run on ``device`` uses (``off`` for none).
 
-    ``auto`` is ``$RESLAB_COMPILE`` (default ``off``) on CUDA and ``off`` on the CPU.
-
-    Raises:
-        ValueError: when ``$RESLAB_COMPILE`` is not one of :data:`COMPILE_MODES`.
+    ``auto`` is ``cfg.cuda_compile`` (the entry point's ``$RESLAB_COMPILE``) on CUDA and ``off`` on
+    the CPU.
     """
     if cfg.compile != "auto":
         return cfg.compile
-    if device.type != "cuda":
-        return "off"
-    mode = os.environ.get(COMPILE_ENV, "off").strip() or "off"
-    if mode not in COMPILE_MODES or mode == "auto":
-        raise ValueError(f"${COMPILE_ENV}={mode!r}; use one of {[m for m in COMPILE_MODES if m != 'auto']}.")
-    return mode
+    return cfg.cuda_compile if device.type == "cuda" else "off"
 
 
 def precision(cfg: TrainConfig, device: torch.device) -> str:

@@ -147,6 +147,29 @@ def test_global_batch_norm_keeps_the_state_dict_and_is_batch_norm_in_one_process
     assert convert_batch_norm(nn.Linear(2, 2), torch.device("cpu"))[1] == "none in the model"
 
 
+def test_frozen_batch_norm_stays_frozen_after_either_conversion():
+    """A frozen backbone's batch norms (eval mode under model.train(), reslab.models.freeze) keep
+    their running statistics after the conversion to global batch norm, on the CPU and for CUDA."""
+    from reslab.models._pretrained import freeze
+
+    for device in ("cpu", "cuda"):  # the CUDA conversion builds its modules without needing a GPU
+        torch.manual_seed(0)
+        net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.BatchNorm2d(4))
+        freeze([net[0], net[1]])
+        frozen = {k: v.clone() for k, v in net[1].state_dict().items()}
+        converted, how = convert_batch_norm(net, torch.device(device))
+        assert how.startswith("global") and isinstance(converted[1], nn.BatchNorm2d)
+        assert type(converted[1]) is nn.BatchNorm2d and type(converted[4]) is not nn.BatchNorm2d  # only the trained one
+        if device == "cpu":
+            converted.train()
+            converted(torch.randn(8, 3, 10, 10) * 3 + 1)
+            assert not converted[1].training and converted[4].training
+            assert all(torch.equal(frozen[k], v) for k, v in converted[1].state_dict().items())
+    only = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4))
+    freeze([only])
+    assert convert_batch_norm(only, torch.device("cpu")) == (only, "frozen (running statistics, nothing to share)")
+
+
 def test_sync_bn_does_not_change_run_keys():
     from reslab.runs.spec import Recipe, RunSpec
 

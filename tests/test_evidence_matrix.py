@@ -26,6 +26,8 @@ import torch
 from conftest import tiny_cnn
 
 from reslab.data import get_spec, write_synthetic
+from reslab.evidence import evidence_of
+from reslab.profiles import resolve_profile
 from reslab.runs import execute as EX
 from reslab.runs import spec as SP
 from reslab.tables import cbam, drstn, selu, summary, survey
@@ -148,13 +150,23 @@ def test_datasets_records_its_evidence(world, profile, expected, tmp_path):
     assert (out.tables["datasets"]["evidence"] == expected).all()
 
 
-def test_fewer_runs_than_the_protocol_are_a_budget(world):
+def test_fewer_protocol_runs_than_the_paper_averaged_are_judged_and_say_n_of_N(world):
+    """Each run of the protocol is the protocol: a mean of 2 where the paper averaged 10 is judged
+    (with its own, wider interval), never demoted to budget, and says "n = 2 of 10"."""
     results = world / "results"
-    selu.run_selu_ablation(profile="paper", seeds=[0, 1], variants=["ResNet34+SELU"], device="cpu",
-                           out_dir=results / "paper" / "selu_ablation_fashion_mnist")
+    out = selu.run_selu_ablation(profile="paper", seeds=[0, 1], variants=["ResNet34+SELU"], device="cpu",
+                                 out_dir=results / "paper" / "selu_ablation_fashion_mnist")
+    runs = next(t for name, t in out.tables.items() if "seed" in t.columns and "evidence" in t.columns)
+    assert (runs["evidence"] == "protocol").all() and runs["evidence_note"].str.startswith("n = 2 of 10").all()
     rows = summary.summary_table(results)
     measured = rows[rows["results"].eq("paper/selu_ablation_fashion_mnist")]
-    assert set(measured["verdict"]) == {"budget only"} and measured["rule"].str.contains("runs=2").all()
+    assert len(measured) and not measured["verdict"].isin(["budget only", "smoke only"]).any()
+    assert measured["rule"].str.contains("n = 2 of 10").all()
+    gains = measured[measured["claim"].str.contains("gain", case=False)]
+    assert len(gains) and gains["n"].eq(2).all() and gains["ci95_low"].notna().all()  # the paired interval of 2 seeds
+    # The full count of runs carries no such note.
+    assert evidence_of(resolve_profile("paper"), runs=(10, 10)) == ("protocol", "")
+    assert evidence_of(resolve_profile("paper"), ["epochs=1 (recipe: 10)"], runs=(1, 10))[0] == "budget"
 
 
 def test_a_recipe_that_deviates_from_the_original_is_never_judged(world):

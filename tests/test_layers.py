@@ -165,6 +165,15 @@ def test_the_lazy_public_api_gives_the_functions():
 def _environ_uses(module: str) -> list[tuple[int, str, bool]]:
     """``(line, variable or "?", written)`` for every ``os.environ`` / ``os.getenv`` use of ``module``."""
     tree = ast.parse(MODULES[module].read_text())
+    constants = {t.id: n.value.value for n in tree.body if isinstance(n, ast.Assign)
+                 and isinstance(n.value, ast.Constant) and isinstance(n.value.value, str)
+                 for t in n.targets if isinstance(t, ast.Name)}
+
+    def text(arg: ast.expr) -> str | None:  # a string constant, or a module-level name bound to one
+        if isinstance(arg, ast.Constant):
+            return str(arg.value)
+        return constants.get(arg.id) if isinstance(arg, ast.Name) else None
+
     uses = []
     for node in ast.walk(tree):
         target = None
@@ -178,13 +187,13 @@ def _environ_uses(module: str) -> list[tuple[int, str, bool]]:
         parent = next((p for p in ast.walk(tree) for c in ast.iter_child_nodes(p) if c is target), None)
         grand = next((p for p in ast.walk(tree) for c in ast.iter_child_nodes(p) if c is parent), None)
         key, written = "?", False
-        if isinstance(parent, ast.Subscript) and isinstance(parent.slice, ast.Constant):
-            key, written = str(parent.slice.value), isinstance(parent.ctx, ast.Store)
-        elif isinstance(grand, ast.Call) and grand.args and isinstance(grand.args[0], ast.Constant):
-            key = str(grand.args[0].value)
-            written = isinstance(parent, ast.Attribute) and parent.attr in ("setdefault", "pop", "update")
-        elif isinstance(target, ast.Call) and target.args and isinstance(target.args[0], ast.Constant):
-            key = str(target.args[0].value)
+        if isinstance(parent, ast.Subscript):
+            key, written = text(parent.slice) or "?", isinstance(parent.ctx, ast.Store)
+        elif isinstance(grand, ast.Call) and isinstance(parent, ast.Attribute):
+            key = (text(grand.args[0]) if grand.args else None) or "?"
+            written = parent.attr in ("setdefault", "pop", "update")
+        elif isinstance(target, ast.Call) and target.args:
+            key = text(target.args[0]) or "?"
         uses.append((node.lineno, key, written))
     return uses
 
@@ -197,6 +206,9 @@ def test_only_paths_reads_the_path_variables():
     readers = [f"{m}:{line} reads {key}" for m in MODULES if m != "reslab.paths"
                for line, key, _ in _environ_uses(m) if key in VARIABLES.values()]
     assert not readers, readers
+    settings = [f"{m}:{line} reads {key}" for m in MODULES if m != "reslab._env"
+                for line, key, _ in _environ_uses(m) if key in ("RESLAB_COMPILE", "RESLAB_DOWNLOAD")]
+    assert not settings, settings  # the switches are read where a command starts (reslab._env), not in training
     source = "\n".join(MODULES[m].read_text() for m in MODULES if m != "reslab.paths")
     for name in VARIABLES.values():  # nor through a name that holds the variable
         assert f'os.environ.get("{name}"' not in source and f'os.environ["{name}"]' not in source

@@ -317,3 +317,32 @@ def test_unknown_name_lists_close_matches() -> None:
         create_model("drstn_v6")
     with pytest.raises(ValueError, match="unknown model"):
         model_info("no_such_model")
+
+
+@pytest.mark.parametrize("name, size, chans", [("resnet110_sd", 32, 3), ("pyramidnet110_a48", 32, 3),
+                                               ("selu_resnet34_baseline", 28, 1)])
+def test_zero_padding_shortcuts_keep_channels_last(name, size, chans):
+    """Every module of the models with zero-padding shortcuts returns channels-last for a
+    channels-last input (a residual add that mixes layouts copies at every block), and the
+    shortcut's numbers are those of appending zero channels."""
+    from reslab.models.resnet import ZeroPadShortcut
+
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=10, in_chans=chans).eval().to(memory_format=torch.channels_last)
+    mixed = []
+
+    def check(module, _inputs, out):
+        if isinstance(out, torch.Tensor) and out.dim() == 4 and out.shape[1] > 1 and out.shape[2] * out.shape[3] > 1 \
+                and not out.is_contiguous(memory_format=torch.channels_last):
+            mixed.append(type(module).__name__)
+
+    for module in model.modules():
+        module.register_forward_hook(check)
+    with torch.no_grad():
+        model(torch.randn(2, chans, size, size).contiguous(memory_format=torch.channels_last))
+    assert not mixed, sorted(set(mixed))
+    x = torch.randn(2, 4, 7, 7).contiguous(memory_format=torch.channels_last)
+    for pool in ZeroPadShortcut.POOLS:
+        out = ZeroPadShortcut(4, 10, 2, pool)(x)
+        ref = ZeroPadShortcut(4, 4, 2, pool)(x.contiguous())
+        assert torch.equal(out[:, :4], ref) and not out[:, 4:].any() and out.shape == (2, 10, 4, 4)

@@ -69,6 +69,25 @@ def test_verdict_rules(measurement, paper, expected) -> None:
         assert measurement["evidence_note"] in rule
 
 
+@pytest.mark.parametrize("ours, metric, expected", [
+    (89.5, "test_acc", "reproduced"),           # within the tolerance: reproduced, and said to be on JPEG data
+    (88.0, "test_acc", S.JPEG_VERDICT),         # 2 points below: JPEG alone may explain it
+    (87.0, "test_acc", S.JPEG_VERDICT),         # 3 points below: the edge of the allowance
+    (86.9, "test_acc", "not reproduced"),       # beyond it
+    (92.0, "test_acc", "not reproduced"),       # above the claim: not JPEG's direction
+    (88.0, "train_acc", "not reproduced"),      # JPEG's effect on training accuracy is not known
+    (92.0, "error_rate", S.JPEG_VERDICT),       # an error rate 2 points higher
+    (88.0, "error_rate", "not reproduced"),     # lower error: not JPEG's direction
+    (88.0, "test_acc_gain_vs_resnet18", "not reproduced"),  # both sides on the same data
+])
+def test_a_miss_on_the_jpeg_copy_within_its_allowance_is_flagged(ours, metric, expected) -> None:
+    verdict, rule = S.verdict(_m(ours=ours, data_source="cifar10-jpeg"), 90.0, metric)
+    assert verdict == expected
+    assert ("JPEG copy" in rule) == ("gain" not in metric)
+    assert S.verdict(_m(ours=ours, data_source="cifar10-official"), 90.0, metric)[0] in ("reproduced", "not reproduced")
+    assert "JPEG" not in S.verdict(_m(ours=ours, data_source="cifar10-official"), 90.0, metric)[1]
+
+
 def _table4(folder: Path, profile: str, offset_pp: float, evidence: str, n: int = 3) -> dict[str, float]:
     """A table4.csv whose DRSTN_V5 row is ``offset_pp`` from the claim, and the claims it used."""
     claims = load_claims("drstn")
@@ -136,6 +155,9 @@ def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> N
     assert R.update_readme(readme, folder) is False
     text = readme.read_text()
     assert "stale text" not in text and "## After" in text and "| drstn | Table 4 | 8 |" in text
+    lead = text.split("**Judged claims**", 1)[1].split("| paper | table | claims |", 1)[0]  # before the counts
+    assert "our 95 % interval" in lead and "DRSTN_KS(3 * 3)_RB(2:2:2): test acc on cifar10" in lead
+    assert lead.index("gain vs resnet18") < lead.index("DRSTN_KS(3 * 3)_RB(2:2:2)")  # the claimed gains lead
     assert R.update_readme(readme, folder, check=True) is True
     readme.write_text("# no markers\n")
     with pytest.raises(ValueError, match="no Results markers"):
@@ -207,3 +229,19 @@ def test_code_fingerprints_cover_package_and_notebook() -> None:
     hashes = code_fingerprints("survey_error_rates")
     assert "reslab/train.py" in hashes and "reslab/claims/survey.csv" in hashes
     assert "notebooks/survey_error_rates.ipynb" in hashes
+
+
+def test_the_figure_keeps_accuracy_apart_from_error_and_shows_gains_with_intervals() -> None:
+    rows = pd.DataFrame([
+        {"claim_id": "drstn/Table 4/drstn_v5/cifar10/test_acc", "unit": "percent", "paper_value": 91.6, "ours": 90.0},
+        {"claim_id": "survey/t/resnet110/cifar10/error_rate", "unit": "percent", "paper_value": 6.4, "ours": 7.0},
+        {"claim_id": "selu/Table 2/selu/fashion_mnist/test_acc_gain", "unit": "pp", "paper_value": 0.6, "ours": 0.4,
+         "ci95_low": 0.1, "ci95_high": 0.7},
+    ]).assign(verdict=["reproduced", S.JPEG_VERDICT, "reproduced"])
+    rows.loc[:1, ["ci95_low", "ci95_high"]] = math.nan
+    fig = S.paper_vs_ours_figure(rows)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["accuracy (%)", "error rate (%)"] and titles[2].startswith("gains")
+    gains = fig.axes[2]
+    assert gains.collections and any(len(c.get_segments()) == 1 for c in gains.collections if hasattr(c, "get_segments"))
+    assert "on JPEG, within allowance (1)" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]

@@ -211,6 +211,7 @@ def test_nan_loss_stops_naming_epoch_and_step(synth, make_tiny, tmp_path):
 # ------------------------------------------------------------------ speed options (CUDA defaults, compile)
 
 def test_speed_defaults_resolve_per_device(monkeypatch):
+    from reslab._env import compile_setting
     from reslab.train import compile_mode, precision, use_channels_last
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
@@ -220,14 +221,16 @@ def test_speed_defaults_resolve_per_device(monkeypatch):
     assert not use_channels_last(cfg.replace(channels_last=False), cuda)
     assert precision(cfg, cuda) == "bf16-autocast" and precision(cfg, cpu) == "fp32"
     assert precision(cfg.replace(amp=False), cuda) == "fp32"
-    monkeypatch.delenv("RESLAB_COMPILE", raising=False)
+    monkeypatch.setenv("RESLAB_COMPILE", "reduce-overhead")  # training reads no environment
     assert compile_mode(cfg, cuda) == "off" and compile_mode(cfg, cpu) == "off"
-    monkeypatch.setenv("RESLAB_COMPILE", "reduce-overhead")
-    assert compile_mode(cfg, cuda) == "reduce-overhead" and compile_mode(cfg, cpu) == "off"
+    assert compile_setting() == "reduce-overhead" and compile_setting({}) == "off"  # where a command starts
+    on = cfg.replace(cuda_compile=compile_setting())
+    assert compile_mode(on, cuda) == "reduce-overhead" and compile_mode(on, cpu) == "off"
     assert compile_mode(cfg.replace(compile="default"), cpu) == "default"
-    monkeypatch.setenv("RESLAB_COMPILE", "fast")
     with pytest.raises(ValueError, match=r"RESLAB_COMPILE='fast'"):
-        compile_mode(cfg, cuda)
+        compile_setting({"RESLAB_COMPILE": "fast"})
+    with pytest.raises(ValueError, match="cuda_compile must be one of"):
+        cfg.replace(cuda_compile="auto")
     assert TrainConfig(compile=True).compile == "default" and TrainConfig(compile=False).compile == "off"
     with pytest.raises(ValueError, match="compile must be one of"):
         TrainConfig(compile="turbo")

@@ -17,14 +17,13 @@ import time
 from pathlib import Path
 
 from .. import catalog
-from .._env import environment
 from ..catalog import ACROSS_PROFILES, REQUIRED_PARAMETERS, list_notebooks, notebook_parameters, notebook_params
 from ..paths import Paths
 from ..profiles import PROFILES, get_profile
 from ..results import MANIFEST, add_to_manifest
 from ..runs.jobs import DEFAULT_JOBS, EXECUTOR_ENV, EXECUTORS, JOBS_ENV, SLURM_ENV_PREFIX, SLURM_SETTINGS, Executor
 from ..runs.store import RunStore
-from ..train import COMPILE_ENV, COMPILE_MODES
+from .._env import COMPILE_ENV, COMPILE_MODES, environment
 from . import DESCRIPTIONS, check, command_paths
 from .readme import checkout_results, update_readme
 

@@ -4,8 +4,10 @@ processes of a ``torchrun`` / ``srun`` (DistributedDataParallel)."""
 from __future__ import annotations
 
 import argparse
+import dataclasses
 
 from .. import distributed
+from .._env import compile_setting
 from ..catalog import parse_param, run_spec
 from ..profiles import PROFILES
 from ..runs.execute import run_alone
@@ -43,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(p) for p in args.param)
         spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
                               params=params, device=args.device, paths=paths)
+        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(cuda_compile=compile_setting()))
         dist = distributed.init_from_env(spec.cfg.device)
         row, _ = run_alone(spec, args.profile, seed, paths, force=args.force)
     except ValueError as exc:

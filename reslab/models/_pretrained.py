@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from .._env import DOWNLOAD_ENV, download_allowed
+from ..distributed import FROZEN_BN
 
 
 
@@ -137,3 +138,4 @@ def freeze(modules: Iterable[nn.Module], bn_eval: bool = True) -> None:
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     m.eval()
                     m.register_forward_pre_hook(_bn_eval_hook)
+                    setattr(m, FROZEN_BN, True)  # a conversion to global batch norm keeps it (and its hook)

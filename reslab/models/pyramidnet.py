@@ -65,8 +65,8 @@ class PyramidBasicBlock(nn.Module):
         out = self.branch(x)
         sc = self.shortcut(x)  # (B, C_in, H', W'); zero channels appended below
         extra = out.shape[1] - sc.shape[1]
-        if extra:
-            sc = torch.cat([sc, sc.new_zeros(sc.shape[0], extra, *sc.shape[2:])], dim=1)
+        if extra:  # F.pad keeps the memory format (channels-last stays channels-last)
+            sc = F.pad(sc, (0, 0, 0, 0, 0, extra))
         return out + sc
 
 

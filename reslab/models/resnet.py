@@ -81,13 +81,16 @@ class ZeroPadShortcut(nn.Module):
         return f"extra={self.extra}, stride={self.stride}, pool={self.pool!r}"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # The output keeps the input's memory format: a residual add that mixes channels-last and
+        # NCHW copies a tensor at every block (a cat with new zeros, or the subsampling view, gave NCHW).
+        channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
         if self.stride > 1 and self.pool == "avg":
             x = F.avg_pool2d(x, self.stride, self.stride, ceil_mode=True)
         elif self.stride > 1:
             x = x[:, :, :: self.stride, :: self.stride]
         if self.extra:
-            x = torch.cat([x, x.new_zeros(x.shape[0], self.extra, *x.shape[2:])], dim=1)
-        return x
+            x = F.pad(x, (0, 0, 0, 0, 0, self.extra))
+        return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def make_shortcut(

@@ -96,7 +96,8 @@ def run_one(
     # Decided afresh on every read, so a stored run is judged by today's rule.
     kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides, *row_deviations(row)),
                              [train_data.data_source, test_data.data_source],
-                             complete=train_data.subset is None and test_data.subset is None)
+                             complete=train_data.subset is None and test_data.subset is None,
+                             runs=spec.recipe.runs_of_protocol)
     row |= {"run_dir": store.relative(folder), **spec.tags, "evidence": kind, "evidence_note": note}
     return row, history.assign(**spec.tags)
 

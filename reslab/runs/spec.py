@@ -61,6 +61,9 @@ class Recipe:
         deviations: Known differences between this recipe and the original protocol that the
             package does not (yet) follow, or protocol details no public source confirms; any
             entry makes the run ``budget``, with the entry as the reason.
+        runs: How many runs of each row a call makes when fewer than :attr:`seeds` (the
+            protocol's number); ``None``: as many. Not an override: every run is the protocol and
+            its evidence note says ``n = runs of len(seeds)`` (:func:`reslab.evidence.evidence_of`).
     """
 
     cfg: TrainConfig
@@ -76,6 +79,12 @@ class Recipe:
     row_changes: dict[str, dict[str, Any]] = field(default_factory=dict)
     overrides: tuple[str, ...] = ()
     deviations: tuple[str, ...] = ()
+    runs: int | None = None
+
+    @property
+    def runs_of_protocol(self) -> tuple[int, int] | None:
+        """``(runs made, protocol's runs)`` when a call makes fewer runs than the protocol, else ``None``."""
+        return (self.runs, len(self.seeds)) if self.runs is not None and self.runs < len(self.seeds) else None
 
     def for_row(self, *features: str) -> "Recipe":
         """The recipe of a row that has ``features`` (keys of :attr:`row_changes`, e.g.

@@ -24,6 +24,7 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from .. import plots
+from .._env import compile_setting
 from ..data import Dataset
 from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
@@ -100,15 +101,16 @@ def check_choice(names: Sequence[str] | str | None, known: Sequence[str], what: 
 
 
 def recipe_seeds(seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int], Recipe]:
-    """Checked seeds (``None``: the recipe's) and the recipe, which records an override when
-    fewer runs are made than the protocol's number (the paper's mean of n runs).
+    """Checked seeds (``None``: the recipe's) and the recipe, which records how many runs are made
+    when fewer than the protocol's number (the paper's mean of n runs): not an override, since every
+    run is the protocol; the rows say ``n = 3 of 10`` and are judged with their own interval.
 
     Raises:
         ValueError: for seeds that are not distinct non-negative integers (:func:`check_seeds`).
     """
     values = check_seeds(seeds, recipe.seeds)
     if len(values) < len(recipe.seeds):
-        recipe = recipe.note_override(f"runs={len(values)} (recipe: {len(recipe.seeds)})")
+        recipe = dataclasses.replace(recipe, runs=len(values))
     return values, recipe
 
 
@@ -218,6 +220,8 @@ class TableRun:
         profile: The resolved :class:`~reslab.profiles.Profile`.
         paths: The folders of this call (:class:`~reslab.paths.Paths`), resolved here, once: a
             table function is where a notebook enters the package.
+        cuda_compile: The ``torch.compile`` mode of runs whose recipe says ``auto``, on CUDA
+            (``$RESLAB_COMPILE``, read here; :meth:`prepare` puts it into the specs).
         out: The :class:`TableOutput` being filled.
         splits: Every split loaded so far, ``{dataset: (train, test)}`` (described in the manifest).
     """
@@ -228,6 +232,7 @@ class TableRun:
         self.profile = resolve_profile(profile)
         self.executor = Executor.resolve(executor)
         self.paths = paths or Paths.from_env()
+        self.cuda_compile = compile_setting()
         self.t0 = time.perf_counter()
         self.out = TableOutput(out_dir=output_dir(table, self.profile.name, out_dir, create=False, paths=self.paths))
         self.scratch = not out_dir and self.paths.scratch
@@ -239,10 +244,16 @@ class TableRun:
               force: bool = False) -> Runs:
         """Train or reuse every spec for every seed (:func:`reslab.runs.execute.run_specs`), through the
         call's executor; ``data_root`` (default :attr:`paths`' data root) is where the data sets are."""
-        runs = run_specs(specs, self.profile, seeds, paths=self.data_paths(data_root), force=force,
+        runs = run_specs(self.prepare(specs), self.profile, seeds, paths=self.data_paths(data_root), force=force,
                          splits=self.splits, executor=self.executor)
         self._rows.append(runs.rows)
         return runs
+
+    def prepare(self, specs: Sequence[RunSpec]) -> list[RunSpec]:
+        """``specs`` with this call's speed settings (:attr:`cuda_compile`), which do not change a
+        run's key."""
+        return [dataclasses.replace(s, recipe=s.recipe.replace(cuda_compile=self.cuda_compile))
+                if s.cfg.cuda_compile != self.cuda_compile else s for s in specs]
 
     def data_paths(self, data_root: str | os.PathLike | None = None) -> Paths:
         """:attr:`paths` with the data root a table function was given (none given: unchanged)."""

@@ -398,7 +398,7 @@ def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     run.out.notes.append(f"seed {seed}: DRSTN V5's Table 4 run ({run.profile}), whose checkpoint Table 5 starts from, "
                          + why)
     print(f"[reslab] {run.out.notes[-1]}", flush=True)
-    run_specs([spec], run.profile, [seed], paths=paths, splits=run.splits, executor=run.executor,
+    run_specs(run.prepare([spec]), run.profile, [seed], paths=paths, splits=run.splits, executor=run.executor,
               use_record=False)
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")

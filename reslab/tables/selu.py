@@ -37,7 +37,8 @@ Recipes (:data:`RECIPES`, one per profile); where the paper is silent, the choic
 
 A reduced CPU budget (800 images, 2 epochs: 44 +- 23 % for the baseline) was retired: it judged
 nothing, and the ``paper`` protocol's baseline, LR-decay and SELU rows fit a CPU (about 2.6 min per
-epoch on all 60k images on 2 cores); a mean of fewer runs than the paper's 10 is reported as such.
+epoch on all 60k images on 2 cores); a mean of fewer runs than the paper's 10 is judged with its
+own interval and says ``n = 3 of 10`` (:func:`reslab.evidence.evidence_of`).
 
 Input: Fashion-MNIST is 1x28x28 grey; the models are built with ``in_chans=1`` (the stem's first
 convolution takes one channel) and get images normalised with the training split's mean and
