@@ -14,6 +14,8 @@ Provenance:
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 
 import torch
@@ -69,6 +71,14 @@ def soft_threshold(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * F.relu(x.abs() - tau)
 
 
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (CPU or CUDA); nothing to turn off elsewhere (the ``meta``
+    device of parameter counting, where ``torch.autocast`` refuses the device type)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class SoftThreshold(nn.Module):
     """Channel-wise learned soft thresholding (DRSN-CW), placed at the end of a residual branch.
 
@@ -120,14 +130,14 @@ class SoftThreshold(nn.Module):
         """Return the per-sample, per-channel thresholds ``tau``, shape ``(B, C, 1, 1)``, in float32
         even under autocast: they are only B x C values, and in bfloat16 the sigmoid is exactly 1.0
         above about 6.2 (tau = A, the channel's whole mean) and tau keeps 8 mantissa bits."""
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _full_precision(x.device):
             a = x.float().abs().mean(dim=(2, 3))  # (B, C)
             alpha = torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(a)))))  # (B, C)
             return (a * alpha)[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # |x| - tau in float32, rounded once to x's dtype (a no-op for a float32 x).
-        with torch.autocast(device_type=x.device.type, enabled=False):
+        with _full_precision(x.device):
             return soft_threshold(x.float(), self.threshold(x)).to(x.dtype)
 
 
