@@ -172,11 +172,13 @@ def init_from_env(device: str | torch.device = "auto") -> Dist:
 
 def device_for(device: str | torch.device) -> str:
     """The device this process trains on: ``cuda:<local rank>`` for a CUDA run of several processes
-    (``auto``, ``cuda`` or any ``cuda:N`` of the recipe), the recipe's device otherwise."""
+    (``auto``, ``cuda`` or any ``cuda:N`` of the recipe), the recipe's device otherwise. Where
+    SLURM binds one GPU to each task, a process sees only its own, as ``cuda:0``: it takes that one."""
     d = current()
     text = str(device)
     if d.distributed and d.backend == "nccl" and (text == "auto" or text.startswith("cuda")):
-        return f"cuda:{d.local_rank}"
+        visible = torch.cuda.device_count()
+        return f"cuda:{d.local_rank if d.local_rank < visible else 0 if visible == 1 else d.local_rank % visible}"
     return text
 
 

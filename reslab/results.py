@@ -72,7 +72,9 @@ def environment() -> dict[str, Any]:
         "python_version": platform.python_version(),
         "platform": platform.platform(),
         "cuda": torch.version.cuda,
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        # Every visible GPU (a table's rows say which one each run used: their ``device``).
+        "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+        if torch.cuda.is_available() else [],
     }
     try:
         import torchvision
@@ -165,9 +167,11 @@ def notebook_code_hash(path: str | os.PathLike) -> str:
 #: Code that cannot change a number of a result, so that a change to it leaves results up to date:
 #: the command line and the commands (they start notebooks, move folders, pack and unpack bundles,
 #: render the README), the notebook catalog (order and parameters cells), the cost model (an
-#: estimate printed before training) and the executors (where a run is made, not what it computes).
+#: estimate printed before training), the executors (where a run is made, not what it computes) and
+#: the progress line a run prints.
 #: A path ending in ``/`` stands for everything under it.
-NOT_RESULT_CODE = ("reslab/cli.py", "reslab/app/", "reslab/catalog.py", "reslab/runs/cost.py", "reslab/runs/jobs.py")
+NOT_RESULT_CODE = ("reslab/cli.py", "reslab/app/", "reslab/catalog.py", "reslab/runs/cost.py", "reslab/runs/jobs.py",
+                   "reslab/progress.py")
 
 
 def is_result_code(name: str) -> bool:

@@ -48,6 +48,8 @@ from ._env import COMPILE_MODES
 from ._io import atomic_torch_save
 from .data import Augment, BatchLoader, Dataset
 from .evidence import BN_PER_PROCESS
+from .models.layers import share_depth_draws
+from .progress import EpochClock
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
@@ -247,19 +249,26 @@ def seed_everything(seed: int) -> None:
 
 
 def resolve_device(device: str | torch.device) -> torch.device:
-    """Turn ``auto`` into ``cuda`` when available, else ``cpu``; check CUDA requests.
+    """Turn ``auto`` into ``cuda`` when available, else ``cpu``; check CUDA requests. A CUDA device
+    always comes back with its index (``cuda`` is the current device, ``cuda:N``), so that two
+    names of one GPU compare equal and rows name the GPU the run used.
 
     Raises:
         ValueError: for CUDA when no CUDA device is present, or an unparsable name.
     """
     if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device = "cuda" if torch.cuda.is_available() else "cpu"
     try:
         dev = torch.device(device)
     except RuntimeError as exc:
         raise ValueError(f"unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from exc
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {device!r} asked for, but no CUDA device is available; use 'cpu' or 'auto'.")
+    if dev.type == "cuda" and dev.index is None:
+        dev = torch.device("cuda", torch.cuda.current_device())
+    if dev.type == "cuda" and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r} asked for, but this process sees {torch.cuda.device_count()} GPU(s) "
+                         f"(cuda:0..cuda:{torch.cuda.device_count() - 1}); check CUDA_VISIBLE_DEVICES.")
     return dev
 
 
@@ -277,6 +286,22 @@ def compile_mode(cfg: TrainConfig, device: torch.device) -> str:
     if cfg.compile != "auto":
         return cfg.compile
     return cfg.cuda_compile if device.type == "cuda" else "off"
+
+
+def cuda_backend(cfg: TrainConfig, device: torch.device) -> dict[str, Any]:
+    """Set the CUDA backend of a run on purpose, and say how (for its result row).
+
+    cuDNN autotunes its kernels (every batch of a run has one size) and may pick nondeterministic
+    ones; TF32 is used for float32 convolutions and matrix products only in a mixed-precision run
+    (``amp``), so that a run whose row says ``fp32`` is float32 throughout. On the CPU nothing is set.
+    """
+    if device.type != "cuda":
+        return {"tf32": "n/a (cpu)", "cudnn_benchmark": "n/a (cpu)", "deterministic": "n/a (cpu)", "cudnn": ""}
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cudnn.deterministic = False
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = bool(cfg.amp)
+    return {"tf32": "on (float32 convolutions and matrix products)" if cfg.amp else "off",
+            "cudnn_benchmark": True, "deterministic": False, "cudnn": str(torch.backends.cudnn.version() or "")}
 
 
 def precision(cfg: TrainConfig, device: torch.device) -> str:
@@ -782,25 +807,31 @@ def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Datas
     ckpt_path = Path(checkpoint_dir) / CHECKPOINT_NAME if checkpoint_dir is not None else None
     start_epoch, step, history = resume(ckpt_path, model, optimizer, scheduler, cfg, device)
 
+    depth = share_depth_draws(model)  # the blocks stochastic depth drops: drawn alike on every rank
     # Several processes: DDP averages the gradients (it starts from rank 0's weights, equal anyway).
     trained = model
     if dist.distributed:
         # Said of 1x1 convolutions, whose weights' strides are ambiguous: a copy of a small gradient.
         warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
-        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+        # A block that stochastic depth drops is not computed, so its parameters get no gradient
+        # in that step (the same blocks on every rank: share_depth_draws); DDP must look for them.
+        trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
+                                                            find_unused_parameters=depth is not None)
     mode = compile_mode(cfg, device)
     # Evaluation stays eager: it is a small share of the work, and a second graph to compile.
     run_model = trained if mode == "off" else torch.compile(trained, mode=None if mode == "default" else mode)
     untried = run_model is not trained
     history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last,
                      "cpu_threads": torch.get_num_threads(), "world_size": dist.world_size,
-                     "batch_norm": batch_norm}
-    clock = _EpochClock(name, start_epoch, cfg.epochs)
+                     "batch_norm": batch_norm, **cuda_backend(cfg, device)}
+    clock = EpochClock(name, start_epoch, cfg.epochs)
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps and step >= cfg.max_steps:
             break
         if dist.distributed:  # dropout and the like: each rank its own draws, fixed by (seed, epoch, rank)
             seed_everything((cfg.seed * 1_000_003 + epoch) * 4099 + dist.rank)
+        if depth is not None:  # dropped blocks: one draw for all ranks, fixed by (seed, epoch), so a resume repeats it
+            depth.manual_seed(cfg.seed * 1_000_003 + epoch)
         t0 = time.perf_counter()
         stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step,
                                 eager=trained if untried else None)
@@ -832,35 +863,6 @@ def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Datas
             print(clock.line(history.rows[-1]), flush=True)
     distributed.barrier()  # the last checkpoint is on disk before any rank goes on
     return history
-
-
-class _EpochClock:
-    """The line printed after each epoch of a long run: which run, which epoch, its numbers, and
-    the time left at this process's pace so far (a log of ``reslab train`` or ``reslab reproduce``
-    shows where a run of hours stands)."""
-
-    def __init__(self, name: str, start_epoch: int, epochs: int):
-        self.name, self.start_epoch, self.epochs = name, start_epoch, epochs
-        self.t0 = time.perf_counter()
-
-    def line(self, row: dict[str, Any]) -> str:
-        done = row["epoch"]
-        per_epoch = (time.perf_counter() - self.t0) / max(done - self.start_epoch, 1)
-        left = per_epoch * (self.epochs - done)
-        finish = time.strftime("%H:%M %Z", time.localtime(time.time() + left))
-        return (f"[reslab] {self.name + ': ' if self.name else ''}epoch {done}/{self.epochs}: train loss "
-                f"{row['train_loss']:.4f} acc {row['train_acc']:.4f}, test loss {row['test_loss']:.4f} acc "
-                f"{row['test_acc']:.4f}; {_duration(per_epoch)} per epoch, {_duration(left)} left "
-                f"(about {finish})")
-
-
-def _duration(seconds: float) -> str:
-    """``42 s``, ``3.5 min`` or ``2 h 05 min``."""
-    if seconds < 90:
-        return f"{seconds:.0f} s"
-    if seconds < 5400:
-        return f"{seconds / 60:.1f} min"
-    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
 
 
 def _batch_norm(model: nn.Module, cfg: TrainConfig, device: torch.device,

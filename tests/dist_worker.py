@@ -1,7 +1,7 @@
 """One process of a small distributed training run, for tests/test_distributed.py.
 
 Run as ``torchrun --nproc-per-node N tests/dist_worker.py OUT [--ckpt DIR] [--stop-at-step K]
-[--no-sync-bn]``, or imported by the test for the one-process reference. Rank 0 writes the final
+[--no-sync-bn] [--model tiny|depth|frozen]``, or imported by the test for the one-process reference. Rank 0 writes the final
 state dict and history to ``OUT``. ``--stop-at-step K`` stops every rank at its K-th forward pass
 (all ranks take the same steps, so they stop together), as a killed job would.
 """
@@ -40,9 +40,25 @@ def split(name: str, n: int, seed: int) -> Dataset:
                    source="synthetic", data_source="synthetic", fingerprint=f"test-{name}", path="")
 
 
-def model() -> nn.Module:
+MODELS = ("tiny", "depth", "frozen")
+
+
+def model(name: str = "tiny") -> nn.Module:
+    """``tiny``: a small CNN; ``depth``: a small CIFAR ResNet whose blocks stochastic depth drops
+    per batch (as ``resnet110_sd``); ``frozen``: the small CNN with its first conv and batch norm
+    frozen (as a frozen pretrained backbone)."""
     torch.manual_seed(0)
-    return tiny_cnn(width=8)
+    if name == "depth":
+        from reslab.models.resnet import BasicBlock, ResNet
+
+        return ResNet(BasicBlock, (2, 2, 2), widths=(8, 16, 32), stem="cifar", shortcut="zeropad_avg",
+                      final_survival=0.5, sd_mode="batch", num_classes=10, in_chans=3)
+    net = tiny_cnn(width=8)
+    if name == "frozen":
+        from reslab.models._pretrained import freeze
+
+        freeze([net[0], net[1]])
+    return net
 
 
 def loaders(cfg: TrainConfig) -> tuple[BatchLoader, BatchLoader]:
@@ -52,10 +68,11 @@ def loaders(cfg: TrainConfig) -> tuple[BatchLoader, BatchLoader]:
             BatchLoader.for_split(split("test", 40, 2), cfg.eval_batch_size, AUGMENT.eval(), train=False, **ranks))
 
 
-def run(ckpt: str | None = None, stop_at_step: int = 0, **changes) -> tuple[nn.Module, object]:
-    """Train the test model; returns ``(model, history)``. Raises :class:`Stop` at ``stop_at_step``."""
+def run(ckpt: str | None = None, stop_at_step: int = 0, name: str = "tiny", **changes) -> tuple[nn.Module, object]:
+    """Train the test model ``name`` (:func:`model`); returns ``(model, history)``. Raises
+    :class:`Stop` at ``stop_at_step``."""
     cfg = TrainConfig(**{**CFG, **changes})
-    net = model()
+    net = model(name)
     if stop_at_step:
         calls = {"n": 0}
 
@@ -76,10 +93,11 @@ def main() -> int:
     parser.add_argument("--ckpt")
     parser.add_argument("--stop-at-step", type=int, default=0)
     parser.add_argument("--no-sync-bn", action="store_true")
+    parser.add_argument("--model", choices=MODELS, default="tiny")
     args = parser.parse_args()
     dist = distributed.init_from_env("cpu")
     try:
-        net, history = run(args.ckpt, args.stop_at_step, sync_bn=not args.no_sync_bn)
+        net, history = run(args.ckpt, args.stop_at_step, args.model, sync_bn=not args.no_sync_bn)
     except Stop:
         return 0
     if dist.is_main:

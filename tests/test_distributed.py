@@ -29,7 +29,8 @@ ATOL = 1e-4
 
 
 def torchrun(*args: str, nproc: int = 2, timeout: int = 240) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(WORKER.parent)}
+    env = {**os.environ, "OMP_NUM_THREADS": "1",
+           "PYTHONPATH": os.pathsep.join(p for p in (str(WORKER.parent), os.environ.get("PYTHONPATH")) if p)}
     proc = subprocess.run([str(TORCHRUN), "--nproc-per-node", str(nproc), "--standalone", *args],
                           capture_output=True, text=True, timeout=timeout, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
@@ -122,6 +123,17 @@ def test_rendezvous_from_slurm_or_torchrun():
         first_host("")
 
 
+@pytest.mark.parametrize("local_rank, visible, expected", [(1, 4, "cuda:1"), (3, 1, "cuda:0"), (5, 4, "cuda:1")])
+def test_each_process_of_a_cuda_run_takes_a_gpu_it_sees(monkeypatch, local_rank, visible, expected):
+    """torchrun: local rank N takes cuda:N; SLURM binding one GPU per task: each task's only GPU."""
+    monkeypatch.setattr(distributed, "current", lambda: distributed.Dist(rank=local_rank, world_size=8,
+                                                                         local_rank=local_rank, backend="nccl"))
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: visible)
+    assert distributed.device_for("auto") == distributed.device_for("cuda:3") == expected
+    monkeypatch.setattr(distributed, "current", lambda: distributed.Dist())
+    assert distributed.device_for("cuda:3") == "cuda:3" and distributed.device_for("cpu") == "cpu"
+
+
 def test_one_process_initialises_nothing(monkeypatch):
     for name in ("RANK", "WORLD_SIZE", "SLURM_PROCID", "SLURM_STEP_NUM_TASKS"):
         monkeypatch.delenv(name, raising=False)
@@ -194,6 +206,42 @@ def test_two_processes_end_with_the_one_process_weights(one_process, two_process
         assert a["test_acc"] == pytest.approx(b["test_acc"], abs=1 / 40 + 1e-9)
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
         assert a["test_loss"] == pytest.approx(b["test_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("name", ["depth", "frozen"])
+def test_stochastic_depth_and_a_frozen_backbone_on_two_processes_match_one(name, tmp_path):
+    """Stochastic depth drops the same blocks on every rank (one draw per batch, seeded by the run's
+    seed and epoch; DDP told that a dropped block's parameters get no gradient), and a frozen
+    backbone's batch norms stay frozen through the conversion to global batch norm: two processes
+    end with the one-process weights."""
+    net, history = dist_worker.run(name=name)
+    out = tmp_path / f"{name}.pt"
+    torchrun(str(WORKER), str(out), "--model", name)
+    two = torch.load(out, weights_only=False)
+    start = dist_worker.model(name).state_dict()
+    assert not close(two["state"], net.state_dict())
+    assert close(start, net.state_dict())  # it trained
+    if name == "frozen":  # the frozen norm's statistics are the initial ones, on both
+        assert all(torch.equal(start[k], two["state"][k]) and torch.equal(start[k], net.state_dict()[k])
+                   for k in start if k.startswith("1."))
+    for a, b in zip(two["rows"], history.rows):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-4)
+
+
+def test_stochastic_depth_draws_repeat_per_epoch_and_differ_between_epochs():
+    from reslab.models.layers import StochasticDepth, share_depth_draws
+
+    net = dist_worker.model("depth")
+    gen = share_depth_draws(net)
+    blocks = [m for m in net.modules() if isinstance(m, StochasticDepth)]
+    assert gen is not None and len(blocks) == 6 and all(b.generator is gen for b in blocks)
+
+    def draws(epoch: int) -> list[bool]:
+        gen.manual_seed(epoch)
+        return [b.draw() for _ in range(20) for b in blocks]
+
+    assert draws(0) == draws(0) and draws(0) != draws(1)
+    assert share_depth_draws(dist_worker.model("tiny")) is None
 
 
 def test_per_process_batch_norm_differs_and_says_so(one_process, tmp_path):

@@ -211,6 +211,7 @@ def test_weakest_evidence():
 def test_rows_record_evidence_and_reused_runs_are_judged_afresh(runs):
     rows, _ = EX.run_specs([spec()], "smoke", seeds=[0])
     assert rows.loc[0, "evidence"] == "smoke" and rows.loc[0, "run_dir"].startswith("<runs>/smoke/t/tiny-s0-")
+    assert rows.loc[0, "tf32"] == rows.loc[0, "cudnn_benchmark"] == "n/a (cpu)"  # how the backend was set, on every row
     over = spec(cfg=CFG).recipe.with_overrides(epochs=1)
     rows, _ = EX.run_specs([SP.RunSpec("t", "tiny", "resnet18_cifar", "mnist", over, tags={"init": "x"})], "smoke",
                           seeds=[0])

@@ -116,6 +116,26 @@ def test_soft_threshold_layer_formula_and_ranges() -> None:
     assert (y == 0).any() and (y != 0).any()
 
 
+def test_soft_threshold_is_computed_in_float32_under_bf16_autocast() -> None:
+    """In bfloat16 the threshold's sigmoid would be exactly 1 above ~6.2 (tau = the whole channel
+    mean); the layer keeps tau in float32 and returns the input's dtype, and gives the float32
+    numbers to bfloat16's resolution."""
+    torch.manual_seed(0)
+    layer = SoftThreshold(8).eval()
+    with torch.no_grad():
+        layer.fc2.weight.zero_()
+        layer.fc2.bias.fill_(7.0)  # alpha = sigmoid(7) = 0.99909: 1.0 in bfloat16
+    x = torch.randn(4, 8, 6, 6)
+    a = x.bfloat16().float().abs().mean(dim=(2, 3))[:, :, None, None]  # the channel means the layer sees
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        tau = layer.threshold(x.bfloat16())
+        y = layer(x.bfloat16())
+    assert tau.dtype == torch.float32 and (tau < a).all() and torch.allclose(tau, a * torch.sigmoid(torch.tensor(7.0)))
+    assert y.dtype == torch.bfloat16
+    assert torch.allclose(y.float(), layer(x), atol=0.02, rtol=0.01)
+    assert torch.equal(layer(x), soft_threshold(x, layer.threshold(x)))  # float32: unchanged
+
+
 def test_drstn_blocks_carry_soft_thresholding_before_the_addition() -> None:
     expected = {"drstn_v1": ((2, 2, 2, 2), 7), "drstn_v2": ((2, 2, 2, 2), 3), "drstn_v3": ((1, 1, 1, 1), 3),
                 "drstn_v4": ((2, 3, 5, 2), 3), "drstn_v5": ((2, 2, 2), 3)}  # seed 000 Table 2

@@ -334,3 +334,35 @@ def test_each_epoch_prints_where_the_run_stands(make_tiny, no_data_root, capsys)
     lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[reslab] demo run: epoch")]
     assert [line.split(":")[1].strip() for line in lines] == ["epoch 1/2", "epoch 2/2"]
     assert "left (about" in lines[0] and "test loss" in lines[0] and ", 0 s left" in lines[1]
+
+
+def test_a_cuda_device_is_named_with_its_index(monkeypatch):
+    """``cuda`` and ``cuda:N`` of one GPU compare equal (the loader check) and rows name the GPU used."""
+    from reslab.train import resolve_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "current_device", lambda: 1)
+    assert resolve_device("cuda") == resolve_device("auto") == resolve_device("cuda:1") == torch.device("cuda", 1)
+    with pytest.raises(ValueError, match=r"sees 2 GPU\(s\).*CUDA_VISIBLE_DEVICES"):
+        resolve_device("cuda:2")
+    assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_the_cuda_backend_is_set_on_purpose_and_recorded():
+    """cuDNN autotuning on, TF32 only in mixed precision (an ``fp32`` row is float32 throughout);
+    nothing set on the CPU, and the row says so."""
+    from reslab.train import cuda_backend
+
+    saved = (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32)
+    try:
+        assert cuda_backend(TrainConfig(), torch.device("cpu"))["tf32"] == "n/a (cpu)"
+        assert saved == (torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32,
+                         torch.backends.cuda.matmul.allow_tf32)  # the CPU leaves the flags alone
+        fp32 = cuda_backend(TrainConfig(amp=False), torch.device("cuda", 0))
+        assert fp32["tf32"] == "off" and not torch.backends.cudnn.allow_tf32 and not torch.backends.cuda.matmul.allow_tf32
+        mixed = cuda_backend(TrainConfig(amp=True), torch.device("cuda", 0))
+        assert mixed["tf32"].startswith("on") and torch.backends.cudnn.allow_tf32 and torch.backends.cudnn.benchmark
+        assert mixed["cudnn_benchmark"] is True and mixed["deterministic"] is False
+    finally:
+        torch.backends.cudnn.benchmark, torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

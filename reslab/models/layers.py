@@ -14,6 +14,8 @@ Provenance:
 
 from __future__ import annotations
 
+import contextlib
+
 import math
 
 import torch
@@ -69,6 +71,14 @@ def soft_threshold(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
     return torch.sign(x) * F.relu(x.abs() - tau)
 
 
+def _full_precision(device: torch.device) -> contextlib.AbstractContextManager:
+    """Autocast off on ``device`` (CPU or CUDA); nothing to turn off elsewhere (the ``meta``
+    device of parameter counting, where ``torch.autocast`` refuses the device type)."""
+    if device.type in ("cpu", "cuda"):
+        return torch.autocast(device_type=device.type, enabled=False)
+    return contextlib.nullcontext()
+
+
 class SoftThreshold(nn.Module):
     """Channel-wise learned soft thresholding (DRSN-CW), placed at the end of a residual branch.
 
@@ -117,13 +127,18 @@ class SoftThreshold(nn.Module):
         self.fc2 = nn.Linear(hidden, channels)
 
     def threshold(self, x: torch.Tensor) -> torch.Tensor:
-        """Return the per-sample, per-channel thresholds ``tau``, shape ``(B, C, 1, 1)``."""
-        a = x.abs().mean(dim=(2, 3))  # (B, C)
-        alpha = torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(a)))))  # (B, C)
-        return (a * alpha)[:, :, None, None]
+        """Return the per-sample, per-channel thresholds ``tau``, shape ``(B, C, 1, 1)``, in float32
+        even under autocast: they are only B x C values, and in bfloat16 the sigmoid is exactly 1.0
+        above about 6.2 (tau = A, the channel's whole mean) and tau keeps 8 mantissa bits."""
+        with _full_precision(x.device):
+            a = x.float().abs().mean(dim=(2, 3))  # (B, C)
+            alpha = torch.sigmoid(self.fc2(F.relu(self.bn(self.fc1(a)))))  # (B, C)
+            return (a * alpha)[:, :, None, None]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return soft_threshold(x, self.threshold(x))
+        # |x| - tau in float32, rounded once to x's dtype (a no-op for a float32 x).
+        with _full_precision(x.device):
+            return soft_threshold(x.float(), self.threshold(x)).to(x.dtype)
 
 
 class ChannelGate(nn.Module):
@@ -259,10 +274,12 @@ class StochasticDepth(nn.Module):
             raise ValueError(f"stochastic depth mode must be 'batch' or 'row', got {mode!r}")
         self.survival = survival
         self.mode = mode
+        #: Where per-batch draws come from (:func:`share_depth_draws`); ``None``: the global RNG.
+        self.generator: torch.Generator | None = None
 
     def draw(self) -> bool:
         """One Bernoulli(``survival``) draw: whether a branch is kept for this mini-batch."""
-        return bool(torch.rand(()) < self.survival)
+        return bool(torch.rand((), generator=self.generator) < self.survival)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.survival >= 1.0:
@@ -276,6 +293,24 @@ class StochasticDepth(nn.Module):
 
     def extra_repr(self) -> str:
         return f"survival={self.survival:.3f}, mode={self.mode!r}"
+
+
+def share_depth_draws(model: nn.Module) -> torch.Generator | None:
+    """Give every per-batch :class:`StochasticDepth` of ``model`` one generator, and return it
+    (``None`` when the model drops no block per batch).
+
+    Whoever seeds it the same way draws the same dropped blocks: every process of a distributed
+    run seeds it from the run's seed and epoch, so that all ranks run the same graph (each rank's
+    own RNG would drop different blocks, and the gradient all-reduce would mix different graphs),
+    and one process draws what several would.
+    """
+    blocks = [m for m in model.modules() if isinstance(m, StochasticDepth) and m.mode == "batch" and m.survival < 1.0]
+    if not blocks:
+        return None
+    generator = torch.Generator()
+    for block in blocks:
+        block.generator = generator
+    return generator
 
 
 def linear_survival(num_blocks: int, final_survival: float) -> list[float]:

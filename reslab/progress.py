@@ -1,0 +1,35 @@
+"""What a long run prints while it trains: one line per epoch with the time left."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+
+class EpochClock:
+    """The line printed after each epoch of a long run: which run, which epoch, its numbers, and
+    the time left at this process's pace so far (a log of ``reslab train`` or ``reslab reproduce``
+    shows where a run of hours stands)."""
+
+    def __init__(self, name: str, start_epoch: int, epochs: int):
+        self.name, self.start_epoch, self.epochs = name, start_epoch, epochs
+        self.t0 = time.perf_counter()
+
+    def line(self, row: dict[str, Any]) -> str:
+        done = row["epoch"]
+        per_epoch = (time.perf_counter() - self.t0) / max(done - self.start_epoch, 1)
+        left = per_epoch * (self.epochs - done)
+        finish = time.strftime("%H:%M %Z", time.localtime(time.time() + left))
+        return (f"[reslab] {self.name + ': ' if self.name else ''}epoch {done}/{self.epochs}: train loss "
+                f"{row['train_loss']:.4f} acc {row['train_acc']:.4f}, test loss {row['test_loss']:.4f} acc "
+                f"{row['test_acc']:.4f}; {duration(per_epoch)} per epoch, {duration(left)} left "
+                f"(about {finish})")
+
+
+def duration(seconds: float) -> str:
+    """``42 s``, ``3.5 min`` or ``2 h 05 min``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    return f"{int(seconds // 3600)} h {int(seconds % 3600 // 60):02d} min"
