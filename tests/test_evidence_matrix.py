@@ -18,6 +18,7 @@ record their evidence in a column, which is asserted instead.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -199,3 +200,40 @@ def test_stored_runs_are_judged_by_todays_rule(world):
     again = drstn.run_drstn_table4(**kw, out_dir=world / "b").tables["table4_runs"]
     assert again["reused"].all() and list(again["evidence"]) == list(first["evidence"]) == ["protocol"]
     assert pd.isna(first["evidence_note"]).all() or (first["evidence_note"] == "").all()
+
+
+def test_a_table_of_runs_made_elsewhere_trains_nothing_and_judges_the_runs_it_has(world, monkeypatch):
+    """Executor ``none`` (a GPU slice's records, another machine's run store): finished runs are
+    reused, nothing is trained, every other run is ``not run: not trained``; a row is the mean of
+    the runs it has, judged and saying ``n = k of 10`` (missing for want of time, not for its
+    numbers); a row with no run gets no verdict; ``force`` is refused."""
+    results = world / "results"
+    out_dir = results / "paper" / "selu_ablation_fashion_mnist"
+    selu.run_selu_ablation(profile="paper", seeds=[0, 1], variants=["ResNet34+SELU"], device="cpu", out_dir=out_dir)
+    trained = []
+    monkeypatch.setattr(EX, "train", lambda *a, **k: trained.append(a) or pytest.fail("executor none trained a run"))
+    out = selu.run_selu_ablation(profile="paper", seeds=[0, 1, 2], variants=["ResNet34+SELU", "ResNet34+Inception"],
+                                 device="cpu", executor="none", out_dir=out_dir)
+    assert not trained
+    runs = out.tables["runs"]
+    missing = runs[runs["status"] != "finished"]
+    assert set(zip(missing["label"], missing["seed"])) == {
+        ("ResNet34", 2), ("ResNet34+SELU", 2), ("ResNet34+Inception", 0), ("ResNet34+Inception", 1),
+        ("ResNet34+Inception", 2)}
+    assert missing["status"].eq("not run: not trained (executor none)").all()
+    assert missing["final_acc"].isna().all()
+    table = out.tables["selu_ablation"].set_index("label")
+    for label in ("ResNet34", "ResNet34+SELU"):
+        assert table.loc[label, "n"] == 2 and table.loc[label, "evidence"] == "protocol"
+        assert table.loc[label, "evidence_note"].startswith("n = 2 of 10")
+    assert table.loc["ResNet34+Inception", "n"] == 0 and table.loc["ResNet34+Inception", "evidence"] == "budget"
+    assert json.loads((out_dir / "manifest.json").read_text())["executor"] == "none"
+    rows = summary.summary_table(results)
+    measured = rows[rows["results"].eq("paper/selu_ablation_fashion_mnist")]
+    judged = measured[measured["verdict"].isin(["reproduced", "not reproduced"])]
+    assert len(judged) and judged["rule"].str.contains("n = 2 of 10").all()
+    inception = measured[measured["claim"].str.contains("selu_resnet34_inception")]
+    assert len(inception) and inception["verdict"].isin(["not run"]).all(), inception[["claim", "verdict", "rule"]]
+    with pytest.raises(ValueError, match="trains nothing"):
+        selu.run_selu_ablation(profile="paper", seeds=[0], variants=["ResNet34"], device="cpu", executor="none",
+                               force=True, out_dir=out_dir)

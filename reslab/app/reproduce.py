@@ -251,7 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "checkout).")
     parser.add_argument("--executor", choices=EXECUTORS,
                         help="Where the runs are made: inline (in each notebook's process), local (a process per run on "
-                        "this machine, --jobs at once) or slurm (a SLURM job array per table; settings with --slurm). "
+                        "this machine, --jobs at once), slurm (a SLURM job array per table; settings with --slurm) or none "
+                        "(train nothing: the tables of the runs already in the run store or the record of finished runs, "
+                        "the others 'not run'). "
                         f"Default: ${EXECUTOR_ENV}, else inline.")
     parser.add_argument("--jobs", type=int, metavar="N",
                         help=f"Runs at once: local processes, or the SLURM array's parallelism (default: ${JOBS_ENV}, "

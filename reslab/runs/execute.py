@@ -31,7 +31,7 @@ from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import make_row, write_csv, write_json
 from ..train import CHECKPOINT_NAME, finish_checkpoint, load_checkpoint, resolve_device, train, use_channels_last
 from . import cost
-from .jobs import JOB_FILE, Executor, Outcome, run_jobs
+from .jobs import JOB_FILE, NOT_TRAINED, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
 from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, run_lock
 
@@ -210,9 +210,11 @@ def run_specs(
             the profile's subsets (and the recipe's ``test_subset``) and added to it.
         executor: Where the runs not yet finished are made (:mod:`reslab.runs.jobs`): ``inline``
             (here, one after the other), ``local`` (processes on this machine, ``$RESLAB_JOBS`` at
-            once) or ``slurm`` (a job array); ``None``: ``$RESLAB_EXECUTOR``, else ``inline``. With
-            ``local`` and ``slurm``, a run whose job failed gets a row with ``status`` ``not run:
-            <why> (log: <path>)``, no numbers, and the other rows as usual.
+            once), ``slurm`` (a job array) or ``none`` (nothing: runs made elsewhere are reused);
+            ``None``: ``$RESLAB_EXECUTOR``, else ``inline``. With ``local`` and ``slurm``, a run whose
+            job failed gets a row with ``status`` ``not run: <why> (log: <path>)``, no numbers, and
+            the other rows as usual; with ``none``, each run not finished gets ``not run: not trained
+            (executor none)``.
         use_record: Reuse runs finished only in the record of finished runs; ``False`` trains them
             into the run store (a caller that needs their checkpoints).
 
@@ -220,7 +222,7 @@ def run_specs(
         A :class:`Runs` (unpacks as ``rows, histories``); every row has a ``status``.
 
     Raises:
-        ValueError: on an empty ``seeds`` or ``specs``, or an unknown executor.
+        ValueError: on an empty ``seeds`` or ``specs``, an unknown executor, or ``force`` with ``none``.
     """
     if not specs:
         raise ValueError("no runs to make: specs is empty.")
@@ -235,19 +237,27 @@ def run_specs(
         if spec.dataset not in splits:
             splits[spec.dataset] = load_splits(spec.dataset, prof, paths, spec.recipe.test_subset)
     ex = Executor.resolve(executor)
-    estimate = announce_cost(specs, prof, seeds, splits, force, use_record, store)
+    if force and not ex.trains:
+        raise ValueError("force retrains finished runs, but executor 'none' trains nothing: drop force, or choose "
+                         "the inline, local or slurm executor.")
+    estimate = announce_cost(specs, prof, seeds, splits, force, use_record, store) if ex.trains else ""
     if estimate:
         print(estimate, flush=True)
     pairs = [(spec, seed) for spec in specs for seed in seeds]
     outcomes = {} if ex.inline else _run_as_jobs(ex, pairs, prof, splits, paths, force, use_record)
+    if not ex.trains:  # each row is the mean of the runs it has: its evidence counts those
+        made = {id(spec): sum((id(spec), seed) not in outcomes for seed in seeds) for spec in specs}
+        judged = {id(spec): _with_runs(spec, made[id(spec)]) for spec in specs}
+    else:
+        judged = {id(spec): spec for spec in specs}
     rows, histories = [], []
     for spec, seed in pairs:
         outcome = outcomes.get((id(spec), seed))
         if outcome is not None and not outcome.finished:
-            rows.append(_not_run_row(spec, prof, seed, *splits[spec.dataset], outcome, store))
+            rows.append(_not_run_row(judged[id(spec)], prof, seed, *splits[spec.dataset], outcome, store))
             continue
-        row, hist = run_one(spec, prof, seed, *splits[spec.dataset], force=force and ex.inline, use_record=use_record,
-                            paths=paths)
+        row, hist = run_one(judged[id(spec)], prof, seed, *splits[spec.dataset], force=force and ex.inline,
+                            use_record=use_record, paths=paths)
         if outcome is not None:  # trained by a job of this call, not reused
             row["reused"] = False
         rows.append(row | {"status": FINISHED})
@@ -255,9 +265,10 @@ def run_specs(
     history = pd.concat(histories, ignore_index=True) if histories else pd.DataFrame(columns=["label", "epoch"])
     frame = pd.DataFrame(rows)
     if len(frame) > len(histories):  # rows of runs not run have no counts: keep the others' whole numbers
-        for col in _COUNT_COLUMNS:
-            if col in frame and frame[col].dropna().map(lambda v: float(v).is_integer()).all():
-                frame[col] = frame[col].astype("Int64")
+        for col in _COUNT_COLUMNS:  # a column that also holds words ("not recorded") stays as it is
+            values = pd.to_numeric(frame[col], errors="coerce") if col in frame else None
+            if values is not None and values.notna().eq(frame[col].notna()).all() and (values.dropna() % 1 == 0).all():
+                frame[col] = values.astype("Int64")
     return Runs(frame, history, splits)
 
 
@@ -280,21 +291,36 @@ def _run_as_jobs(ex: Executor, pairs: list[tuple[RunSpec, int]], prof: Profile,
     return {(id(spec), seed): o for (spec, seed), o in zip(pending, outcomes)}
 
 
+def _with_runs(spec: RunSpec, made: int) -> RunSpec:
+    """``spec`` with its recipe counting ``made`` runs of the row (the evidence note's ``n = made of N``;
+    not part of the run key)."""
+    if made >= len(spec.recipe.seeds) or made == (spec.recipe.runs or len(spec.recipe.seeds)):
+        return spec
+    return dataclasses.replace(spec, recipe=dataclasses.replace(spec.recipe, runs=made))
+
+
 def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, test_data: Dataset,
                  outcome: Outcome, store: RunStore) -> dict[str, Any]:
-    """The row of a run whose job did not finish: what it is, why not, where its log is; no numbers.
-    Its evidence is at most ``budget`` (a table row missing some of its runs is not the protocol)."""
+    """The row of a run that was not made: what it is, why not, where its log is; no numbers.
+
+    A run whose job failed makes its row's evidence at most ``budget``: leaving it out could favour
+    the runs that went well. A run not trained at all (executor ``none``, :data:`NOT_TRAINED`) is
+    missing for want of time, whatever its numbers would be: its row is the mean of the runs it has
+    (``spec.recipe.runs`` of them), judged as such, unless it has none."""
+    untrained = outcome.error == NOT_TRAINED
     kind, note = evidence_of(prof, (*spec.recipe.deviations, *spec.recipe.overrides),
                              [train_data.data_source, test_data.data_source],
-                             complete=train_data.subset is None and test_data.subset is None)
-    kind, note = weakest_evidence([kind, BUDGET], [note, f"{spec.label} seed {seed} not run"])
+                             complete=train_data.subset is None and test_data.subset is None,
+                             runs=spec.recipe.runs_of_protocol if untrained else None)
+    if not untrained or spec.recipe.runs == 0:
+        kind, note = weakest_evidence([kind, BUDGET], [note, f"{spec.label} seed {seed} not run"])
     nan = float("nan")
     return {"table": spec.table, "model": spec.model, "dataset": spec.dataset, "data_source": train_data.data_source,
             "profile": prof.name, "seed": seed, "epochs": nan, "final_acc": nan, "best_acc": nan, "train_acc": nan,
             "label": spec.label, "reused": False,
             "run_dir": store.relative(store.run_dir(spec, prof, seed, train_data, test_data)), **spec.tags,
             "evidence": kind, "evidence_note": note,
-            "status": f"{NOT_RUN}: {outcome.error} (log: {store.relative(outcome.log)})"}
+            "status": f"{NOT_RUN}: {outcome.error}" + (f" (log: {store.relative(outcome.log)})" if outcome.log else "")}
 
 
 def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[int],

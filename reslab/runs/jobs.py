@@ -10,7 +10,12 @@ reproduce --executor`` or ``$RESLAB_EXECUTOR`` (default ``inline``):
 - ``slurm``: each run a SLURM job through submitit, submitted as one job array per call (one GPU
   per run by default; ``gpus`` > 1 runs one process per GPU under DistributedDataParallel).
   Settings come from ``$RESLAB_SLURM_<NAME>`` (:data:`SLURM_SETTINGS`); the run store
-  (``$RESLAB_RUNS``) and the data must sit on a filesystem every node reads.
+  (``$RESLAB_RUNS``) and the data must sit on a filesystem every node reads;
+- ``none``: nothing is trained. Runs finished in the run store or the record of finished runs are
+  reused; every other run gets a row ``not run: not trained (executor none)`` with no numbers. A
+  table of the runs made elsewhere (a time-boxed GPU slice, another machine's record), where the
+  rest would take hours here. Which runs are missing depends on time, not on their numbers, so a
+  row is the protocol's mean of the runs it has (``n = 3 of 10``, :func:`reslab.evidence.evidence_of`).
 
 :func:`run_jobs` submits the jobs it is given (:mod:`reslab.runs.execute` gives it the runs not yet finished), waits with a progress bar of finished
 runs, and reports each run that did not finish with the path of its log. A job whose process
@@ -37,7 +42,9 @@ from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
-EXECUTORS = ("inline", "local", "slurm")
+EXECUTORS = ("inline", "local", "slurm", "none")
+#: The ``error`` of an :class:`Outcome` of a run that executor ``none`` did not train.
+NOT_TRAINED = "not trained (executor none)"
 EXECUTOR_ENV = "RESLAB_EXECUTOR"
 JOBS_ENV = "RESLAB_JOBS"
 SLURM_ENV_PREFIX = "RESLAB_SLURM_"
@@ -67,7 +74,7 @@ class Executor:
     """How a table's runs are made (:data:`EXECUTORS`).
 
     Attributes:
-        kind: ``inline``, ``local`` or ``slurm``.
+        kind: ``inline``, ``local``, ``slurm`` or ``none`` (trains nothing).
         jobs: Runs at once: local processes, or the job array's parallelism on SLURM
             (``None``: :data:`DEFAULT_JOBS` locally, no limit on SLURM).
         slurm: :data:`SLURM_SETTINGS` given, as strings.
@@ -115,6 +122,11 @@ class Executor:
     @property
     def inline(self) -> bool:
         return self.kind == "inline"
+
+    @property
+    def trains(self) -> bool:
+        """Whether runs not yet finished are made (all but ``none``)."""
+        return self.kind != "none"
 
     def slurm_parameters(self, array_size: int | None = None) -> dict[str, Any]:
         """The parameters of submitit's ``SlurmExecutor`` for these settings (one task per GPU).
@@ -291,6 +303,8 @@ def run_jobs(executor: Executor, job: Callable[[Any], Any], subs: Sequence[Any],
     """
     if executor.inline:
         raise ValueError("run_jobs makes runs as jobs; the inline executor runs them in this process.")
+    if not executor.trains:  # ``none``: nothing is submitted, and each run says why it has no numbers
+        return [Outcome(sub.label, sub.seed, finished=False, error=NOT_TRAINED, attempts=0) for sub in subs]
     poll = executor.poll_s if executor.poll_s is not None else (1.0 if executor.kind == "local" else 30.0)
     # SLURM: every run in one job array, its parallelism set by ``jobs``; locally ``jobs`` processes.
     limit = (executor.jobs or DEFAULT_JOBS) if executor.kind == "local" else len(subs)
@@ -344,7 +358,7 @@ def run_jobs(executor: Executor, job: Callable[[Any], Any], subs: Sequence[Any],
 
 def describe(executor: Executor) -> str:
     """One line for a manifest or the notes: the executor and its settings."""
-    if executor.inline:
-        return "inline"
+    if executor.inline or not executor.trains:
+        return executor.kind
     settings = json.dumps(executor.slurm, sort_keys=True) if executor.kind == "slurm" else ""
     return f"{executor.kind} (jobs={executor.jobs or 'default'}{', ' + settings if settings else ''})"

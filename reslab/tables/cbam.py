@@ -391,7 +391,7 @@ def run_cbam(
             (every row from random weights: an override).
         rows: Printed row labels (all their readings) or full labels; ``None``: every row.
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
+        executor: Where runs are made: ``inline``, ``local``, ``slurm`` or ``none`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 

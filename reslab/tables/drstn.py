@@ -300,7 +300,7 @@ def run_drstn_table4(
         epochs, max_steps, batch_size: Override the profile's recipe (``None`` keeps it; any
             other value makes the rows ``budget``).
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
+        executor: Where runs are made: ``inline``, ``local``, ``slurm`` or ``none`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
     """
@@ -473,7 +473,7 @@ def run_drstn_table5(
         epochs, max_steps, batch_size: Override the profile's Table 5 recipe.
         source_checkpoint: A DRSTN V5 CIFAR-10 ``last.pt`` to start every seed from.
         force: Retrain finished target runs (the source runs are never retrained here).
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
+        executor: Where runs are made: ``inline``, ``local``, ``slurm`` or ``none`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 

@@ -251,15 +251,15 @@ def run_selu_ablation(
     Args:
         profile: ``smoke`` (default), ``paper`` or ``strong`` (see the module docstring).
         data_root: Folder with Fashion-MNIST; default ``$RESLAB_DATA``.
-        seeds: One run per seed and row; default the recipe's (10 in ``paper``; fewer makes the
-            rows ``budget``: the paper prints means of 10 runs).
+        seeds: One run per seed and row; default the recipe's (10 in ``paper``; fewer are judged
+            as the mean of that many protocol runs, ``n = 3 of 10``: the paper prints means of 10).
         epochs: Epochs of the 1x rows (the 2x rows run twice as many); default the recipe's.
         max_steps: Step cap per 1x run (0 = none); default the recipe's.
         batch_size: Training batch size; default the recipe's.
         variants: Row labels (:data:`VARIANTS`); default the recipe's; missing baselines are added.
         device: ``auto``, ``cpu``, ``cuda``...
         force: Retrain finished runs.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
+        executor: Where runs are made: ``inline``, ``local``, ``slurm`` or ``none`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write.
 
@@ -284,7 +284,7 @@ def run_selu_ablation(
     run.out.figures = _figures(histories, set(table["label"]))
     run.out.notes = notes + [
         f"profile {run.profile}: {run.profile.description}; {len(seed_list)} run(s) per row (seeds {seed_list}); "
-        f"epochs of the 1x rows: {sorted(set(runs[~runs['label'].str.contains('2x')]['epochs']))}."]
+        f"epochs of the 1x rows: {sorted({int(e) for e in runs[~runs['label'].str.contains('2x')]['epochs'].dropna()})}."]
     return run.finish(parameters={
         "data_root": str(data_root) if data_root else None, "seeds": seed_list, "epochs": epochs,
         "max_steps": max_steps, "batch_size": batch_size, "variants": [v.label for v in rows_wanted],

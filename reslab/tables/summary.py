@@ -287,7 +287,7 @@ def verdict(m: pd.Series, paper_value: float, metric: str = "") -> tuple[str, st
         return ("reproduced" if m["match"] else "not reproduced",
                 "parameter count equal within the printed rounding (exact for printed integers)")
     if pd.isna(m["ours"]):
-        return "not run", f"a difference whose other side has not run ({m['evidence_note'] or 'missing'})"
+        return "not run", f"no finished run: the row, or one side of a difference, has not run ({m['evidence_note'] or 'missing'})"
     if m["evidence"] == SMOKE:
         return "smoke only", f"smoke evidence ({m['evidence_note'] or 'smoke'}): checks the code, no verdict"
     if m["evidence"] == BUDGET:

@@ -341,7 +341,7 @@ def run_survey(
         budget: Epochs for every model (a fixed-epoch ranking, ``budget``); ``None`` = each recipe's.
         max_steps: Step cap for every run; ``None`` = the recipe's (smoke: 1).
         force: Retrain runs that are already finished.
-        executor: Where runs are made: ``inline``, ``local`` or ``slurm`` (:mod:`reslab.runs.jobs`;
+        executor: Where runs are made: ``inline``, ``local``, ``slurm`` or ``none`` (:mod:`reslab.runs.jobs`;
             ``None``: ``$RESLAB_EXECUTOR``, else ``inline``).
         out_dir: Where to write; default ``results/<profile>/survey_error_rates``.
 
