@@ -156,6 +156,16 @@ def table_runs(name: str, profile: str | Profile, params: dict[str, Any] | None 
     return build(prof, device=device, **values) if "device" in accepted else build(prof, **values)
 
 
+def run_params(name: str, params: dict[str, Any] | None) -> dict[str, Any]:
+    """The entries of ``params`` (parameters given to every notebook, ``reslab reproduce --param``)
+    that shape the runs of notebook ``name``: its planner's arguments but ``profile`` and ``device``."""
+    build = planners().get(name)
+    if build is None or not params:
+        return {}
+    accepted = inspect.signature(build).parameters
+    return {k: v for k, v in params.items() if k in accepted and k not in ("profile", "device")}
+
+
 def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None = None, seed: int | None = None,
              params: dict[str, Any] | None = None, device: str | None = None,
              paths: Paths | None = None) -> tuple[RunSpec, int]:

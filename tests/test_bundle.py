@@ -448,3 +448,22 @@ def test_the_checkpoints_table4_keeps_are_those_later_notebooks_read():
     read = {model for (table, model) in catalog.read_later() if table == drstn.TABLE4}
     table4_models = {m for _, m in drstn.TABLE4_ROWS}
     assert read and read == drstn.READ_LATER & table4_models
+
+
+def test_the_bundle_carries_the_record_of_its_notebooks_finished_runs(tmp_path):
+    """A run finished before (here, or in an earlier GPU slice) travels as its record, so run.sh
+    puts it in the record there and the slice does not train it again."""
+    from reslab.app.bundle.gather import _copy_record
+    from reslab.profiles import resolve_profile
+
+    record = tmp_path / "_finished"
+    for rel in ("paper/selu_ablation_fashion_mnist/ResNet34-s0-abc", "paper/selu_ablation_fashion_mnist/ResNet34-s1-def",
+                "paper/drstn_table4_cifar10/drstn_v5-s0-123", "smoke/selu_ablation_fashion_mnist/ResNet34-s0-999"):
+        (record / rel).mkdir(parents=True)
+        (record / rel / "result.json").write_text("{}")
+    copied = _copy_record(["selu_ablation_fashion_mnist"], resolve_profile("paper"), record, tmp_path / "b" / "record")
+    assert copied == {"selu_ablation_fashion_mnist": 2}
+    assert sorted(p.relative_to(tmp_path / "b" / "record").as_posix()
+                  for p in (tmp_path / "b" / "record").rglob("result.json")) == [
+        "paper/selu_ablation_fashion_mnist/ResNet34-s0-abc/result.json",
+        "paper/selu_ablation_fashion_mnist/ResNet34-s1-def/result.json"]

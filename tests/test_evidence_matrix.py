@@ -24,7 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_cnn
+from conftest import fixed_history, tiny_cnn
 
 from reslab.data import get_spec, write_synthetic
 from reslab.evidence import evidence_of
@@ -33,7 +33,7 @@ from reslab.runs import execute as EX
 from reslab.runs import spec as SP
 from reslab.tables import cbam, drstn, selu, summary, survey
 from reslab.tables.datasets import run_datasets
-from reslab.train import CHECKPOINT_NAME, History
+from reslab.train import CHECKPOINT_NAME
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 
@@ -58,10 +58,7 @@ def world(tmp_path, monkeypatch):
         if checkpoint_dir is not None:  # Table 5 starts from Table 4's checkpoint
             Path(checkpoint_dir).mkdir(parents=True, exist_ok=True)
             torch.save({"model": model.state_dict()}, Path(checkpoint_dir) / CHECKPOINT_NAME)
-        rows = [{"epoch": e, "steps": e, "lr": cfg.lr, "train_loss": 1.0 / e, "train_acc": 0.9, "test_loss": 0.5,
-                 "test_acc": 0.9, "seconds": 0.0, "train_seconds": 0.0, "train_images": 1}
-                for e in range(1, cfg.epochs + 1)]
-        return History(rows=rows, device="cpu", setup={"precision": "fp32", "compile": "off", "channels_last": False})
+        return fixed_history(cfg)
 
     monkeypatch.setattr(SP, "create_model", tiny)
     monkeypatch.setattr(EX, "train", stand_in)

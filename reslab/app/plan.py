@@ -22,7 +22,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
-from ..catalog import list_notebooks, planners, table_runs
+from ..catalog import list_notebooks, planners, run_params, table_runs
 from ..paths import Paths
 from ..profiles import PROFILES, SMOKE, Profile, resolve_profile
 from ..results import write_csv
@@ -47,6 +47,7 @@ class Plan:
         seconds: Wall time of making the plan.
         busy: A warning when other work kept the CPU busy while the steps were timed (:func:`busy_note`).
         paths: The folders the plan looked runs up in (and writes its CSV under).
+        runs: The runs, in the order of :attr:`rows`' ``kind == "run"`` rows.
     """
 
     profile: Profile
@@ -57,6 +58,7 @@ class Plan:
     seconds: float = 0.0
     busy: str = ""
     paths: Paths | None = None
+    runs: list[PlannedRun] = field(default_factory=list)
 
     @property
     def overall(self) -> pd.Series:
@@ -119,7 +121,7 @@ def _load_splits(dataset: str, test_subset: int | None, profile: Profile, paths:
 
 
 def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device: str = "auto",
-              paths: Paths | None = None, check_store: bool = True) -> Plan:
+              paths: Paths | None = None, check_store: bool = True, params: dict | None = None) -> Plan:
     """The cost plan of the notebooks' runs under ``profile`` (see the module docstring).
 
     Args:
@@ -129,6 +131,8 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
         paths: The data root (only the run-store check needs it), cache and run store (default:
             resolved from the environment).
         check_store: Look finished runs up in the run store (needs the data's fingerprints).
+        params: Notebook parameters (``reslab reproduce --param``); each notebook takes those it
+            declares (``seeds``, ``epochs``...), as its run would.
 
     Raises:
         ValueError: for an unknown profile, notebook or device.
@@ -162,7 +166,7 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             notes[name] = ["trains nothing."]
             continue
         try:
-            runs = table_runs(name, prof, device=device, notes=notes.setdefault(name, []))
+            runs = table_runs(name, prof, run_params(name, params), device=device, notes=notes.setdefault(name, []))
         except ValueError as exc:  # e.g. a table without a recipe for this profile: its notebook stops so
             notes[name] = [f"not run under {prof.name}: {exc}"]
             continue
@@ -182,7 +186,7 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             planned.append(_planned(name, spec, seed, prof, splits_of(spec), store))
     rows = with_totals(cost_runs(planned, dev))
     not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_LOOKED_UP})
-    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev), paths)
+    return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev), paths, planned)
 
 
 def busy_note(device: torch.device) -> str:

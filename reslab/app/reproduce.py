@@ -23,9 +23,10 @@ from ..profiles import PROFILES, get_profile
 from ..results import MANIFEST, add_to_manifest
 from ..runs.jobs import DEFAULT_JOBS, EXECUTOR_ENV, EXECUTORS, JOBS_ENV, SLURM_ENV_PREFIX, SLURM_SETTINGS, Executor
 from ..runs.store import RunStore
-from .._env import COMPILE_ENV, COMPILE_MODES, environment
+from .._env import COMPILE_ENV, COMPILE_MODES, compile_setting, environment
 from . import DESCRIPTIONS, check, command_paths
 from .readme import checkout_results, update_readme
+from .timebox import TimeBox, report, train_for, write_report
 
 KERNEL_NAME = "reslab"
 #: Where ``reslab reproduce`` keeps what each notebook printed (git-ignored), under the results root.
@@ -261,6 +262,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slurm", action="append", default=[], metavar="NAME=VALUE",
                         help="A SLURM setting (repeatable; default: $RESLAB_SLURM_<NAME>): " + "; ".join(
                             f"{k}: {v}" for k, v in SLURM_SETTINGS.items()) + ".")
+    parser.add_argument("--minutes", type=float, metavar="N",
+                        help="Time-boxed: first train, within N minutes of wall time, unfinished runs of the chosen "
+                        "notebooks (one seed of every row before a second of any; a run only when the cost plan, "
+                        "measured on this device, says it fits the time left; --jobs runs at once), then make every "
+                        "table of what is finished, the rest 'not run' (executor none). A second call goes on where "
+                        "this one stopped.")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="Pass a parameter to every notebook that declares it (repeatable); VALUE is JSON when "
                         "it parses, e.g. --param 'seeds=[0, 1]', else text.")
@@ -323,8 +330,12 @@ def main(argv: list[str] | None = None) -> int:
     paths = command_paths(parser, args.data_root, results=args.results)
     if args.device:
         params["device"] = args.device
+    if args.minutes is not None and (args.executor not in (None, "none") or args.slurm or not args.minutes > 0):
+        parser.error("--minutes N (a positive number) trains the runs itself, --jobs at once, then makes the tables "
+                     "with executor none: drop --executor and --slurm.")
     try:
-        settings = _executor_env(args.executor, args.jobs, args.slurm)
+        settings = _executor_env(None if args.minutes is not None else args.executor,
+                                 None if args.minutes is not None else args.jobs, args.slurm)
     except ValueError as exc:
         parser.error(str(exc))
     if args.compile:
@@ -335,6 +346,17 @@ def main(argv: list[str] | None = None) -> int:
         except ValueError as exc:
             parser.error(str(exc))
     results = paths.results
+    if args.minutes is not None:
+        try:
+            box = TimeBox(get_profile(args.profile), paths, {k: v for k, v in params.items() if k != "profile"},
+                          device=args.device, jobs=args.jobs or 1, settings=dict(settings),
+                          compile_mode=args.compile or compile_setting())
+        except ValueError as exc:
+            parser.error(str(exc))
+        slots = train_for(args.minutes, [n for n in names if n not in ACROSS_PROFILES], box)
+        print(report(slots).to_string(index=False) if slots else "[reslab] --minutes: nothing to train", flush=True)
+        print(f"[reslab] --minutes: report in {write_report(slots, paths, box.profile)}", flush=True)
+        settings[EXECUTOR_ENV] = "none"  # the tables show what is finished; nothing more is trained
 
     failures = []
     for name in names:

@@ -358,10 +358,11 @@ def _bundle(args: argparse.Namespace) -> int:
         for dataset, reason in missing_data.items():
             warnings.append(reason)
         run_report = _copy_runs(copies, runs, partial / "runs")
+        recorded = _copy_record(notebooks, profile, paths.record, partial / "record")
         shutil.copyfile(Path(__file__).with_name("run.sh"), partial / "run.sh")
         os.chmod(partial / "run.sh", 0o755)
         hub = _hub_weights(notebooks)
-        sizes = {part: _folder_bytes(partial / part) for part in ("wheels", "data", "src", "runs")}
+        sizes = {part: _folder_bytes(partial / part) for part in ("wheels", "data", "src", "runs", "record")}
         manifest = {
             "format": "reslab-bundle", "version": 1, "created": now(), "reslab_version": __version__,
             "git_commit": commit, "uncommitted_at_bundle_time": dirty, "python": args.python,
@@ -381,7 +382,7 @@ def _bundle(args: argparse.Namespace) -> int:
             "wheels": [_wheel_entry(w, closure, sources) for w in wheels],
             "wheel_notes": closure.notes,
             "left_out": {n: {"declared_by": who, "why": NOT_NEEDED_HEADLESS[n]} for n, who in closure.left_out.items()},
-            "runs": run_report, "runs_absent": absent,
+            "runs": run_report, "runs_absent": absent, "record": recorded,
             "hub_weights": hub,
             "sizes": sizes | {"total": sum(sizes.values())},
             "warnings": warnings,
@@ -445,6 +446,19 @@ def _copy_runs(copies: list[RunCopy], runs: Path, dest: Path) -> list[dict]:
                 size += (folder / name).stat().st_size
         report.append(dataclasses.asdict(copy) | {"bytes": size})
     return report
+
+
+def _copy_record(notebooks: list[str], profile: Profile, record: Path, dest: Path) -> dict[str, int]:
+    """Copy the record of the notebooks' finished runs under ``profile`` (result rows and histories,
+    no checkpoints) to ``dest``, so that a run made before, here or in an earlier slice, is not
+    trained again there; ``{notebook: runs copied}``."""
+    copied = {}
+    for name in notebooks:
+        source = record / profile.name / name
+        if source.is_dir():
+            shutil.copytree(source, dest / profile.name / name)
+            copied[name] = sum(1 for p in source.iterdir() if p.is_dir())
+    return copied
 
 
 def _hub_weights(notebooks: list[str]) -> list[dict]:

@@ -4,7 +4,9 @@
 #   bash run.sh [OUT]     OUT: where the results, run.log and the archive go (default: out/ beside run.sh)
 #
 # Environment: PYTHON (default python3), PROFILE (default: the bundle's profile), DEVICE (auto, cuda,
-# cuda:N or cpu; default: each notebook's own). Needs no root and no network: Python and PyTorch
+# cuda:N or cpu; default: each notebook's own), MINUTES (time-boxed: train for at most that many minutes,
+# one seed of every row first, then make the tables of what finished: reslab reproduce --minutes), JOBS
+# (with MINUTES: runs at once on the device, default 1). Needs no root and no network: Python and PyTorch
 # (>= 2.4, with torchvision) must be on the machine, with the packages bundle.json assumes preinstalled;
 # everything else is installed from wheels/ into .runtime/ beside this script.
 #
@@ -138,10 +140,14 @@ rm -rf "$runtime/kernel"
 results="$out/results"
 mkdir -p "$results/_runs"
 if [ -d "$here/runs" ]; then cp -R -n "$here/runs/." "$results/_runs/"; fi
+# The record of runs finished before (here or in an earlier slice): they are not trained again.
+if [ -d "$here/record" ]; then mkdir -p "$results/_finished" && cp -R -n "$here/record/." "$results/_finished/"; fi
 unset RESLAB_RESULTS RESLAB_RUNS RESLAB_DATA RESLAB_SOURCE_RESULTS
 export RESLAB_DOWNLOAD=0 RESLAB_GIT_COMMIT="$b_commit"
 args=(--profile "$profile" --only "${b_notebooks[@]}" --data-root "$here/data" --results "$results")
 if [ -n "${DEVICE:-}" ]; then args+=(--device "$DEVICE"); fi
+if [ -n "${MINUTES:-}" ]; then args+=(--minutes "$MINUTES"); fi
+if [ -n "${JOBS:-}" ]; then args+=(--jobs "$JOBS"); fi
 for p in ${b_params[@]+"${b_params[@]}"}; do args+=(--param "$p"); done
 say "reslab reproduce ${args[*]}"
 "$PYTHON" -m reslab.cli reproduce "${args[@]}" 2>&1 | tee "$out/run.log"
