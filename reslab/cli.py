@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "export": ("bundle", "main_export", "export_parser"),
     "import": ("bundle", "main_import", "import_parser"),
     "train": ("train", "main", "build_parser"),
+    "doctor": ("doctor", "main", "build_parser"),
 }
 
 

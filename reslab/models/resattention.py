@@ -50,6 +50,14 @@ from ._registry import register_model
 from .layers import conv1x1, conv3x3, kaiming_init_
 
 
+def _upsample(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``m`` resized bilinearly to ``like``'s height and width, in ``like``'s memory format (from a
+    1x1 map, ``F.interpolate`` returns NCHW even under channels-last, and every add after it would
+    mix layouts)."""
+    out = F.interpolate(m, size=like.shape[-2:], mode="bilinear", align_corners=False)
+    channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
+    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+
 class PreActBottleneck(nn.Module):
     """Pre-activation bottleneck residual unit (He et al., ECCV 2016), width ``out_chs // 4``.
 
@@ -123,9 +131,9 @@ class AttentionModule(nn.Module):
         m = self.bottom(m)
         # align_corners=False; the authors' Caffe Interp is corner-aligned (module docstring)
         for up, s in zip(reversed(self.up), reversed(skips)):
-            m = F.interpolate(m, size=s.shape[-2:], mode="bilinear", align_corners=False) + s
+            m = _upsample(m, s) + s
             m = up(m)
-        m = F.interpolate(m, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        m = _upsample(m, x)
         return torch.sigmoid(self.mask_head(m))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

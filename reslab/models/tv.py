@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import torch
 import torchvision.models as tvm
 from torch import nn
 
@@ -210,7 +211,19 @@ def skresnet18(num_classes: int = 10, in_chans: int = 3, pretrained: bool = Fals
         freeze([model], freeze_bn)
         for p in model.get_classifier().parameters():
             p.requires_grad_(True)
+    for module in model.modules():  # timm sums the kernel paths of a 5-D stack: the sum comes back NCHW
+        if type(module).__name__ == "SelectiveKernel":
+            module.register_forward_hook(_layout_of_input)
     return model
+
+
+def _layout_of_input(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
+    """A forward hook: ``out`` in the memory format of the module's input (channels-last kept)."""
+    x = args[0] if args else None
+    if isinstance(x, torch.Tensor) and x.dim() == 4 and out.dim() == 4 and x.is_contiguous(
+            memory_format=torch.channels_last) and not out.is_contiguous(memory_format=torch.channels_last):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
 
 
 def tv_weights(name: str):

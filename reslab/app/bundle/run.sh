@@ -3,7 +3,7 @@
 #
 #   bash run.sh [OUT]     OUT: where the results, run.log and the archive go (default: out/ beside run.sh)
 #
-# Environment: PYTHON (default python3), PROFILE (default: the bundle's profile), DEVICE (auto, cuda,
+# Environment: DOCTOR (0: no `reslab doctor` first), PYTHON (default python3), PROFILE (default: the bundle's profile), DEVICE (auto, cuda,
 # cuda:N or cpu; default: each notebook's own), MINUTES (time-boxed: train for at most that many minutes,
 # one seed of every row first, then make the tables of what finished: reslab reproduce --minutes), JOBS
 # (with MINUTES: runs at once on the device, default 1). Needs no root and no network: Python and PyTorch
@@ -61,6 +61,13 @@ try:
 except Exception as exc:
     problems.append(f"torchvision does not import ({type(exc).__name__}: {exc}). Install the torchvision that "
                     "matches this machine's torch.")
+if "torch" in sys.modules:
+    want = os.environ.get("DEVICE", "").strip().lower()
+    run_profile = os.environ.get("PROFILE") or b["profile"]
+    if run_profile in ("paper", "strong") and want != "cpu" and not torch.cuda.is_available():
+        problems.append(f"profile {run_profile} is meant for a GPU, but torch {torch.__version__} sees none "
+                        "(torch.cuda.is_available() is False: a CPU-only torch, no driver, or no visible device); "
+                        "it would train on the CPU for hours or days. Set DEVICE=cpu to do that on purpose.")
 missing = []
 for check in pre["checks"]:
     try:
@@ -99,7 +106,10 @@ try:
 except Exception:
     pass
 assign = {"b_profile": b["profile"], "b_commit": b["git_commit"], "b_tag": b.get("archive_tag", ""),
-          "b_info": f"Python {here_py}, torch {torch.__version__}"}
+          "b_info": f"Python {here_py}, torch {torch.__version__}, " + (
+              f"CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}, {torch.cuda.get_device_name(0)}"
+              f"{'' if torch.cuda.is_bf16_supported() else ' (no bf16)'}" if torch.cuda.is_available()
+              else "no GPU visible")}
 for key, value in assign.items():
     print(f"{key}={shlex.quote(str(value))}")
 print("b_notebooks=(" + " ".join(shlex.quote(n) for n in b["notebooks"]) + ")")
@@ -149,6 +159,11 @@ if [ -n "${DEVICE:-}" ]; then args+=(--device "$DEVICE"); fi
 if [ -n "${MINUTES:-}" ]; then args+=(--minutes "$MINUTES"); fi
 if [ -n "${JOBS:-}" ]; then args+=(--jobs "$JOBS"); fi
 for p in ${b_params[@]+"${b_params[@]}"}; do args+=(--param "$p"); done
+# (d') The device first: `reslab doctor` (a few minutes on a GPU; DOCTOR=0 leaves it out), kept beside the archive.
+if [ "${DOCTOR:-1}" != "0" ]; then
+    say "reslab doctor (DOCTOR=0 leaves it out)"
+    "$PYTHON" -m reslab.cli doctor ${DEVICE:+--device "$DEVICE"} --csv "$out/doctor.csv" 2>&1 | tee "$out/doctor.txt"
+fi
 say "reslab reproduce ${args[*]}"
 "$PYTHON" -m reslab.cli reproduce "${args[@]}" 2>&1 | tee "$out/run.log"
 status=${PIPESTATUS[0]}
