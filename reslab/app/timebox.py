@@ -148,7 +148,7 @@ class TimeBox:
                     running.remove((slot, proc, started))
                     self._done(slot, self.clock() - started, "" if proc.returncode == 0 else
                                f"reslab train exited with {proc.returncode} (log: {slot.log})")
-            slot = self._next(pending, running, deadline - self.clock())
+            slot, resolved = self._next(pending, running, deadline - self.clock())
             if slot is None:
                 if not running:
                     break
@@ -156,7 +156,7 @@ class TimeBox:
                 continue
             pending.remove(slot)
             if self.jobs == 1:
-                self._train_here(slot)
+                self._train_here(slot, resolved)
             else:
                 running.append((slot, self._start(slot), self.clock()))
         left = deadline - self.clock()
@@ -167,17 +167,17 @@ class TimeBox:
                            f"not started: about {est / 60:.1f} min, {max(left, 0) / 60:.1f} min left of {minutes:g}")
         return list(slots)
 
-    def _next(self, pending: list[Slot], running: list, left: float) -> Slot | None:
-        """The first pending slot that fits ``left`` seconds and can start now, if any; a slot whose
-        source run is missing waits while that run may still come, else it is not started."""
+    def _next(self, pending: list[Slot], running: list, left: float) -> tuple[Slot | None, Any]:
+        """The first pending slot that fits ``left`` seconds and can start now, with its resolved
+        ``(spec, seed)``; ``(None, None)`` if none. A slot whose source run is missing waits while
+        that run may still come, else it is not started."""
         if len(running) >= self.jobs:
-            return None
+            return None, None
         for slot in list(pending):
             if not self.estimate(slot) <= left:  # NaN (not timed) never fits
                 continue
             try:
-                self._spec(slot)
-                return slot
+                return slot, self._spec(slot)
             except ValueError as exc:  # its source run has not finished (yet)
                 source_may_come = any(s.seed == slot.seed and s.notebook != slot.notebook for s in pending) or any(
                     s.seed == slot.seed for s, *_ in running)
@@ -185,18 +185,18 @@ class TimeBox:
                 if not source_may_come:
                     pending.remove(slot)
                     slot.status = f"not started: {exc}"
-        return None
+        return None, None
 
     def _spec(self, slot: Slot):
         """The run's spec as ``reslab train`` would resolve it (``ValueError``: its source run is missing)."""
         return run_spec(slot.table, self.profile, slot.label, dataset=slot.dataset, seed=slot.seed,
                         params=run_params(slot.notebook, self.params), device=self.device, paths=self.paths)
 
-    def _train_here(self, slot: Slot) -> None:
+    def _train_here(self, slot: Slot, resolved: tuple) -> None:
         self.say(f"[reslab] --minutes: training {slot.name} here (about {self.estimate(slot) / 60:.1f} min)")
         started = self.clock()
         try:
-            spec, seed = self._spec(slot)
+            spec, seed = resolved
             spec = dataclasses.replace(spec, recipe=spec.recipe.replace(cuda_compile=self.compile_mode))
             row, _ = run_alone(spec, self.profile, seed, self.paths)
             RunStore.of(self.paths).record_run(row["run_dir"])
