@@ -4,6 +4,8 @@ VENV    ?= .venv
 PROFILE ?= smoke
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.reslab-setup
+# Disk space a fresh virtual environment takes (torch and its CUDA libraries: about 6.4 GiB).
+SETUP_GIB ?= 7
 
 .PHONY: setup reproduce check readme test notebooks lab clean-venv
 
@@ -12,6 +14,9 @@ setup: $(STAMP)
 # Re-run only when the dependency list changes. torch and torchvision are unpinned on purpose:
 # pip takes the release already on the machine's disk instead of downloading one.
 $(STAMP): pyproject.toml
+	@$(PYTHON) -c "import shutil, sys; free = shutil.disk_usage('.').free / 2**30; \
+	sys.exit(0 if free >= $(SETUP_GIB) else 'make setup: the virtual environment needs about $(SETUP_GIB) GiB (torch with its CUDA libraries); ' \
+	f'{free:.1f} GiB are free on this disk. Free some space (old virtual environments, /tmp) and run make again.')"
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --upgrade --quiet pip
 	$(PY) -m pip install --quiet -e '.[dev]'
