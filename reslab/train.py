@@ -45,15 +45,15 @@ from tqdm.auto import tqdm  # a widget in a notebook (nothing on stderr), text i
 
 from . import distributed
 from ._env import COMPILE_MODES
-from ._io import atomic_torch_save
+from .checkpoint import (CHECKPOINT_NAME, load_checkpoint, match_parameter_layout, rng_state, save_checkpoint,
+                         set_rng_state)
 from .data import Augment, BatchLoader, Dataset
 from .evidence import BN_PER_PROCESS
-from .models.layers import share_depth_draws
+from .models.layers import DepthDraws, share_depth_draws
 from .progress import EpochClock
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("none", "step", "multistep", "cosine", "exponential")
-CHECKPOINT_NAME = "last.pt"
 #: TrainConfig fields that change how fast a run goes, not its numbers beyond floating-point noise:
 #: never a recipe override, not part of a run's key, and free to differ when a run resumes.
 #: ``sync_bn`` is one of them because it matters only in a run of several processes, where turning it
@@ -187,6 +187,9 @@ class History:
     rows: list[dict[str, Any]] = field(default_factory=list)
     device: str = ""
     resumed_from_epoch: int = 0
+    #: Where the epochs were trained: ``[first_epoch, last_epoch, device]`` (1-based, inclusive), one
+    #: entry per device in turn (a run resumed on another device has two).
+    devices: list[list[Any]] = field(default_factory=list)
     #: How the run was executed: ``precision``, ``compile`` (the mode, or why it fell back to
     #: eager), ``channels_last``, ``cpu_threads`` (torch's intra-op threads, which fix the order of
     #: floating-point sums on the CPU), ``world_size`` and ``batch_norm``, as the result row states them.
@@ -223,6 +226,17 @@ class History:
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.rows)
 
+    def trained_on(self) -> str:
+        """Where the epochs were trained, in words (``epochs 1-20 on cpu; epochs 21-50 on cuda:NVIDIA H100``)."""
+        return "; ".join(f"epochs {a}-{b} on {name}" if a != b else f"epoch {a} on {name}" for a, b, name in self.devices)
+
+    def record_epoch(self, epoch: int) -> None:
+        """Note that epoch ``epoch`` (1-based) was trained on :attr:`device`."""
+        if self.devices and self.devices[-1][2] == self.device and self.devices[-1][1] == epoch - 1:
+            self.devices[-1][1] = epoch
+        else:
+            self.devices.append([epoch, epoch, self.device])
+
     def summary(self) -> dict[str, Any]:
         """The numbers a result row carries."""
         return {
@@ -233,6 +247,7 @@ class History:
             "wall_s": round(self.seconds, 3),
             "images_per_s": round(self.images_per_s, 1),
             "device": self.device,
+            "trained_on": self.trained_on(),
             **self.setup,
         }
 
@@ -392,113 +407,12 @@ def evaluate(model: nn.Module, loader: BatchLoader, amp: bool = False) -> tuple[
     return (loss_sum / max(n, 1)).item(), correct.item() / max(n, 1)
 
 
-def _rng_state(device: torch.device) -> dict[str, Any]:
-    """All RNG states as tensors and plain numbers, so ``weights_only=True`` can load them."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    py_version, py_internal, py_gauss = random.getstate()
-    state = {
-        "torch": torch.get_rng_state(),
-        "numpy": {"name": np_name, "keys": torch.from_numpy(np_keys.astype(np.int64)), "pos": int(np_pos),
-                  "has_gauss": int(np_has_gauss), "gauss": float(np_gauss)},
-        "python": {"version": py_version, "internal": torch.tensor(py_internal, dtype=torch.int64),
-                   "gauss": py_gauss},
-    }
-    if device.type == "cuda":
-        state["cuda"] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def _set_rng_state(state: dict[str, Any], device: torch.device) -> None:
-    torch.set_rng_state(state["torch"])
-    n = state["numpy"]
-    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
-    p = state["python"]
-    random.setstate((p["version"], tuple(int(v) for v in p["internal"].tolist()), p["gauss"]))
-    if device.type == "cuda" and "cuda" in state:
-        torch.cuda.set_rng_state(state["cuda"], device)
-
-
 def _config_key(cfg: TrainConfig) -> dict[str, Any]:
     # Fields that do not change the numbers may differ between the run and its resumption.
     d = cfg.to_dict()
     for k in SPEED_FIELDS:
         d.pop(k)
     return d
-
-
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load a checkpoint written by :func:`train` (``weights_only=True``).
-
-    Raises:
-        ValueError: if the file cannot be read as a checkpoint.
-    """
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:
-        raise ValueError(
-            f"{path} is not a readable reslab checkpoint ({type(exc).__name__}: {exc}). Delete "
-            f"it to train from scratch."
-        ) from exc
-
-
-def save_checkpoint(
-    path: Path,
-    model: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
-    *,
-    history: History,
-    epoch: int,
-    step: int,
-    cfg: TrainConfig,
-    device: torch.device,
-) -> Path:
-    """Write everything a run needs to go on after ``epoch`` to ``path``, atomically.
-
-    The write goes to a temporary file first, so an interrupted write leaves the previous
-    checkpoint as it was.
-
-    Args:
-        path: The checkpoint file (``<checkpoint_dir>/last.pt``).
-        model: The model itself, not its ``torch.compile`` wrapper (whose state-dict keys differ).
-        optimizer: The optimiser.
-        scheduler: The learning-rate scheduler.
-        history: The run's history; its rows are stored.
-        epoch: Epochs completed.
-        step: Optimiser steps taken in total.
-        cfg: The recipe; its result-relevant fields are stored for :func:`resume` to compare.
-        device: The training device, whose CUDA RNG state is stored too.
-
-    Returns:
-        ``path``.
-    """
-    return atomic_torch_save({
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict(),
-        "scheduler": scheduler.state_dict(),
-        "rng": _rng_state(device),
-        "history": history.rows,
-        "epoch": epoch,
-        "step": step,
-        "config": _config_key(cfg),
-    }, path)
-
-
-def finish_checkpoint(path: Path) -> Path | None:
-    """Drop what only resuming needs (optimiser, scheduler and RNG states) from the checkpoint of
-    a finished run, keeping its weights, history, epoch and recipe; return ``path`` (``None`` if
-    there is no checkpoint). :func:`resume` still accepts it: a finished run trains no further.
-    """
-    if not path.is_file():
-        return None
-    ckpt = load_checkpoint(path)
-    if "optimizer" not in ckpt:
-        return path
-    return atomic_torch_save({k: v for k, v in ckpt.items() if k not in _RESUME_ONLY}, path)
-
-
-#: Checkpoint entries that only serve to go on training (dropped by :func:`finish_checkpoint`).
-_RESUME_ONLY = ("optimizer", "scheduler", "rng")
 
 
 def resume(
@@ -542,13 +456,16 @@ def resume(
     model.load_state_dict(ckpt["model"])
     if "optimizer" in ckpt:
         optimizer.load_state_dict(ckpt["optimizer"])
+        match_parameter_layout(optimizer)
         scheduler.load_state_dict(ckpt["scheduler"])
-        _set_rng_state(ckpt["rng"], device)
+        set_rng_state(ckpt["rng"], device)
     elif int(ckpt["epoch"]) < cfg.epochs and not (cfg.max_steps and int(ckpt["step"]) >= cfg.max_steps):
         raise ValueError(f"{path} holds the final weights of a finished run, not the state to go on training; "
                          f"delete it to train anew.")
     history.rows = list(ckpt["history"])
     history.resumed_from_epoch = int(ckpt["epoch"])
+    # Checkpoints written before devices were recorded: the epochs done, on a device not recorded.
+    history.devices = [list(d) for d in ckpt.get("devices", [[1, history.resumed_from_epoch, "(not recorded)"]])]
     return history.resumed_from_epoch, int(ckpt["step"]), history
 
 
@@ -562,8 +479,9 @@ class EpochStats:
         train_acc: Training accuracy over the epoch's images.
         train_images: Images trained on.
         train_seconds: Wall time of the epoch's training (evaluation not included).
-        compile_error: Why the compiled model failed on its first step and the epoch went on with
-            the eager one (``""`` when it did not, or nothing was compiled).
+        compile_error: Why the compiled model failed on one of its first :data:`GUARDED_STEPS`
+            steps and the epoch went on with the eager one (``""`` when it did not, or nothing was
+            compiled).
     """
 
     steps: int
@@ -638,7 +556,9 @@ class _NonFiniteWatch:
         if self._pending is None and i % 50 == 49:
             event = torch.cuda.Event()
             host = self.bad.to("cpu", non_blocking=True)
-            event.record()
+            # On the stream of the run's device (the copy's), not the current device's: a run on
+            # cuda:1 would otherwise read the flag before the copy has landed.
+            event.record(torch.cuda.current_stream(self.device))
             self._pending = (host, event)
 
     def finish(self) -> None:
@@ -666,6 +586,7 @@ def train_one_epoch(
     epoch: int,
     step: int,
     eager: nn.Module | None = None,
+    depth: DepthDraws | None = None,
 ) -> EpochStats:
     """Train ``model`` for one epoch of ``loader``, or until ``cfg.max_steps`` steps in all.
 
@@ -678,9 +599,11 @@ def train_one_epoch(
         epoch: The epoch (0-based); it selects the loader's shuffling and augmentation.
         step: Optimiser steps taken before this epoch.
         eager: When ``model`` is a compiled wrapper that has not yet taken a step: the plain model.
-            If the first step fails, the model's buffers and the RNG states are put back, the
-            failure is reported in :attr:`EpochStats.compile_error`, and the epoch goes on with
-            ``eager`` (an error that the eager model raises too is raised).
+            If one of its first :data:`GUARDED_STEPS` steps fails, the model's buffers and the RNG
+            states are put back as they were before that step, the failure is reported in
+            :attr:`EpochStats.compile_error`, and the epoch goes on with ``eager`` (an error that
+            the eager model raises too is raised).
+        depth: The model's stochastic-depth draws, made before each step when predrawn.
 
     Returns:
         The epoch's :class:`EpochStats`.
@@ -698,9 +621,12 @@ def train_one_epoch(
     seen, compile_error = 0, ""
     bar = tqdm(loader, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not cfg.progress, leave=False)
     for i, (x, y) in enumerate(bar):
-        if eager is not None and i == 0:
-            (loss, out), model, compile_error = _first_step(model, eager, x, y, optimizer, scheduler, cfg)
+        if eager is not None and i < GUARDED_STEPS:
+            (loss, out), model, compile_error = _guarded_step(model, eager, x, y, optimizer, scheduler, cfg, depth, i)
+            eager = None if compile_error else eager
         else:
+            if depth is not None:
+                depth.draw_step()
             loss, out = train_step(model, x, y, optimizer, scheduler, cfg)
         step += 1
         watch.update(loss, i)
@@ -720,25 +646,66 @@ def train_one_epoch(
                       train_images=seen, train_seconds=train_seconds, compile_error=compile_error)
 
 
-def _first_step(compiled: nn.Module, eager: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
-                cfg: TrainConfig) -> tuple[tuple[torch.Tensor, torch.Tensor], nn.Module, str]:
-    """The first step of a compiled model: ``(step outputs, the model to go on with, why compiling
-    failed or "")``. On failure the weights, buffers and RNG states are put back as they were
-    before the step, so the eager step that replaces it gives the numbers an eager run would."""
+#: Steps of a freshly compiled model that fall back to the eager model when they fail: the first
+#: compiles the graphs; with ``reduce-overhead`` the next two record and first replay CUDA graphs.
+GUARDED_STEPS = 3
+
+
+def _guarded_step(compiled: nn.Module, eager: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                  optimizer: torch.optim.Optimizer, scheduler: torch.optim.lr_scheduler.LRScheduler,
+                  cfg: TrainConfig, depth: DepthDraws | None, i: int) -> tuple[tuple[torch.Tensor, torch.Tensor], nn.Module, str]:
+    """One of the first steps of a compiled model: ``(step outputs, the model to go on with, why
+    compiling failed or "")``. On failure the weights, buffers, RNG states and stochastic-depth
+    draws are put back as they were before the step, so the eager step that replaces it gives the
+    numbers an eager run would (the steps the compiled model took before stay taken)."""
     state = {k: v.clone() for k, v in eager.state_dict().items()}
-    rng = _rng_state(x.device)
+    rng = rng_state(x.device)
+    drawn = depth.generator.get_state() if depth is not None else None
     try:
+        if depth is not None:
+            depth.draw_step()
         return train_step(compiled, x, y, optimizer, scheduler, cfg), compiled, ""
     except Exception as exc:  # torch.compile raises many kinds: backend, dynamo, inductor, triton
         eager.load_state_dict(state)
-        _set_rng_state(rng, x.device)
+        set_rng_state(rng, x.device)
+        if depth is not None:
+            depth.generator.set_state(drawn)
+            depth.predraw(None)  # the eager model draws in its forward pass, as an eager run does
         optimizer.zero_grad(set_to_none=True)
         lines = str(exc).strip().splitlines()
-        reason = f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
-        warnings.warn(f"torch.compile failed on the first training step ({reason}); the run goes on without "
+        reason = f"{type(exc).__name__} at step {i + 1}: {lines[0] if lines else ''}"[:300]
+        warnings.warn(f"torch.compile failed on training step {i + 1} ({reason}); the run goes on without "
                       "it, and its result row says so.", RuntimeWarning, stacklevel=3)
         return train_step(eager, x, y, optimizer, scheduler, cfg), eager, reason
+
+
+def reset_compile() -> None:
+    """Drop every compiled graph, guard and CUDA-graph pool of this process and clear the counters
+    :func:`compile_counts` reads, so that a run starts as in a fresh process."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+
+
+def compile_counts() -> dict[str, int]:
+    """What ``torch.compile`` has done in this process since the last :func:`torch._dynamo.reset`
+    (with its counters cleared): graphs compiled, graph breaks, CUDA graphs skipped."""
+    from torch._dynamo.utils import counters
+
+    return {"graphs": int(counters["stats"]["unique_graphs"]), "breaks": int(sum(counters["graph_break"].values())),
+            "cudagraph_skips": int(counters["inductor"]["cudagraph_skips"])}
+
+
+def compile_report(mode: str, first: dict[str, int], last: dict[str, int], depth: DepthDraws | None) -> str:
+    """The ``compile`` field of a compiled run's row: the mode, the graphs and graph breaks of its
+    first epoch, the graphs compiled again later (recompilations), CUDA graphs skipped, and how
+    stochastic depth was applied."""
+    text = (f"{mode} ({first['graphs']} graph(s), {first['breaks']} graph break(s) in the first epoch; "
+            f"{last['graphs'] - first['graphs']} recompiled later")
+    if mode == "reduce-overhead":
+        text += f"; {last['cudagraph_skips']} CUDA-graph skip(s)"
+    return text + (f"; {depth.describe()})" if depth is not None else ")")
 
 
 @contextlib.contextmanager
@@ -781,7 +748,10 @@ def train(
             checkpoint is left as it was.
         ValueError: if a checkpoint of a different recipe is in ``checkpoint_dir``.
     """
-    with denormals_flushed(cfg, resolve_device(distributed.device_for(cfg.device))):
+    device = resolve_device(distributed.device_for(cfg.device))
+    # On CUDA the run's GPU is the current device throughout (events, streams, CUDA graphs), whichever it is.
+    on_device = torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+    with denormals_flushed(cfg, device), on_device:
         return _train(model, train_data, test_data, cfg, checkpoint_dir, name)
 
 
@@ -818,9 +788,16 @@ def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Datas
         trained = torch.nn.parallel.DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None,
                                                             find_unused_parameters=depth is not None)
     mode = compile_mode(cfg, device)
+    if mode != "off":
+        # Nothing left from an earlier run in this process (graphs, guards, CUDA-graph pools), and
+        # counters that count this run's graphs only.
+        reset_compile()
+        if depth is not None:  # drawn before each step, applied as 0/1 multipliers: no graph break per block
+            depth.predraw(device)
     # Evaluation stays eager: it is a small share of the work, and a second graph to compile.
     run_model = trained if mode == "off" else torch.compile(trained, mode=None if mode == "default" else mode)
     untried = run_model is not trained
+    first_counts: dict[str, int] | None = None
     history.setup = {"precision": precision(cfg, device), "compile": mode, "channels_last": channels_last,
                      "cpu_threads": torch.get_num_threads(), "world_size": dist.world_size,
                      "batch_norm": batch_norm, **cuda_backend(cfg, device)}
@@ -834,11 +811,15 @@ def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Datas
             depth.manual_seed(cfg.seed * 1_000_003 + epoch)
         t0 = time.perf_counter()
         stats = train_one_epoch(run_model, train_loader, optimizer, scheduler, cfg, epoch, step,
-                                eager=trained if untried else None)
+                                eager=trained if untried else None, depth=depth)
+        if untried and not stats.compile_error:
+            first_counts = compile_counts()
         untried = False
         if stats.compile_error:
-            run_model = trained
+            run_model, first_counts = trained, None
             history.setup["compile"] = f"off (torch.compile {mode} failed: {stats.compile_error})"
+        if first_counts is not None:
+            history.setup["compile"] = compile_report(mode, first_counts, compile_counts(), depth)
         step = stats.steps
         if dist.distributed and not cfg.sync_bn:  # evaluate with rank 0's running statistics everywhere
             distributed.broadcast_buffers(model)
@@ -856,9 +837,10 @@ def _train(model: nn.Module, train_data: Dataset | BatchLoader, test_data: Datas
             "seconds": time.perf_counter() - t0,
             "images_per_s": stats.images_per_s,
         })
+        history.record_epoch(epoch + 1)
         if ckpt_path is not None and dist.is_main:
-            save_checkpoint(ckpt_path, model, optimizer, scheduler, history=history, epoch=epoch + 1,
-                            step=step, cfg=cfg, device=device)
+            save_checkpoint(ckpt_path, model, optimizer, scheduler, rows=history.rows, devices=history.devices,
+                            epoch=epoch + 1, step=step, config=_config_key(cfg), device=device)
         if cfg.progress and dist.is_main:
             print(clock.line(history.rows[-1]), flush=True)
     distributed.barrier()  # the last checkpoint is on disk before any rank goes on

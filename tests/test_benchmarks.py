@@ -16,7 +16,7 @@ BENCH = Path(__file__).resolve().parent.parent / "benchmarks"
 @pytest.mark.parametrize("script, args", [
     ("bench_loader.py", ["--subset", "512", "--batch-size", "64"]),
     ("bench_train.py", ["--subset", "64", "--batch-size", "16", "--device", "cpu"]),
-    ("bench_plan.py", ["--train", "64", "--test", "32", "--epochs", "1", "--device", "cpu"]),
+    ("bench_plan.py", ["--train", "64", "--test", "32", "--epochs", "1", "--device", "cpu", "--models", "drstn_v5,resnet18"]),
     ("bench_executor.py", ["--runs", "2", "--jobs", "2", "--model", "resnet18", "--device", "cpu"]),
 ])
 def test_benchmark_runs_and_prints_a_ratio(script, args, no_data_root):

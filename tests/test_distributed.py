@@ -19,7 +19,8 @@ from reslab import distributed
 from reslab.data import BatchLoader
 from reslab.distributed import GlobalBatchNorm, convert_batch_norm, env_ranks, first_host, rendezvous
 from reslab.runs.store import run_key
-from reslab.train import CHECKPOINT_NAME, TrainConfig, load_checkpoint
+from reslab.checkpoint import CHECKPOINT_NAME, load_checkpoint
+from reslab.train import TrainConfig
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 WORKER = Path(dist_worker.__file__)
@@ -232,12 +233,13 @@ def test_stochastic_depth_draws_repeat_per_epoch_and_differ_between_epochs():
     from reslab.models.layers import StochasticDepth, share_depth_draws
 
     net = dist_worker.model("depth")
-    gen = share_depth_draws(net)
+    depth = share_depth_draws(net)
     blocks = [m for m in net.modules() if isinstance(m, StochasticDepth)]
-    assert gen is not None and len(blocks) == 6 and all(b.generator is gen for b in blocks)
+    assert depth is not None and depth.blocks == blocks and len(blocks) == 6
+    assert all(b.generator is depth.generator for b in blocks)
 
     def draws(epoch: int) -> list[bool]:
-        gen.manual_seed(epoch)
+        depth.manual_seed(epoch)
         return [b.draw() for _ in range(20) for b in blocks]
 
     assert draws(0) == draws(0) and draws(0) != draws(1)

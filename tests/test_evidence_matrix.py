@@ -33,7 +33,7 @@ from reslab.runs import execute as EX
 from reslab.runs import spec as SP
 from reslab.tables import cbam, drstn, selu, summary, survey
 from reslab.tables.datasets import run_datasets
-from reslab.train import CHECKPOINT_NAME
+from reslab.checkpoint import CHECKPOINT_NAME
 
 DATASETS = ("mnist", "fashion_mnist", "cifar10", "cifar100")
 

@@ -24,7 +24,8 @@ from reslab.runs.execute import RunJob, Submission, run_specs
 from reslab.runs.spec import Recipe, RunSpec, load_splits
 from reslab.runs.store import RESULT_NAME, RunStore
 from reslab.tables import run_drstn_table4
-from reslab.train import CHECKPOINT_NAME, TrainConfig
+from reslab.checkpoint import CHECKPOINT_NAME
+from reslab.train import TrainConfig
 
 pytest.importorskip("submitit")
 

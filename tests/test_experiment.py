@@ -105,14 +105,15 @@ def test_without_checkpoint_and_smaller_test_subset(runs):
 def test_finished_runs_keep_only_the_weights_later_runs_read(runs, monkeypatch):
     """A finished run keeps its final weights (no optimiser state) or, when no later notebook reads
     them, nothing; either way it is reused from its result row and history."""
-    from reslab.train import load_checkpoint, train
+    from reslab.checkpoint import load_checkpoint
+    from reslab.train import train
 
     rows, hist = EX.run_specs([spec("kept"), spec("dropped", keep_checkpoint=False)], "smoke", seeds=[0])
     train_data, test_data = SP.load_splits("mnist", "smoke")
     kept = _store().checkpoint_path(spec("kept"), "smoke", 0, train_data, test_data)
     dropped = _store().checkpoint_path(spec("dropped"), "smoke", 0, train_data, test_data)
     assert not dropped.exists() and (dropped.parent / ST.RESULT_NAME).is_file()
-    assert set(load_checkpoint(kept)) == {"model", "history", "epoch", "step", "config"}
+    assert set(load_checkpoint(kept)) == {"model", "history", "devices", "epoch", "step", "config"}
     row, _ = EX.run_one(spec("target", init_from=kept), "smoke", 0, train_data, test_data)
     assert row["fresh_from_init"] == 0
     # train() on a finished run's final weights trains no further (and needs no optimiser state).

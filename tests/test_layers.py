@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("core", ("reslab", "reslab._version", "reslab._env", "reslab._io", "reslab.profiles", "reslab.claims",
               "reslab.evidence", "reslab.stats", "reslab.paths", "reslab.results")),
     ("domain", ("reslab.data", "reslab.models", "reslab.distributed")),
-    ("engine", ("reslab.train", "reslab.progress", "reslab.gradcam", "reslab.plots", "reslab.params")),
+    ("engine", ("reslab.train", "reslab.checkpoint", "reslab.progress", "reslab.gradcam", "reslab.plots", "reslab.params")),
     ("runs.spec", ("reslab.runs", "reslab.runs.spec")),
     ("runs.store", ("reslab.runs.store",)),
     ("runs.cost", ("reslab.runs.cost",)),

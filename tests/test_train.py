@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -107,7 +108,7 @@ def test_same_seed_same_result_other_seed_differs(synth, make_tiny):
     a, b, c = make_tiny(0), make_tiny(0), make_tiny(0)
     ha = train(a, tr, te, TrainConfig(**{**CFG, "epochs": 1}))
     hb = train(b, tr, te, TrainConfig(**{**CFG, "epochs": 1}))
-    hc = train(c, tr, te, TrainConfig(**{**CFG, "epochs": 1, "seed": 1}))
+    train(c, tr, te, TrainConfig(**{**CFG, "epochs": 1, "seed": 1}))
     assert state_equal(a, b) and comparable(ha) == comparable(hb)
     assert not state_equal(a, c)
 
@@ -246,14 +247,18 @@ def test_history_states_how_the_run_was_executed(synth, make_tiny):
 
 
 class _BrokenCompile(nn.Module):
-    """What torch.compile returns in this test: a wrapper whose first call fails, as a failing
-    backend does; it touches a BatchNorm buffer and the RNG first, as a real forward would."""
+    """What torch.compile returns in this test: a wrapper whose call number ``fail_at`` fails, as a
+    failing backend does (on the first call) or a failing CUDA-graph recording (on the second or
+    third); it touches a BatchNorm buffer and the RNG first, as a real forward would."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, fail_at: int = 1):
         super().__init__()
-        self.model = model
+        self.model, self.fail_at, self.calls = model, fail_at, 0
 
     def forward(self, x):
+        self.calls += 1
+        if self.calls < self.fail_at:
+            return self.model(x)
         for m in self.model.modules():
             if isinstance(m, nn.BatchNorm2d):
                 m.running_mean.add_(1.0)
@@ -267,11 +272,94 @@ def test_failed_compile_falls_back_to_eager_with_the_same_numbers(synth, make_ti
     eager_model, fallback_model = make_tiny(0), make_tiny(0)
     h_eager = train(eager_model, tr, te, cfg)
     monkeypatch.setattr(torch, "compile", lambda model, mode=None: _BrokenCompile(model))
-    with pytest.warns(RuntimeWarning, match="torch.compile failed on the first training step"):
+    with pytest.warns(RuntimeWarning, match="torch.compile failed on training step 1"):
         h_fallback = train(fallback_model, tr, te, cfg.replace(compile="reduce-overhead"))
     assert state_equal(eager_model, fallback_model) and comparable(h_eager) == comparable(h_fallback)
     note = h_fallback.summary()["compile"]
-    assert note.startswith("off (torch.compile reduce-overhead failed: RuntimeError: backend compiler failed")
+    assert note.startswith("off (torch.compile reduce-overhead failed: RuntimeError at step 1: backend compiler failed")
+
+
+@pytest.mark.parametrize("fail_at", [2, 3])
+def test_a_compiled_model_failing_on_a_later_first_step_falls_back_there(synth, make_tiny, monkeypatch, fail_at):
+    """CUDA graphs are recorded on the second and third steps: a failure there falls back too,
+    from that step on, with the numbers of an eager run (the earlier steps stay taken)."""
+    tr, te = synth
+    cfg = TrainConfig(**{**CFG, "epochs": 1})
+    eager_model, fallback_model = make_tiny(0), make_tiny(0)
+    h_eager = train(eager_model, tr, te, cfg)
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: _BrokenCompile(model, fail_at))
+    with pytest.warns(RuntimeWarning, match=f"torch.compile failed on training step {fail_at}"):
+        h_fallback = train(fallback_model, tr, te, cfg.replace(compile="reduce-overhead"))
+    assert state_equal(eager_model, fallback_model) and comparable(h_eager) == comparable(h_fallback)
+    assert h_fallback.summary()["compile"].startswith(f"off (torch.compile reduce-overhead failed: RuntimeError at step {fail_at}")
+
+
+def _depth_resnet(seed: int = 0) -> nn.Module:
+    """A six-block CIFAR ResNet whose blocks stochastic depth drops per batch (survival 1 to 0.5)."""
+    from reslab.models.resnet import BasicBlock, ResNet
+
+    torch.manual_seed(seed)
+    return ResNet(block=BasicBlock, layers=(2, 2, 2), widths=(8, 16, 32), stem="cifar", shortcut="zeropad_avg",
+                  final_survival=0.5, sd_mode="batch", num_classes=10)
+
+
+def test_predrawn_stochastic_depth_has_no_graph_break_and_drops_the_eager_blocks():
+    """Under torch.compile the per-batch draw is made before the step and applied as a 0/1
+    multiplier: one graph instead of a graph break per block, and the same dropped blocks (so the
+    same outputs) as the eager draws from the same seed."""
+    from reslab.models.layers import share_depth_draws
+
+    x = torch.randn(4, 3, 16, 16)
+    eager = _depth_resnet().train()
+    depth = share_depth_draws(eager)
+    assert torch._dynamo.explain(eager)(x).graph_break_count >= 5  # a break at every dropped block's draw
+    predrawn = _depth_resnet().train()
+    drawn = share_depth_draws(predrawn)
+    drawn.predraw(torch.device("cpu"))
+    explained = torch._dynamo.explain(predrawn)(x)
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+    depth.manual_seed(7)
+    drawn.manual_seed(7)
+    patterns = set()
+    for _ in range(6):
+        drawn.draw_step()
+        patterns.add(tuple(float(b.keep) for b in drawn.blocks))
+        assert torch.allclose(eager(x), predrawn(x), atol=1e-5)
+    assert len(patterns) > 1 and any(0.0 in p for p in patterns)  # blocks were dropped, not always the same
+    assert "predrawn" in drawn.describe() and "skipped" in depth.describe()
+
+
+def test_a_compiled_run_states_its_graphs_breaks_and_how_depth_was_drawn(synth, monkeypatch):
+    """dynamo with its eager backend (no code generation): the row's ``compile`` says one graph, no
+    graph break and no recompilation, and that stochastic depth was predrawn."""
+    tr, te = synth
+    real_compile = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: real_compile(model, backend="eager"))
+    h = train(_depth_resnet(), tr, te, TrainConfig(**{**CFG, "epochs": 2, "compile": "default"}))
+    assert h.summary()["compile"] == (
+        "default (1 graph(s), 0 graph break(s) in the first epoch; 0 recompiled later; stochastic depth predrawn: "
+        "dropped branches computed and multiplied by 0 (their weights get weight decay and momentum, their batch "
+        "norm updates its statistics))")
+
+
+def test_optimizer_state_takes_the_layout_of_its_parameters_on_resume():
+    """A checkpoint of an NCHW run resumed with channels-last weights: momentum in the weights' layout."""
+    from reslab.train import match_parameter_layout
+
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 8, 3)
+    opt = torch.optim.SGD(conv.parameters(), lr=0.1, momentum=0.9)
+    conv(torch.randn(2, 3, 8, 8)).sum().backward()
+    opt.step()
+    saved = opt.state_dict()
+    last = copy.deepcopy(conv).to(memory_format=torch.channels_last)
+    opt2 = torch.optim.SGD(last.parameters(), lr=0.1, momentum=0.9)
+    opt2.load_state_dict(saved)
+    buf = opt2.state[last.weight]["momentum_buffer"]
+    assert buf.stride() != last.weight.stride()  # what load_state_dict leaves
+    match_parameter_layout(opt2)
+    after = opt2.state[last.weight]["momentum_buffer"]
+    assert after.stride() == last.weight.stride() and torch.equal(after, buf)
 
 
 def test_an_error_of_the_model_itself_is_not_hidden_by_the_fallback(synth, monkeypatch):
@@ -310,6 +398,21 @@ def test_resume_accepts_other_speed_settings(synth, make_tiny, tmp_path):
     faster = cfg.replace(channels_last=True, compile="off", eval_batch_size=64)
     h = train(make_tiny(0), tr, te, faster, checkpoint_dir=tmp_path)
     assert h.resumed_from_epoch == 1 and h.epochs == 2 and h.summary()["channels_last"] is True
+    assert h.summary()["trained_on"] == "epochs 1-2 on cpu"
+
+
+def test_a_run_resumed_on_another_device_says_where_each_epoch_trained(synth, make_tiny, tmp_path):
+    tr, te = synth
+    cfg = TrainConfig(**{**CFG, "epochs": 3})
+    train(make_tiny(0), tr, te, cfg.replace(epochs=1), checkpoint_dir=tmp_path / "one")  # a run of 1 epoch...
+    ckpt = torch.load(tmp_path / "one" / "last.pt", weights_only=True)
+    assert ckpt["devices"] == [[1, 1, "cpu"]]
+    ckpt["devices"] = [[1, 1, "cuda:NVIDIA H100 80GB HBM3"]]  # ...as if it had trained on a GPU
+    ckpt["config"]["epochs"] = 3
+    (tmp_path / "three").mkdir()
+    torch.save(ckpt, tmp_path / "three" / "last.pt")
+    h = train(make_tiny(0), tr, te, cfg, checkpoint_dir=tmp_path / "three")
+    assert h.summary()["trained_on"] == "epoch 1 on cuda:NVIDIA H100 80GB HBM3; epochs 2-3 on cpu"
 
 
 @pytest.mark.slow
@@ -321,7 +424,7 @@ def test_torch_compile_trains_to_the_eager_numbers(synth, make_tiny):
     eager, compiled = make_tiny(0), make_tiny(0)
     train(eager, tr, te, cfg)
     h = train(compiled, tr, te, cfg.replace(compile="default"))
-    assert h.summary()["compile"] == "default"  # it compiled: no fallback
+    assert h.summary()["compile"].startswith("default (1 graph(s), 0 graph break(s)")  # it compiled: no fallback
     sa, sb = eager.state_dict(), compiled.state_dict()
     assert all(torch.allclose(sa[k].float(), sb[k].float(), rtol=1e-4, atol=1e-5) for k in sa)
 

@@ -250,6 +250,18 @@ class CBAM(nn.Module):
         return self.spatial(self.channel(x))
 
 
+def in_layout_of(out: torch.Tensor, like: torch.Tensor | None) -> torch.Tensor:
+    """``out`` in the memory format of ``like``: channels-last when ``like`` is a channels-last 4-D
+    tensor and ``out`` is not (some ops return NCHW whatever their input: ``F.interpolate`` from a
+    1x1 map, a sum over a 5-D stack), else ``out`` as it is. Every add after an op that drops the
+    layout would mix layouts, and a channels-last run would be slower than an NCHW one."""
+    if (isinstance(like, torch.Tensor) and like.dim() == 4 and out.dim() == 4
+            and like.is_contiguous(memory_format=torch.channels_last)
+            and not out.is_contiguous(memory_format=torch.channels_last)):
+        return out.contiguous(memory_format=torch.channels_last)
+    return out
+
+
 class StochasticDepth(nn.Module):
     """Randomly drop a residual branch (Huang et al. 2016).
 
@@ -276,6 +288,11 @@ class StochasticDepth(nn.Module):
         self.mode = mode
         #: Where per-batch draws come from (:func:`share_depth_draws`); ``None``: the global RNG.
         self.generator: torch.Generator | None = None
+        #: ``True`` once :meth:`DepthDraws.predraw` makes the per-batch draws before each step: the
+        #: block then reads its draw from :attr:`keep` instead of drawing (see :class:`DepthDraws`).
+        self.predrawn = False
+        # The predrawn draw, 1.0 (kept) or 0.0 (dropped), on the model's device; not in the state dict.
+        self.register_buffer("keep", torch.ones(()), persistent=False)
 
     def draw(self) -> bool:
         """One Bernoulli(``survival``) draw: whether a branch is kept for this mini-batch."""
@@ -287,6 +304,8 @@ class StochasticDepth(nn.Module):
         if not self.training:
             return x * self.survival
         if self.mode == "batch":
+            if self.predrawn:
+                return x * self.keep
             return x if self.draw() else torch.zeros_like(x)
         mask = torch.rand(x.shape[0], *([1] * (x.dim() - 1)), device=x.device) < self.survival  # (B, 1, ...)
         return x * mask.to(x.dtype)
@@ -295,22 +314,68 @@ class StochasticDepth(nn.Module):
         return f"survival={self.survival:.3f}, mode={self.mode!r}"
 
 
-def share_depth_draws(model: nn.Module) -> torch.Generator | None:
-    """Give every per-batch :class:`StochasticDepth` of ``model`` one generator, and return it
-    (``None`` when the model drops no block per batch).
+class DepthDraws:
+    """The per-batch draws of every :class:`StochasticDepth` block of a model, from one generator.
 
     Whoever seeds it the same way draws the same dropped blocks: every process of a distributed
-    run seeds it from the run's seed and epoch, so that all ranks run the same graph (each rank's
-    own RNG would drop different blocks, and the gradient all-reduce would mix different graphs),
-    and one process draws what several would.
+    run seeds it from the run's seed and epoch (:meth:`manual_seed`), so that all ranks run the
+    same graph (each rank's own RNG would drop different blocks, and the gradient all-reduce
+    would mix different graphs), and one process draws what several would.
+
+    Two ways to apply a draw, with the same draws in the same order:
+
+    - **eager** (the default, as the original): each block draws in its forward pass and a
+      dropped branch is not computed at all; its weights get no gradient in that step, so the
+      optimiser leaves them (and their momentum) alone, and its batch norm keeps its statistics.
+    - **predrawn** (:meth:`predraw`, for ``torch.compile``): :meth:`draw_step` makes the step's
+      draws on the host before the step and copies them, one 0/1 value per block, to the device;
+      each branch is computed and multiplied by its value. The compiled graph then has no
+      data-dependent branch, no host sync and no graph break per block. A dropped branch's
+      weights get a zero gradient (weight decay and momentum still apply) and its batch norm
+      updates its statistics: the result row says so (:meth:`describe`).
     """
+
+    def __init__(self, blocks: list[StochasticDepth]):
+        self.blocks = blocks
+        self.generator = torch.Generator()
+        for block in blocks:
+            block.generator = self.generator
+        self._device: torch.device | None = None
+
+    @property
+    def predrawn(self) -> bool:
+        return self._device is not None
+
+    def manual_seed(self, seed: int) -> None:
+        self.generator.manual_seed(seed)
+
+    def predraw(self, device: torch.device | None) -> None:
+        """Make the draws before each step (:meth:`draw_step`) for a model on ``device``; ``None``
+        goes back to drawing in the forward pass."""
+        self._device = None if device is None else torch.device(device)
+        for block in self.blocks:
+            block.predrawn = device is not None
+
+    def draw_step(self) -> None:
+        """The draws of the next step, when predrawn (else nothing: the blocks draw themselves)."""
+        if self._device is None:
+            return
+        flags = torch.tensor([float(block.draw()) for block in self.blocks]).to(self._device, non_blocking=True)
+        torch._foreach_copy_([block.keep for block in self.blocks], list(flags.unbind()))
+
+    def describe(self) -> str:
+        """How the result row states the draws were applied."""
+        if self.predrawn:
+            return ("stochastic depth predrawn: dropped branches computed and multiplied by 0 (their weights get "
+                    "weight decay and momentum, their batch norm updates its statistics)")
+        return "stochastic depth: dropped branches skipped"
+
+
+def share_depth_draws(model: nn.Module) -> DepthDraws | None:
+    """Give every per-batch :class:`StochasticDepth` of ``model`` one generator, and return their
+    :class:`DepthDraws` (``None`` when the model drops no block per batch)."""
     blocks = [m for m in model.modules() if isinstance(m, StochasticDepth) and m.mode == "batch" and m.survival < 1.0]
-    if not blocks:
-        return None
-    generator = torch.Generator()
-    for block in blocks:
-        block.generator = generator
-    return generator
+    return DepthDraws(blocks) if blocks else None
 
 
 def linear_survival(num_blocks: int, final_survival: float) -> list[float]:

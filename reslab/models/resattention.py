@@ -47,16 +47,13 @@ from torch import nn
 
 from ._pretrained import refuse_pretrained
 from ._registry import register_model
-from .layers import conv1x1, conv3x3, kaiming_init_
+from .layers import conv1x1, conv3x3, in_layout_of, kaiming_init_
 
 
 def _upsample(m: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``m`` resized bilinearly to ``like``'s height and width, in ``like``'s memory format (from a
-    1x1 map, ``F.interpolate`` returns NCHW even under channels-last, and every add after it would
-    mix layouts)."""
-    out = F.interpolate(m, size=like.shape[-2:], mode="bilinear", align_corners=False)
-    channels_last = like.dim() == 4 and like.is_contiguous(memory_format=torch.channels_last)
-    return out.contiguous(memory_format=torch.channels_last) if channels_last else out
+    1x1 map, ``F.interpolate`` returns NCHW even under channels-last)."""
+    return in_layout_of(F.interpolate(m, size=like.shape[-2:], mode="bilinear", align_corners=False), like)
 
 class PreActBottleneck(nn.Module):
     """Pre-activation bottleneck residual unit (He et al., ECCV 2016), width ``out_chs // 4``.

@@ -181,6 +181,8 @@ class BasicBlock(nn.Module):
         sc = self.shortcut(x)
         drop = self.drop
         if isinstance(drop, StochasticDepth) and drop.training and drop.mode == "batch":
+            if drop.predrawn:  # the step's draw as a 0/1 multiplier: no branch in a compiled graph (DepthDraws)
+                return self.act2(self.branch(x) * drop.keep + sc)
             # One draw per mini-batch; a dropped branch is not computed at all (as the original).
             return self.act2(self.branch(x) + sc) if drop.draw() else self.act2(sc)
         return self.act2(drop(self.branch(x)) + sc)

@@ -38,6 +38,7 @@ from ._pretrained import (
     replace_linear,
 )
 from ._registry import register_model
+from .layers import in_layout_of
 
 
 @dataclass(frozen=True)
@@ -219,11 +220,7 @@ def skresnet18(num_classes: int = 10, in_chans: int = 3, pretrained: bool = Fals
 
 def _layout_of_input(module: nn.Module, args: tuple, out: torch.Tensor) -> torch.Tensor:
     """A forward hook: ``out`` in the memory format of the module's input (channels-last kept)."""
-    x = args[0] if args else None
-    if isinstance(x, torch.Tensor) and x.dim() == 4 and out.dim() == 4 and x.is_contiguous(
-            memory_format=torch.channels_last) and not out.is_contiguous(memory_format=torch.channels_last):
-        return out.contiguous(memory_format=torch.channels_last)
-    return out
+    return in_layout_of(out, args[0] if args else None)
 
 
 def tv_weights(name: str):

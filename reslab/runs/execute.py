@@ -29,7 +29,8 @@ from ..models import count_params
 from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import make_row, write_csv, write_json
-from ..train import CHECKPOINT_NAME, finish_checkpoint, load_checkpoint, resolve_device, train, use_channels_last
+from ..checkpoint import CHECKPOINT_NAME, finish_checkpoint, load_checkpoint
+from ..train import resolve_device, train, use_channels_last
 from . import cost
 from .jobs import JOB_FILE, NOT_TRAINED, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
@@ -154,7 +155,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         wall_s=round(time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
         **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last", "cpu_threads",
                                                       "world_size", "batch_norm", "tf32", "cudnn_benchmark",
-                                                      "deterministic", "cudnn")},
+                                                      "deterministic", "cudnn", "trained_on")},
         label=spec.label, trainable_params=count_params(model, trainable_only=True),
         train_acc=history.rows[-1]["train_acc"] if history.rows else float("nan"),
         train_images=len(train_data), test_images=len(test_data),

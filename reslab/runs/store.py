@@ -30,7 +30,8 @@ from ..data import Dataset
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
 from ..results import file_sha256
-from ..train import CHECKPOINT_NAME, SPEED_FIELDS
+from ..checkpoint import CHECKPOINT_NAME
+from ..train import SPEED_FIELDS
 from .spec import RunSpec
 
 #: A run's status, one word for each meaning everywhere (result rows, the plan, the record):

@@ -76,7 +76,8 @@ from ..runs.execute import run_specs
 from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe, load_splits
 from ..runs.store import RESULT_NAME, RunStore
 from ..stats import summarise
-from ..train import CHECKPOINT_NAME, TrainConfig, load_checkpoint, resolve_device
+from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
+from ..train import TrainConfig, resolve_device
 from ._common import FROM_FIRST_RUN, TableOutput, TableRun, TableRuns, check_choice, list_parameters, recipe_seeds
 
 PAPER = "drstn"

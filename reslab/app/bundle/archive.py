@@ -26,7 +26,7 @@ from ...catalog import NOTEBOOKS, Needs, read_later
 from ...paths import Paths
 from ...profiles import PROFILES, resolve_profile
 from ...results import MANIFEST, code_fingerprints, git_commit, now
-from ...train import CHECKPOINT_NAME
+from ...checkpoint import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
 from .gather import MIB, RUN_FILES, _mib, archive_stem
 

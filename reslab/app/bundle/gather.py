@@ -31,7 +31,7 @@ from ...paths import Paths
 from ...profiles import PROFILES, Profile, resolve_profile
 from ...results import file_sha256, now
 from ...tables import drstn
-from ...train import CHECKPOINT_NAME
+from ...checkpoint import CHECKPOINT_NAME
 from .. import DESCRIPTIONS
 from .wheels import (
     DEFAULT_PYTHON,
