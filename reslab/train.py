@@ -252,6 +252,11 @@ class History:
         }
 
 
+#: Where :attr:`History.devices` says epochs were trained when a checkpoint or row from before they
+#: were recorded does not say.
+UNRECORDED_DEVICE = "a device not recorded"
+
+
 class NonFiniteLossError(RuntimeError):
     """Training produced a NaN or infinite loss."""
 
@@ -465,7 +470,7 @@ def resume(
     history.rows = list(ckpt["history"])
     history.resumed_from_epoch = int(ckpt["epoch"])
     # Checkpoints written before devices were recorded: the epochs done, on a device not recorded.
-    history.devices = [list(d) for d in ckpt.get("devices", [[1, history.resumed_from_epoch, "(not recorded)"]])]
+    history.devices = [list(d) for d in ckpt.get("devices", [[1, history.resumed_from_epoch, UNRECORDED_DEVICE]])]
     return history.resumed_from_epoch, int(ckpt["step"]), history
 
 

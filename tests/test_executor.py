@@ -247,3 +247,16 @@ def test_a_requeued_job_resumes_instead_of_retraining():
                      fingerprints=("a", "b"), force=True)
     again = RunJob().checkpoint(sub)
     assert isinstance(again.function, RunJob) and again.args[0] == dataclasses.replace(sub, force=False)
+
+
+def test_a_row_filed_before_rows_said_where_epochs_trained_says_what_is_known():
+    """Rows of runs made before ``trained_on``: the epochs since the last resume were trained on the
+    row's device; the earlier ones say their device was not recorded."""
+    from reslab.runs.execute import _trained_on
+
+    assert _trained_on({"epochs": 10, "resumed_from_epoch": 0, "device": "cuda:NVIDIA H100 80GB HBM3"}) == \
+        "epochs 1-10 on cuda:NVIDIA H100 80GB HBM3"
+    assert _trained_on({"epochs": 50, "resumed_from_epoch": 19, "device": "cpu"}) == \
+        "epochs 1-19 on a device not recorded; epochs 20-50 on cpu"
+    assert _trained_on({"epochs": 10, "resumed_from_epoch": 9, "device": "cpu"}) == \
+        "epochs 1-9 on a device not recorded; epoch 10 on cpu"

@@ -30,7 +30,7 @@ from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
 from ..results import make_row, write_csv, write_json
 from ..checkpoint import CHECKPOINT_NAME, finish_checkpoint, load_checkpoint
-from ..train import resolve_device, train, use_channels_last
+from ..train import UNRECORDED_DEVICE, History, resolve_device, train, use_channels_last
 from . import cost
 from .jobs import JOB_FILE, NOT_TRAINED, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
@@ -49,6 +49,16 @@ def _init_weights(model: torch.nn.Module, path: str | os.PathLike) -> list[str]:
     kept = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(kept, strict=False)
     return sorted(set(own) - set(kept))
+
+
+def _trained_on(row: dict[str, Any]) -> str:
+    """``trained_on`` of a row filed before rows said it: the epochs since the run last resumed were
+    trained on the row's device; where those before were trained was not recorded."""
+    epochs, start = int(row.get("epochs") or 0), int(row.get("resumed_from_epoch") or 0)
+    segments = [[1, min(start, epochs), UNRECORDED_DEVICE]] if start else []
+    if epochs > start:
+        segments.append([start + 1, epochs, row.get("device", "?")])
+    return History(devices=segments).trained_on()
 
 
 def run_one(
@@ -86,6 +96,7 @@ def run_one(
         if source is not None and not force:
             stored = json.loads((source / RESULT_NAME).read_text())
             row = {k: stored["row"][k] for k in stored["columns"]} | {"reused": True}
+            row.setdefault("trained_on", _trained_on(row))
             history = pd.read_csv(source / HISTORY_NAME)
             if not spec.recipe.keep_checkpoint:  # a run store from before the recipe said so
                 (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
