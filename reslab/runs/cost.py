@@ -657,7 +657,7 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
         "train_tflops": round(3 * cost.gflops * train_images / 1e3, 3),
         "eval_tflops": round(cost.gflops * eval_images / 1e3, 3),
         "step_s": round(cost.step_s(per_step), 4) if cost.timed else float("nan"), "timing": cost.timing,
-        "train_memory_gib": round(memory / 2**30, 4) if math.isfinite(memory) else float("nan"),
+        "train_memory_gib": round(memory / 2**30, 6) if math.isfinite(memory) else float("nan"),
         "gpu_memory_gib": round(cost.gpu_memory_bytes / 2**30, 1), "memory": cost.memory,
         "over_memory": int(cost.over_memory(per_step)),
         "train_min": train_s / 60, "eval_min": eval_s / 60, "overhead_min": overhead_s / 60, "minutes": minutes,
