@@ -3,6 +3,7 @@ finished runs, errors, and the timing of one step."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import math
 import os
@@ -17,6 +18,7 @@ from torch import nn
 from reslab import catalog, cli
 from reslab.app import plan
 from reslab.paths import Paths
+from reslab.profiles import resolve_profile
 from reslab.runs import cost, store
 from reslab.runs.spec import Recipe, RunSpec, load_splits
 from reslab.runs.store import RESULT_NAME, RunStore
@@ -186,8 +188,9 @@ def test_smoke_plan_of_every_notebook_is_quick(no_data_root, stub_timer):
 # ------------------------------------------------------------------ timing one network
 
 
-def _spec(model: str, batch: int = 16, **cfg) -> RunSpec:
-    recipe = Recipe(TrainConfig(epochs=2, batch_size=batch, lr=0.01, device="cpu", progress=False, **cfg))
+def _spec(model: str, batch: int = 16, input_size: int | None = None, **cfg) -> RunSpec:
+    recipe = Recipe(TrainConfig(epochs=2, batch_size=batch, lr=0.01, device="cpu", progress=False, **cfg),
+                    input_size=input_size)
     return RunSpec(table="t", label=model, model=model, dataset="cifar10", recipe=recipe)
 
 
@@ -232,6 +235,7 @@ def test_a_step_is_measured_at_the_recipe_batch_with_its_flops(tiny_models):
 def test_a_network_that_fails_is_not_timed_and_not_counted(tiny_models):
     step = cost.measure(_spec("broken"), "cpu")
     assert not step.timed and step.timing == "not timed (RuntimeError: this network cannot step)"
+    assert step.memory == "memory not estimated (RuntimeError: this network cannot step)"
     rows = cost.with_totals(cost.cost_runs([cost.PlannedRun("nb", _spec("broken"), 0, 64, 32),
                                             cost.PlannedRun("nb", _spec("tiny"), 0, 64, 32)], "cpu"))
     assert math.isnan(rows.loc[0, "minutes"]) and rows.loc[1, "minutes"] > 0
@@ -276,3 +280,118 @@ def test_a_fresh_clone_plans_nothing_to_train_for_the_committed_smoke_results(tm
     assert set(to_train["notebook"]) == {drstn.TABLE5}, to_train[["notebook", "label", "status"]]
     said = " ".join(result.notes[drstn.TABLE5])
     assert "starts from the checkpoint of drstn_table4_cifar10's" in said and "keeps no checkpoints" in said
+
+
+# ------------------------------------------------------------------ the memory of one step
+
+
+def _weights_bytes(spec: RunSpec) -> tuple[int, int]:
+    """Bytes of the network's weights and of its buffers."""
+    model = cost._timing_model(spec)
+    return (sum(p.numel() * p.element_size() for p in model.parameters()),
+            sum(b.numel() * b.element_size() for b in model.buffers()))
+
+
+def test_the_memory_of_a_step_is_what_autograd_saves_per_image_plus_the_training_state(tiny_models):
+    spec = _spec("tiny", batch=8)
+    fixed, per_image, how = cost.estimate_memory(spec)
+    assert how == "estimated from the tensors saved for backward, fp32"
+    # Fixed: weights and buffers, gradients, SGD momentum (Adam: two tensors per weight), and what is
+    # saved for backward whatever the batch: in fp32 only batch norm's statistics of its 8 + 16
+    # channels (mean and inverse deviation) and the loss's few bytes.
+    weights, buffers = _weights_bytes(spec)
+    assert 0 < fixed - (3 * weights + buffers) <= 2 * 4 * (8 + 16) + 8
+    assert cost.estimate_memory(_spec("tiny", optimizer="adam"))[0] - fixed == weights
+    # Per image: the batch (uint8 as stored, float after the augmentation) and what a real forward
+    # pass of 16 images saves for backward, counted here on real tensors: the line through the
+    # two small batches counted on fake tensors holds at a larger batch.
+    batch_bytes = 3 * 32 * 32 * (1 + 4)
+    model = cost._timing_model(spec).train()
+    saved = cost.saved_bytes(model, torch.randn(16, 3, 32, 32), torch.zeros(16, dtype=torch.long), amp=False)
+    assert saved > 0 and 16 * (per_image - batch_bytes) == pytest.approx(saved, rel=1e-3)
+    # Measured with the step: the same estimate, and twice the batch is the fixed part plus twice the part per image.
+    step, double = cost.measure(spec, "cpu"), cost.measure(_spec("tiny", batch=16), "cpu")
+    assert (step.memory, step.memory_fixed_bytes, step.memory_per_image_bytes) == (how, fixed, per_image)
+    assert double.train_memory_bytes(16) == fixed + 16 * per_image
+    assert double.train_memory_bytes(16) - step.train_memory_bytes(8) == pytest.approx(8 * per_image)
+    row = cost._run_row(cost.PlannedRun("nb", spec, 0, 64, 32), step)
+    assert row["train_memory_gib"] > 0 and row["train_memory_gib"] == pytest.approx((fixed + 8 * per_image) / 2**30, abs=1e-6)
+    assert row["gpu_memory_gib"] == 80 and row["over_memory"] == 0 and row["memory"] == how
+
+
+def test_under_amp_the_estimate_counts_bf16_activations(tiny_models):
+    fp32 = cost.estimate_memory(_spec("tiny"))
+    bf16 = cost.estimate_memory(_spec("tiny", amp=True))
+    assert bf16[2] == "estimated from the tensors saved for backward, bf16 autocast"
+    batch_bytes = 3 * 32 * 32 * (1 + 4)
+    # bf16 activations take half the bytes of float32 ones; the few kept in float32 (batch norm's
+    # statistics, the loss) keep the ratio above one half.
+    ratio = (bf16[1] - batch_bytes) / (fp32[1] - batch_bytes)
+    assert 0.5 <= ratio < 0.6
+    # Autocast's bf16 copies of the convolution and linear weights do not grow with the batch.
+    weights, _ = _weights_bytes(_spec("tiny"))
+    assert 0 < bf16[0] - fp32[0] <= weights / 2
+
+
+def test_a_network_that_cannot_run_on_fake_tensors_is_counted_on_real_images_scaled_to_its_side(tiny_models):
+    # NotOnMeta is the tiny network with a value read: the same tensors saved, counted on real images.
+    assert cost.estimate_memory(_spec("not_on_meta")) == (
+        *cost.estimate_memory(_spec("tiny"))[:2], "estimated from 2 and 4 images at 32 px, fp32")
+    # A large input is counted at 128 px and scaled by H x W: all but the head's few bytes per image
+    # (pooled features, logits) grow so, and the estimate is that of the full side within 0.1%.
+    big = {"input_size": 256}
+    fixed, per_image, how = cost.estimate_memory(_spec("not_on_meta", **big))
+    assert how == "estimated from 2 and 4 images at 128 px scaled to 256 px, fp32"
+    full = cost.estimate_memory(_spec("tiny", **big))
+    assert fixed == full[0] and per_image == pytest.approx(full[1], rel=1e-3)
+
+
+def test_a_step_larger_than_the_gpu_is_flagged_before_training(no_data_root, monkeypatch):
+    huge = dataclasses.replace(STUB, memory="estimated from the tensors saved for backward, bf16 autocast",
+                               memory_fixed_bytes=2**30, memory_per_image_bytes=8 * 2**30)
+    monkeypatch.setattr(cost, "measure", lambda spec, device="cpu": huge)
+    result = plan.make_plan("smoke", only=[drstn.TABLE4], device="cpu")
+    runs = result.rows[result.rows["kind"] == "run"]
+    # Smoke Table 4 trains batches of 16: 1 + 16 x 8 GiB, more than one 80 GiB GPU holds.
+    assert set(runs["train_memory_gib"]) == {129} and set(runs["over_memory"]) == {1}
+    assert result.overall["over_memory"] == len(runs) == 9
+    text = result.text()
+    line = (f"{runs.iloc[0]['model']} 3x32x32 batch 16: ~129 GiB for one training step (estimated from the tensors "
+            "saved for backward, bf16 autocast): would not fit one 80 GiB GPU (H100 80GB) at batch 16; use gradient "
+            "accumulation or a smaller batch.")
+    assert line in text and text.count("would not fit one 80 GiB GPU") == runs["model"].nunique()
+    assert "129 !" in cost.format_runs(result.rows)
+    # What training prints first says so too, under a protocol profile and a budget one.
+    for profile in ("paper", "smoke"):
+        assert line in cost.before_training(result.rows, resolve_profile(profile))
+    # A step that fits is not flagged; one that ran out of memory on the GPU is, whatever its estimate.
+    fits = dataclasses.replace(huge, memory_per_image_bytes=2**20)
+    row = cost._run_row(cost.PlannedRun("nb", _spec("tiny"), 0, 64, 32), fits)
+    assert row["over_memory"] == 0 and not cost.memory_lines(pd.DataFrame([row]))
+    oom = dataclasses.replace(fits, out_of_memory_batch=16, memory="out of memory at batch 16 on NVIDIA H100 80GB "
+                              "HBM3 (79 GiB); measured at batch 8")
+    assert oom.over_memory(16) and not oom.over_memory(8)
+
+
+def test_a_memory_estimate_that_fails_says_so_and_the_run_is_still_costed(tiny_models, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("nothing saved here")
+
+    monkeypatch.setattr(cost, "saved_bytes", fail)
+    step = cost.measure(_spec("tiny"), "cpu")
+    assert step.timed and step.memory == "memory not estimated (RuntimeError: nothing saved here)"
+    rows = cost.with_totals(cost.cost_runs([cost.PlannedRun("nb", _spec("tiny"), 0, 64, 32)], "cpu"))
+    run = rows.iloc[0]
+    assert math.isnan(run["train_memory_gib"]) and run["over_memory"] == 0 and run["minutes"] > 0
+    assert run["memory"] == step.memory and " ? " in cost.format_runs(rows)
+    assert not cost.memory_lines(rows) and rows.iloc[-1]["over_memory"] == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="GPU memory only")
+def test_on_a_gpu_the_memory_is_the_peak_of_the_timed_steps(tiny_models):
+    spec = dataclasses.replace(_spec("tiny", batch=16), recipe=Recipe(TrainConfig(
+        epochs=2, batch_size=16, lr=0.01, device="cuda", progress=False)))
+    step = cost.measure(spec, "cuda")
+    assert step.memory == "peak measured at batch 16" and step.memory_per_image_bytes > 0
+    assert step.memory_fixed_bytes >= 3 * _weights_bytes(spec)[0]
+    assert step.gpu_memory_bytes == torch.cuda.get_device_properties(0).total_memory

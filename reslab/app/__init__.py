@@ -22,7 +22,7 @@ DESCRIPTIONS = {
               "GPU machine without internet.",
     "export": "Pack finished results, and the checkpoints later notebooks read, into one archive to bring home.",
     "import": "Put the results and runs of an archive made by reslab export into the results folder.",
-    "plan": "Estimate what a profile's runs cost on this device (images, FLOPs, measured step time, minutes).",
+    "plan": "Estimate what a profile's runs cost on this device (images, FLOPs, measured step time, memory, minutes).",
     "doctor": "Check every path of training on this machine's device in minutes (run it first on a new GPU machine).",
     "train": "Train one run of a table into the run store; under torchrun or srun, on all their processes "
              "(DistributedDataParallel).",

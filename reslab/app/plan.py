@@ -3,9 +3,10 @@
 For every run a notebook would train (model x seed, at the notebook's default parameters for a
 profile; the specs come from the function its ``run_<table>()`` calls, :func:`reslab.catalog.table_runs`,
 so the two cannot differ) the plan lists the images to process, the FLOPs, a training step
-measured on the current device, the estimated minutes and whether the run is already finished in
-the run store (then nothing is left to do); then the totals per notebook and overall. How a run is
-costed: :mod:`reslab.runs.cost`.
+measured on the current device, the memory of that step, the estimated minutes and whether the run
+is already finished in the run store (then nothing is left to do); then the totals per notebook
+and overall. A run whose step needs more memory than its GPU holds (from the CPU: one 80 GiB GPU)
+is flagged before training. How a run is costed: :mod:`reslab.runs.cost`.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from ..catalog import list_notebooks, planners, run_params, table_runs
 from ..paths import Paths
 from ..profiles import PROFILES, SMOKE, Profile, resolve_profile
 from ..results import write_csv
-from ..runs.cost import PlannedRun, cost_runs, device_words, duration, format_runs, split_sizes, total_line, with_totals
+from ..runs.cost import (PlannedRun, cost_runs, device_words, duration, format_runs, memory_lines, split_sizes,
+                         total_line, with_totals)
 from ..runs.spec import RunSpec, load_splits
 from ..runs.store import FINISHED, NOT_LOOKED_UP, TO_TRAIN, RunStore
 from ..tables._common import FROM_FIRST_RUN
@@ -77,6 +79,7 @@ class Plan:
             if (runs["kind"] == "run").any():
                 lines.append(format_runs(runs))
                 lines.append("   " + total_line(runs[runs["kind"] == "notebook"].iloc[0], "total"))
+                lines += [f"   {line}" for line in memory_lines(runs)]
             lines.append("")
         lines.append(total_line(self.overall, f"[reslab] overall ({self.profile.name})"))
         if self.not_checked:
@@ -241,9 +244,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="reslab plan", description=DESCRIPTIONS["plan"] + " For every run of the chosen notebooks (model x "
         "seed, at the notebook's default parameters) it prints the images to process, forward GFLOPs per image, "
-        "a training step timed on this device, the minutes of training, evaluation and overhead, and whether the "
-        "run is already finished in the run store; then the totals per notebook and overall. No data set is "
-        "needed, only to look runs up in the run store.")
+        "a training step timed on this device, the GPU memory of that step (measured on a GPU, estimated from "
+        "the CPU and compared with one 80 GiB GPU), the minutes of training, evaluation and overhead, and "
+        "whether the run is already finished in the run store; then the totals per notebook and overall. No data "
+        "set is needed, only to look runs up in the run store.")
     parser.add_argument("--profile", default="paper",
                         help=f"The profile to plan: one of {', '.join(PROFILES)} (default: paper).")
     parser.add_argument("--only", nargs="+", metavar="NAME", help="Plan only these notebooks (default: all).")

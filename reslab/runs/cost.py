@@ -34,13 +34,28 @@ How a run is costed:
   timed at the same sizes (forward only, no gradients). One measurement per distinct network,
   input shape, batch, optimiser and device, not one per seed or data set (the head's size is
   left out of the key).
+- **Memory** (:func:`estimate_memory`): the bytes one training step needs at the batch the run
+  trains at, as a fixed part (weights, gradients, optimiser state) plus a part per image. On a GPU
+  it is measured: the peak of ``torch.cuda.max_memory_allocated`` over the timed steps, less what
+  was allocated before them (the fixed part), per image; a recipe's batch that ran out of memory
+  is said so. Elsewhere it is estimated for a GPU without the full batch: the bytes autograd saves
+  for backward in one forward pass (each storage once) under the recipe's autocast (bf16 with
+  ``amp``, as on CUDA), on fake tensors (shapes only: no memory, no arithmetic) at batches
+  :data:`MEMORY_BATCHES` (their difference is the part per image; bf16 copies of the weights do
+  not grow with the batch), or, for a network that cannot run on fake tensors, on real images at a
+  side of at most :data:`MEMORY_SIDE` scaled by H x W to the input's; plus the batch itself and the
+  weights, gradients and optimiser state. It leaves out the transient buffers of the backward pass
+  and the allocator's slack, so it errs short. A run whose step needs more than the GPU it would
+  train on holds (the device's memory on CUDA; from the CPU, :data:`REFERENCE_GPU`) is flagged
+  (:func:`memory_lines`); no recipe is changed.
 - **Overhead per run**: building the network, the first step's extra cost (memory first
   touched), and writing the checkpoint after every epoch (its bytes at a write rate measured
   once).
 
 Denormal floats are flushed to zero while timing on the CPU where the recipe flushes them in training
 (``TrainConfig.flush_denormals``, the SELU table's recipes). An estimate never stops what it describes: a network
-that fails to build or to step is reported as ``not timed``. Checked against one real run by
+that fails to build or to step is reported as ``not timed``, a memory estimate that fails as ``memory not
+estimated``. Checked against one real run by
 ``benchmarks/bench_plan.py`` (estimate / measured, target 0.7-1.3); timing on a busy machine
 overstates every step, and the plan says so (:func:`busy_note`).
 """
@@ -50,6 +65,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import functools
+import itertools
 import json
 import math
 import tempfile
@@ -89,13 +105,22 @@ SLOW_STEP_S = 0.5
 #: 32x32 image (5.8 s against 0.8 s for the 452-layer Residual Attention network here); a 600x600
 #: EfficientNet-B7 image costs more than its meta pass.
 META_FLOPS_PIXELS = 96 * 96
+#: Off a GPU, a training step's memory is compared with this GPU's: its name and bytes (the GPU
+#: the protocol profiles are sized for).
+REFERENCE_GPU = ("H100 80GB", 80 * 2**30)
+#: The two batch sizes whose saved tensors are counted for the memory estimate (not 1: a
+#: ``BatchNorm1d`` cannot train on one value per channel).
+MEMORY_BATCHES = (2, 4)
+#: A network that cannot run on fake tensors has its saved tensors counted on real images of at
+#: most this side, scaled by H x W to the input's (a convolutional network's activations grow so).
+MEMORY_SIDE = 128
 
 #: The plan's CSV columns (``kind``: ``run``, ``notebook`` total or ``overall`` total).
 PLAN_COLUMNS = (
     "kind", "notebook", "table", "label", "model", "dataset", "seed", "input", "batch_size", "epochs", "max_steps",
     "steps", "train_images", "eval_images", "gflops_per_image", "train_tflops", "eval_tflops", "step_s",
-    "timing", "train_min", "eval_min", "overhead_min", "minutes", "status", "minutes_to_go", "device", "runs",
-    "runs_to_go", "not_timed",
+    "timing", "train_memory_gib", "gpu_memory_gib", "memory", "over_memory", "train_min", "eval_min",
+    "overhead_min", "minutes", "status", "minutes_to_go", "device", "runs", "runs_to_go", "not_timed",
 )
 
 
@@ -119,6 +144,15 @@ class StepCost:
         build_s: Seconds to build the network.
         state_bytes: Bytes of the network's state (weights and buffers).
         optimizer_bytes: Bytes of the optimiser's state once it has stepped.
+        memory: How the memory of a training step was obtained, e.g. ``peak measured at batch 64``
+            or ``estimated from the tensors saved for backward, bf16 autocast``; ``memory not
+            estimated (...)`` with the error when it failed.
+        memory_fixed_bytes: Bytes of a training step that do not grow with the batch (weights,
+            gradients, optimiser state...); NaN when not estimated.
+        memory_per_image_bytes: Bytes of a training step per image of the batch; NaN when not estimated.
+        gpu_memory_bytes: The memory of the GPU the step is compared with (the device's own on CUDA,
+            :data:`REFERENCE_GPU`'s off a GPU).
+        out_of_memory_batch: The batch that ran out of memory on the GPU (0: none did).
     """
 
     device: str
@@ -132,10 +166,26 @@ class StepCost:
     build_s: float = 0.0
     state_bytes: int = 0
     optimizer_bytes: int = 0
+    memory: str = ""
+    memory_fixed_bytes: float = float("nan")
+    memory_per_image_bytes: float = float("nan")
+    gpu_memory_bytes: float = float(REFERENCE_GPU[1])
+    out_of_memory_batch: int = 0
 
     @property
     def timed(self) -> bool:
         return math.isfinite(self.train_per_image_s)
+
+    def train_memory_bytes(self, batch: int) -> float:
+        """Bytes of one training step of ``batch`` images (NaN when not estimated)."""
+        return self.memory_fixed_bytes + self.memory_per_image_bytes * batch
+
+    def over_memory(self, batch: int) -> bool:
+        """Whether a training step of ``batch`` images needs more than :attr:`gpu_memory_bytes` (or
+        ran out of memory there); ``False`` when not estimated."""
+        if self.out_of_memory_batch and batch >= self.out_of_memory_batch:
+            return True
+        return self.train_memory_bytes(batch) > self.gpu_memory_bytes
 
     def step_s(self, batch: int) -> float:
         """Seconds of one training step of ``batch`` images."""
@@ -195,6 +245,116 @@ def forward_gflops(spec: RunSpec, model: torch.nn.Module | None = None) -> float
         except Exception:
             continue
     return float("nan")
+
+
+def saved_bytes(model: torch.nn.Module, x: torch.Tensor, labels: torch.Tensor, amp: bool,
+                state: dict[str, torch.Tensor] | None = None) -> int:
+    """Bytes autograd saves for backward in one training forward pass of ``x`` through ``model``
+    and the cross-entropy, under bf16 autocast (on ``x``'s device type) with ``amp``: what a
+    training step holds at its peak besides the weights, gradients, optimiser state and batch.
+
+    Each storage counts once (views of one tensor share it); the model's weights and buffers and
+    ``x`` itself are left out (counted apart). Works on real and on fake tensors.
+
+    Args:
+        state: Weights and buffers to run ``model`` with instead of its own
+            (``torch.func.functional_call``), e.g. fake copies of them.
+    """
+    weights = list(state.values()) if state is not None else [*model.parameters(), *model.buffers()]
+    own = {t.untyped_storage()._cdata for t in [*weights, x]}
+    sizes: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        # The storage itself rather than its data pointer: a fake tensor's has none. Each one saved
+        # stays alive with the graph below, so no other storage can take its place meanwhile.
+        storage = t.untyped_storage()
+        if storage._cdata not in own:
+            sizes.setdefault(storage._cdata, storage.nbytes())
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.enable_grad():
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(x) if state is None else torch.func.functional_call(model, state, (x,))
+            loss = F.cross_entropy(out.float(), labels)
+        del loss, out
+    return sum(sizes.values())
+
+
+def _training_state_bytes(model: torch.nn.Module, cfg) -> int:
+    """Bytes of the weights and buffers, the gradients of the trainable weights and the optimiser's
+    state (SGD with momentum: one tensor per weight, without none; Adam and AdamW: two)."""
+    weights = sum(t.numel() * t.element_size() for t in itertools.chain(model.parameters(), model.buffers()))
+    trainable = sum(p.numel() * p.element_size() for p in model.parameters() if p.requires_grad)
+    per_weight = (1 if cfg.momentum > 0 else 0) if cfg.optimizer == "sgd" else 2
+    return weights + trainable * (1 + per_weight)
+
+
+def estimate_memory(spec: RunSpec, model: torch.nn.Module | None = None) -> tuple[float, float, str]:
+    """Estimate the memory of one training step of the network of ``spec`` without its batch.
+
+    What autograd saves for backward (:func:`saved_bytes`) through ``model`` (on its device;
+    ``None``: built here on the CPU) is counted at the two batches :data:`MEMORY_BATCHES`: on fake
+    copies of its weights and fake images of the input's shape (shapes only: no memory, no
+    arithmetic), or, for a network that cannot run on them (one that reads a value), on real
+    images at a side of at most :data:`MEMORY_SIDE`, the part per image then scaled by H x W to
+    the input's. Under bf16 autocast
+    when the recipe has ``amp``, so that the estimate holds for the GPU the recipe is meant for,
+    also from the CPU. The difference of the two counts is the part per image, to which the batch
+    itself is added (its stored uint8 images and the float images the augmentation makes); what
+    does not grow with the batch (bf16 copies of the weights under autocast) joins the fixed part:
+    the weights and buffers, the gradients and the optimiser's state.
+
+    Returns:
+        ``(fixed bytes, bytes per image, how)``, ``how`` e.g. ``estimated from the tensors saved
+        for backward, bf16 autocast``.
+
+    Raises:
+        Exception: whatever building or running the network raised (on real images).
+    """
+    cfg = spec.cfg
+    data = get_spec(spec.dataset)
+    c, h, w = input_shape(spec)
+    precision = "bf16 autocast" if cfg.amp else "fp32"
+    b1, b2 = MEMORY_BATCHES
+
+    net = (_timing_model(spec) if model is None else model).train()
+    device = next(net.parameters()).device
+
+    def count(side_h: int, side_w: int, state: dict[str, torch.Tensor] | None = None) -> tuple[float, float]:
+        counts = []
+        for b in MEMORY_BATCHES:
+            torch.manual_seed(0)  # the same random choices (stochastic depth) at both batches
+            x = torch.randn(b, c, side_h, side_w, device=device)
+            if use_channels_last(cfg, device):
+                x = x.contiguous(memory_format=torch.channels_last)
+            labels = torch.randint(0, len(data.classes), (b,), device=device)
+            counts.append(saved_bytes(net, x, labels, cfg.amp, state))
+        per_image = max(0.0, (counts[1] - counts[0]) / (b2 - b1))
+        return max(0.0, counts[0] - per_image * b1), per_image
+
+    try:
+        # A private module of torch, but the one torch.compile traces with.
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        fake = FakeTensorMode()
+        state = {k: fake.from_tensor(t) for k, t in itertools.chain(net.named_parameters(), net.named_buffers())}
+        with fake:
+            fixed, per_image = count(h, w, state)
+        how = f"estimated from the tensors saved for backward, {precision}"
+    except Exception:
+        side_h, side_w = min(h, MEMORY_SIDE), min(w, MEMORY_SIDE)
+        fixed, per_image = count(side_h, side_w)
+        per_image *= (h * w) / (side_h * side_w)
+        scaled = f" scaled to {h} px" if (side_h, side_w) != (h, w) else ""
+        how = f"estimated from {b1} and {b2} images at {side_h} px{scaled}, {precision}"
+    batch_bytes = data.channels * data.size**2 + c * h * w * 4  # uint8 as stored, then float
+    return fixed + _training_state_bytes(net, cfg), per_image + batch_bytes, how
+
+
+def _why(exc: BaseException) -> str:
+    """An error in a few words: its type and the first line of its message."""
+    lines = str(exc).splitlines()
+    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
 
 
 def _sync(device: torch.device) -> None:
@@ -282,31 +442,46 @@ def _line(points: list[tuple[int, float]], batch: int) -> tuple[float, float, st
 
 
 def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
-    """Time a training step and an evaluation batch of the network of ``spec`` on ``device``.
+    """Time a training step and an evaluation batch of the network of ``spec`` on ``device``, and
+    find the memory of its training step.
 
-    See the module docstring for how. Never raises for the network's sake: a failure gives a
-    :class:`StepCost` whose ``timing`` says ``not timed`` and why.
+    See the module docstring for how: on CUDA the memory is measured while timing; elsewhere (or
+    when timing failed) it is estimated (:func:`estimate_memory`). Never raises for the network's
+    sake: a failure gives a :class:`StepCost` whose ``timing`` says ``not timed`` and why, and
+    whose ``memory`` says ``memory not estimated`` and why.
 
     Raises:
         ValueError: only for a device that cannot be had (:func:`reslab.train.resolve_device`).
     """
     dev = resolve_device(device)
     name = device_name(dev)
+    gpu = torch.cuda.get_device_properties(dev).total_memory if dev.type == "cuda" else REFERENCE_GPU[1]
     model = None
     try:
-        torch.manual_seed(0)
-        t0 = time.perf_counter()
-        model = _timing_model(spec).to(dev).train()
-        if use_channels_last(spec.cfg, dev):
-            model.to(memory_format=torch.channels_last)
-        build_s = time.perf_counter() - t0
-        gflops = forward_gflops(spec, model)
-        with denormals_flushed(spec.cfg, dev):
-            cost = _measure_steps(model, spec, dev, gflops)
-        state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
-        return dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state)
-    except Exception as exc:  # an estimate must never stop the run it describes
-        return StepCost(device=name, timing=f"not timed ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+        try:
+            torch.manual_seed(0)
+            t0 = time.perf_counter()
+            model = _timing_model(spec).to(dev).train()
+            if use_channels_last(spec.cfg, dev):
+                model.to(memory_format=torch.channels_last)
+            build_s = time.perf_counter() - t0
+            gflops = forward_gflops(spec, model)
+            with denormals_flushed(spec.cfg, dev):
+                cost = _measure_steps(model, spec, dev, gflops)
+            state = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+            cost = dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state,
+                                       gpu_memory_bytes=gpu)
+        except Exception as exc:  # an estimate must never stop the run it describes
+            cost = StepCost(device=name, timing=f"not timed ({_why(exc)})", gpu_memory_bytes=gpu)
+        if math.isfinite(cost.memory_per_image_bytes):
+            return cost
+        try:
+            if dev.type == "cuda":
+                torch.cuda.empty_cache()
+            fixed, per_image, how = estimate_memory(spec, model)
+            return dataclasses.replace(cost, memory=how, memory_fixed_bytes=fixed, memory_per_image_bytes=per_image)
+        except Exception as exc:  # nor must a memory estimate
+            return dataclasses.replace(cost, memory=f"memory not estimated ({_why(exc)})")
     finally:
         del model
         if dev.type == "cuda":
@@ -336,18 +511,25 @@ def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device, gfl
     warm = 0.0
     t_start = time.perf_counter()
     b = first_cpu_batch(gflops, batch) if on_cpu else batch
+    out_of_memory = 0
     while True:
         try:
             images, labels = _batch(spec, b, dev)
             first = _time_step(model, optimizer, scheduler, images, labels, spec, dev, 1 if on_cpu else 3)
             repeats = (3 if first[-1] < SLOW_STEP_S / 2 else 2 if first[-1] < SLOW_STEP_S else 1) if on_cpu else 10
+            if not on_cpu:  # weights, gradients and optimiser state (all there after the warm-up), not the batch
+                fixed_bytes = torch.cuda.memory_allocated(dev) - images.nbytes - labels.nbytes
+                torch.cuda.reset_peak_memory_stats(dev)
             # The fastest: other work on a shared machine only ever slows a step down.
             t = min(_time_step(model, optimizer, scheduler, images, labels, spec, dev, repeats))
+            if not on_cpu:
+                per_image_bytes = (torch.cuda.max_memory_allocated(dev) - fixed_bytes) / b
             # Evaluation at the same batch: its first pass in eval mode is a warm-up unless slow.
             e = _time_eval(model, images, labels, spec, dev, (1 if t > SLOW_STEP_S else 2) if on_cpu else 5)
         except torch.cuda.OutOfMemoryError:
             if b == 1:
                 raise
+            out_of_memory = out_of_memory or b
             optimizer.zero_grad(set_to_none=True)
             torch.cuda.empty_cache()
             b //= 2
@@ -367,8 +549,17 @@ def _measure_steps(model: torch.nn.Module, spec: RunSpec, dev: torch.device, gfl
     e_fixed, e_per_image, _ = _line(evals, evals[-1][0])
     optimizer_bytes = sum(t.numel() * t.element_size() for s in optimizer.state.values() for t in s.values()
                           if torch.is_tensor(t))
-    return StepCost(device="", timing=how, train_fixed_s=fixed, train_per_image_s=per_image, eval_fixed_s=e_fixed,
+    cost = StepCost(device="", timing=how, train_fixed_s=fixed, train_per_image_s=per_image, eval_fixed_s=e_fixed,
                     eval_per_image_s=e_per_image, warmup_s=warm, optimizer_bytes=optimizer_bytes)
+    if on_cpu:
+        return cost
+    memory = f"peak measured at batch {b}"
+    if out_of_memory:
+        total = torch.cuda.get_device_properties(dev).total_memory
+        memory = (f"out of memory at batch {out_of_memory} on {torch.cuda.get_device_name(dev)} "
+                  f"({total / 2**30:.0f} GiB); measured at batch {b}")
+    return dataclasses.replace(cost, memory=memory, memory_fixed_bytes=fixed_bytes,
+                               memory_per_image_bytes=per_image_bytes, out_of_memory_batch=out_of_memory)
 
 
 def measure_key(spec: RunSpec, device: torch.device) -> str:
@@ -456,6 +647,7 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
     if spec.recipe.checkpoint:  # after every epoch, then the final weights are rewritten once
         overhead_s += (epochs_run * ckpt_bytes + 2 * cost.state_bytes) / checkpoint_write_rate()
     minutes = (train_s + eval_s + overhead_s) / 60
+    memory = cost.train_memory_bytes(per_step)
     c, h, w = input_shape(spec)
     return {
         "kind": "run", "notebook": run.notebook, "table": spec.table, "label": spec.label, "model": spec.model,
@@ -465,6 +657,9 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
         "train_tflops": round(3 * cost.gflops * train_images / 1e3, 3),
         "eval_tflops": round(cost.gflops * eval_images / 1e3, 3),
         "step_s": round(cost.step_s(per_step), 4) if cost.timed else float("nan"), "timing": cost.timing,
+        "train_memory_gib": round(memory / 2**30, 6) if math.isfinite(memory) else float("nan"),
+        "gpu_memory_gib": round(cost.gpu_memory_bytes / 2**30, 1), "memory": cost.memory,
+        "over_memory": int(cost.over_memory(per_step)),
         "train_min": train_s / 60, "eval_min": eval_s / 60, "overhead_min": overhead_s / 60, "minutes": minutes,
         "status": run.status, "minutes_to_go": 0.0 if run.status == FINISHED else minutes, "device": cost.device,
         "runs": 1, "runs_to_go": int(run.status != FINISHED), "not_timed": int(not cost.timed),
@@ -474,10 +669,11 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
 def with_totals(rows: pd.DataFrame) -> pd.DataFrame:
     """``rows`` followed by one total row per notebook and one overall (``kind`` says which).
 
-    Sums skip runs that were not timed (``not_timed`` counts them).
+    Sums skip runs that were not timed (``not_timed`` counts them); ``over_memory`` counts the runs
+    whose training step needs more memory than their GPU holds.
     """
     sums = ["train_images", "eval_images", "train_tflops", "eval_tflops", "train_min", "eval_min", "overhead_min",
-            "minutes", "minutes_to_go", "runs", "runs_to_go", "not_timed"]
+            "minutes", "minutes_to_go", "runs", "runs_to_go", "not_timed", "over_memory"]
 
     def total(group: pd.DataFrame, kind: str, notebook: str) -> dict[str, Any]:
         row = {c: group[c].sum() for c in sums} | {"kind": kind, "notebook": notebook}
@@ -529,9 +725,30 @@ def format_runs(rows: pd.DataFrame) -> str:
         "train img": runs["train_images"].map(_count), "eval img": runs["eval_images"].map(_count),
         "GFLOP/img": runs["gflops_per_image"].map(lambda v: f"{v:.3g}" if math.isfinite(v) else "?"),
         "step s": runs["step_s"].map(lambda v: f"{v:.3g}" if math.isfinite(v) else "?"),
-        "timing": runs["timing"].str.slice(0, 60), "time": runs["minutes"].map(duration), "status": runs["status"],
+        "timing": runs["timing"].str.slice(0, 60),
+        "mem GiB": [(f"{v:.3g}" if math.isfinite(v) else "?") + (" !" if over else "")
+                    for v, over in zip(runs["train_memory_gib"], runs["over_memory"])],
+        "time": runs["minutes"].map(duration), "status": runs["status"],
     })
     return view.to_string(index=False)
+
+
+def memory_lines(rows: pd.DataFrame) -> list[str]:
+    """One sentence per network of ``rows`` (``kind == "run"``) whose training step needs more
+    memory than the GPU it would train on holds (``over_memory``; marked ``!`` by
+    :func:`format_runs`): how much, how it was found, and what to do. No recipe is changed."""
+    runs = rows[(rows["kind"] == "run") & (rows["over_memory"] > 0)]
+    lines = []
+    for row in runs.itertuples():
+        batch = int(row.train_images // row.steps) if row.steps else int(row.batch_size)
+        gpu = str(row.device)[len("cuda:"):] if str(row.device).startswith("cuda:") else REFERENCE_GPU[0]
+        need = f"~{row.train_memory_gib:.0f} GiB" if math.isfinite(row.train_memory_gib) else "more"
+        line = (f"{row.model} {row.input} batch {batch}: {need} for one training step ({row.memory}): would not fit "
+                f"one {row.gpu_memory_gib:.0f} GiB GPU ({gpu}) at batch {batch}; use gradient accumulation or a "
+                "smaller batch.")
+        if line not in lines:
+            lines.append(line)
+    return lines
 
 
 def total_line(total: pd.Series, what: str) -> str:
@@ -558,10 +775,10 @@ def before_training(rows: pd.DataFrame, profile: Profile) -> str:
                 f"measured here on {devices})")
         if total["not_timed"]:
             text += f"; {int(total['not_timed'])} run(s) not timed, not counted"
-        return text + "."
+        return "\n".join([text + ".", *(f"[reslab] {line}" for line in memory_lines(rows))])
     lines = [f"[reslab] cost plan of the {int(total['runs_to_go'])} run(s) still to train (profile {profile.name}; "
              f"step times measured on {devices}; `reslab plan` plans whole notebooks):", format_runs(rows),
-             total_line(total, "[reslab] total")]
+             total_line(total, "[reslab] total"), *(f"[reslab] {line}" for line in memory_lines(rows))]
     if "cpu" in devices.split(", ") and total["minutes_to_go"] > 24 * 60:
         lines.append(f"[reslab] that is days of CPU time: profile {profile.name} is meant for a GPU (device='cuda').")
     return "\n".join(lines)
