@@ -296,3 +296,24 @@ def test_reproduce_shows_what_the_notebook_prints_and_keeps_a_log(books, tmp_pat
     assert "without encryption" not in out + err
     log = tmp_path / "r" / reproduce.LOGS / "smoke-datasets.log"
     assert "epoch 3/50: 2 h 05 min left" in log.read_text()
+
+
+def test_reslab_train_speed_settings_change_how_not_what(shared_data, tmp_path, monkeypatch, capsys):
+    """``--compile`` and ``--channels-last`` reach the run on the CPU and its row says so; the run
+    keeps its key, so the same run without them is reused, not trained again."""
+    import torch
+
+    monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path))
+    monkeypatch.setenv("RESLAB_DATA", str(shared_data))
+    real_compile = torch.compile  # dynamo with its eager backend: no code generation in a unit test
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: real_compile(model, backend="eager"))
+    args = ["train", "drstn_table4_cifar10", "--label", "drstn_v5", "--device", "cpu", "--param", "max_steps=2"]
+    assert cli.main([*args, "--compile", "default", "--channels-last", "on"]) == 0
+    assert "reused: False" in capsys.readouterr().out
+    (stored,) = [json.loads(p.read_text())["row"] for p in (tmp_path / "_runs").rglob("result.json")]
+    assert stored["compile"].startswith("default (1 graph(s), 0 graph break(s)") and stored["channels_last"] is True
+    assert cli.main(args) == 0
+    assert "reused: True" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--compile", "fast"])
+    assert "invalid choice: 'fast'" in capsys.readouterr().err

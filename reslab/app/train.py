@@ -7,7 +7,7 @@ import argparse
 import dataclasses
 
 from .. import distributed
-from .._env import compile_setting
+from .._env import COMPILE_MODES, compile_setting
 from ..catalog import parse_param, run_spec
 from ..profiles import PROFILES
 from ..runs.execute import run_alone
@@ -33,7 +33,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="A notebook parameter that shapes the run (epochs=2, batch_size=64...); repeatable.")
     parser.add_argument("--force", action="store_true", help="Train again even when the run store has the run.")
+    speed = parser.add_argument_group(
+        "speed settings", "How the run is executed, not what it is: neither changes the run's key nor makes it a "
+        "budget run, a run may resume with other settings, and its row states them (compile, channels_last).")
+    speed.add_argument("--compile", choices=[m for m in COMPILE_MODES if m != "auto"],
+                       help="torch.compile the training step, on any device (default: $RESLAB_COMPILE on CUDA, off "
+                       "on the CPU). On 2 CPU cores 'default' with --channels-last on made ConvNeXt-tiny 1.2x faster "
+                       "and DRSTN V5 no faster (benchmarks/bench_cpu_options.py).")
+    speed.add_argument("--channels-last", choices=["on", "off"],
+                       help="Channels-last weights and batches (default: on on CUDA, off on the CPU).")
     return parser
+
+
+def speed_settings(args: argparse.Namespace) -> dict[str, object]:
+    """The TrainConfig changes of the command's speed settings (none given: none)."""
+    changes: dict[str, object] = {"cuda_compile": compile_setting()}
+    if args.compile:
+        changes["compile"] = args.compile
+    if args.channels_last:
+        changes["channels_last"] = args.channels_last == "on"
+    return changes
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(p) for p in args.param)
         spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
                               params=params, device=args.device, paths=paths)
-        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(cuda_compile=compile_setting()))
+        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(**speed_settings(args)))
         dist = distributed.init_from_env(spec.cfg.device)
         row, _ = run_alone(spec, args.profile, seed, paths, force=args.force)
     except ValueError as exc:
