@@ -37,9 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
         "speed settings", "How the run is executed, not what it is: neither changes the run's key nor makes it a "
         "budget run, a run may resume with other settings, and its row states them (compile, channels_last).")
     speed.add_argument("--compile", choices=[m for m in COMPILE_MODES if m != "auto"],
-                       help="torch.compile the training step, on any device (default: $RESLAB_COMPILE on CUDA, off "
-                       "on the CPU). On 2 CPU cores 'default' with --channels-last on made ConvNeXt-tiny 1.2x faster "
-                       "and DRSTN V5 no faster (benchmarks/bench_cpu_options.py).")
+                       help="Compile the training step with torch.compile in this mode, on any device (default: "
+                       "$RESLAB_COMPILE on CUDA, off on the CPU). On 2 CPU cores 'default' with --channels-last on "
+                       "made ConvNeXt-tiny 1.2x faster and DRSTN V5 no faster (benchmarks/bench_cpu_options.py).")
     speed.add_argument("--channels-last", choices=["on", "off"],
                        help="Channels-last weights and batches (default: on on CUDA, off on the CPU).")
     return parser
