@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "reslab"
 
 #: Layer of each module, lowest first; a module not named here belongs to the layer of its package.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("core", ("reslab", "reslab._version", "reslab._env", "reslab._io", "reslab.profiles", "reslab.claims",
+    ("core", ("reslab", "reslab._version", "reslab._env", "reslab._io", "reslab._errors", "reslab.profiles", "reslab.claims",
               "reslab.evidence", "reslab.stats", "reslab.paths", "reslab.results")),
     ("domain", ("reslab.data", "reslab.models", "reslab.distributed")),
     ("engine", ("reslab.train", "reslab.checkpoint", "reslab.progress", "reslab.gradcam", "reslab.plots", "reslab.params")),

@@ -10,6 +10,7 @@ from typing import Any
 
 import pandas as pd
 
+from .._errors import error_words
 from ..data import load_dataset
 from ..paths import Paths
 from ..results import MANIFEST, code_fingerprints, file_sha256
@@ -122,7 +123,7 @@ def _changed_data(splits: list[dict[str, Any]], data_root: str | os.PathLike | N
             except FileNotFoundError:
                 cache[key] = (None, None)
             except (ValueError, RuntimeError) as exc:
-                cache[key] = (None, f"unreadable ({type(exc).__name__}: {str(exc).splitlines()[0][:120]})")
+                cache[key] = (None, f"unreadable ({error_words(exc)})")
         fingerprint, source = cache[key]
         name = f"{d['dataset']}/{d['split']}"
         if source is None:

@@ -45,6 +45,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from .._errors import error_words
 from ..data import Dataset
 from ..distributed import convert_batch_norm
 from ..gradcam import grad_cam
@@ -207,7 +208,7 @@ class Doctor:
                 if changed:
                     lost.append(f"{name} ({', '.join(changed[:3])})")
             except Exception as exc:  # every model is tried; the failures are listed
-                failed.append(f"{name}: {type(exc).__name__}: {str(exc).splitlines()[0][:120] if str(exc) else ''}")
+                failed.append(f"{name}: {error_words(exc)}")
         if failed or lost:
             raise AssertionError("; ".join([*failed, *(f"channels-last lost in {x}" for x in lost)]))
         return f"{len(names)} models: a training step and an evaluation each, finite, channels-last kept"

@@ -35,6 +35,7 @@ from typing import Any, Callable, Sequence
 
 import pandas as pd
 
+from .._errors import error_words
 from ..catalog import run_params, run_spec
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
@@ -202,7 +203,7 @@ class TimeBox:
             RunStore.of(self.paths).record_run(row["run_dir"])
             error = ""
         except Exception as exc:  # a run that raises is reported; the others go on
-            error = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+            error = error_words(exc, 300)[:300]
         self._done(slot, self.clock() - started, error)
 
     def _start(self, slot: Slot) -> subprocess.Popen:

@@ -79,6 +79,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
+from .._errors import error_words
 from ..data import get_spec
 from ..profiles import PROTOCOL, Profile
 from ..train import (autocast, build_optimizer, denormals_flushed, device_name, lr_factor, resolve_device,
@@ -351,12 +352,6 @@ def estimate_memory(spec: RunSpec, model: torch.nn.Module | None = None) -> tupl
     return fixed + _training_state_bytes(net, cfg), per_image + batch_bytes, how
 
 
-def _why(exc: BaseException) -> str:
-    """An error in a few words: its type and the first line of its message."""
-    lines = str(exc).splitlines()
-    return f"{type(exc).__name__}: {lines[0][:120]}" if lines else type(exc).__name__
-
-
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -472,7 +467,7 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
             cost = dataclasses.replace(cost, device=name, gflops=gflops, build_s=build_s, state_bytes=state,
                                        gpu_memory_bytes=gpu)
         except Exception as exc:  # an estimate must never stop the run it describes
-            cost = StepCost(device=name, timing=f"not timed ({_why(exc)})", gpu_memory_bytes=gpu)
+            cost = StepCost(device=name, timing=f"not timed ({error_words(exc)})", gpu_memory_bytes=gpu)
         if math.isfinite(cost.memory_per_image_bytes):
             return cost
         try:
@@ -481,7 +476,7 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
             fixed, per_image, how = estimate_memory(spec, model)
             return dataclasses.replace(cost, memory=how, memory_fixed_bytes=fixed, memory_per_image_bytes=per_image)
         except Exception as exc:  # nor must a memory estimate
-            return dataclasses.replace(cost, memory=f"memory not estimated ({_why(exc)})")
+            return dataclasses.replace(cost, memory=f"memory not estimated ({error_words(exc)})")
     finally:
         del model
         if dev.type == "cuda":
