@@ -20,11 +20,13 @@ minutes on one H100.
 - ``one-process DDP``: one DistributedDataParallel step with global batch norm (NCCL and
   SyncBatchNorm on CUDA, gloo and the all-reduced batch norm on the CPU).
 - ``Grad-CAM``: a map of a torchvision ResNet-18 on the device, finite and in [0, 1].
-- ``largest model``: peak memory of one training step of the largest registered model at its
-  paper input size (CUDA).
+- ``largest model``: the memory of one training step of the largest registered model
+  (EfficientNet-B7, 600x600) at its ``paper`` recipe's batch, as ``reslab plan`` finds it: the peak
+  measured on CUDA, estimated elsewhere; whether it fits the GPU (off a GPU: one 80 GiB H100).
 - ``determinism``: two identical short runs give the same losses (bit for bit on the CPU; on CUDA
   the difference, which cuDNN autotuning allows).
-- ``images/s``: training throughput of a CIFAR ResNet-18 and DRSTN V5 at batch 128.
+- ``images/s``: training images/s of ResNet-18 and DRSTN V5 under DRSTN Table 4's ``paper``
+  recipe (batch 128), from the plan's step timing (:func:`reslab.runs.cost.measure`).
 """
 
 from __future__ import annotations
@@ -49,15 +51,23 @@ from .._errors import error_words
 from ..data import Dataset
 from ..distributed import convert_batch_norm
 from ..gradcam import grad_cam
+from ..catalog import table_runs
 from ..models import create_model, list_models, model_info
 from ..train import (NonFiniteLossError, TrainConfig, build_optimizer, cuda_backend, device_name, resolve_device,
                      train, train_step)
+from ..runs.cost import REFERENCE_GPU, input_shape, measure, step_memory
+from ..runs.spec import RunSpec
+from ..tables.drstn import TABLE4
+from ..tables.survey import TABLE as SURVEY
 from . import DESCRIPTIONS
 
 PASS, FAIL, SKIP = "pass", "fail", "skip"
 #: The registered model whose training step needs the most memory at its paper input size (the
 #: survey's EfficientNet-B7 at 600x600).
 LARGEST = "efficientnet_b7"
+#: The networks whose training images/s the last check gives (the plan's step time, DRSTN Table 4's
+#: ``paper`` recipe at its batch of 128).
+THROUGHPUT_MODELS = ("resnet18", "drstn_v5")
 #: Modules that return another layout on purpose (torchvision's ``Permute`` turns ConvNeXt's maps into
 #: (N, H, W, C) for its LayerNorm).
 LAYOUT_CHANGERS = ("Permute",)
@@ -250,7 +260,8 @@ class Doctor:
 
     def compile(self) -> str:
         if not self.cuda:
-            raise Skip("torch.compile trains on CUDA only (the CPU trains eagerly)")
+            raise Skip("reduce-overhead records CUDA graphs: a GPU check (on the CPU, runs train eagerly unless "
+                       "`reslab train --compile` says otherwise)")
         out = []
         # A ResNet-20 with stochastic depth (resnet110_sd's blocks, 3 per stage): its draws are made
         # before each step, so its graph must have no break either.
@@ -307,23 +318,25 @@ class Doctor:
             raise AssertionError(f"maps of shape {maps.shape} in [{maps.min()}, {maps.max()}]")
         return f"2 maps of 64x64 in [0, 1] on {self.device.type}"
 
+    def _paper_run(self, table: str, model: str) -> RunSpec:
+        """The ``paper`` run of ``model`` in ``table`` on this device, as the plan and the notebook make it."""
+        return next(s for s in table_runs(table, "paper", device=str(self.device)).specs if s.model == model)
+
     def largest_model(self) -> str:
-        if not self.cuda:
-            raise Skip("GPU memory only")
-        name = LARGEST
-        c, h, w = model_info(name)["input_size"]
-        torch.cuda.reset_peak_memory_stats(self.device)
-        model = create_model(name, num_classes=10, in_chans=c).to(self.device).to(memory_format=torch.channels_last)
-        cfg = _cfg(self.device, batch_size=8)
-        x = torch.randn(8, c, h, w, device=self.device).contiguous(memory_format=torch.channels_last)
-        train_step(model, x, torch.arange(8, device=self.device) % 10, build_optimizer(model, cfg), None, cfg)
-        torch.cuda.synchronize(self.device)
-        peak = torch.cuda.max_memory_allocated(self.device) / 2**30
-        total = torch.cuda.get_device_properties(self.device).total_memory / 2**30
-        del model
-        torch.cuda.empty_cache()
-        return (f"{name} at {h}x{w}, batch 8: {peak:.1f} GiB peak of {total:.0f} GiB (activations grow about "
-                f"linearly with the batch: batch 64 would need about {8 * peak:.0f} GiB less the weights' share)")
+        spec = self._paper_run(SURVEY, LARGEST)
+        c, h, w = input_shape(spec)
+        batch = spec.cfg.batch_size
+        step = step_memory(spec, self.device)  # the plan's own measurement (CUDA) or estimate (elsewhere)
+        need = step.train_memory_bytes(batch)
+        if not math.isfinite(need):
+            raise AssertionError(f"{LARGEST} at {h}x{w}: {step.memory}")
+        gpu = f"{step.gpu_memory_bytes / 2**30:.0f} GiB " + ("on this GPU" if self.cuda else
+                                                              f"of one {REFERENCE_GPU[0]}, the plan's reference")
+        text = (f"{LARGEST} at {h}x{w}, the paper recipe's batch {batch}: {need / 2**30:.1f} GiB for one training "
+                f"step ({step.memory}), {gpu}")
+        if step.over_memory(batch):
+            text += "; does not fit: the plan flags it before training (gradient accumulation or a smaller batch)"
+        return text
 
     def determinism(self) -> str:
         losses = []
@@ -337,29 +350,14 @@ class Doctor:
 
     def throughput(self) -> str:
         out = []
-        batch = 128 if self.cuda else 16
-        for name in ("resnet18_cifar", "drstn_v5"):
-            torch.manual_seed(0)
-            model = create_model(name, num_classes=10).to(self.device)
-            cl = self.cuda
-            if cl:
-                model = model.to(memory_format=torch.channels_last)
-            cfg = _cfg(self.device, batch_size=batch)
-            optimizer = build_optimizer(model, cfg)
-            x = torch.randn(batch, 3, 32, 32, device=self.device)
-            x = x.contiguous(memory_format=torch.channels_last) if cl else x
-            y = torch.arange(batch, device=self.device) % 10
-            steps = 20 if self.cuda else 2
-            for i in range(steps + 2):
-                if i == 2:
-                    if self.cuda:
-                        torch.cuda.synchronize(self.device)
-                    t0 = time.perf_counter()
-                train_step(model, x, y, optimizer, None, cfg)
-            if self.cuda:
-                torch.cuda.synchronize(self.device)
-            out.append(f"{name} {steps * batch / (time.perf_counter() - t0):.0f} img/s")
-        return f"batch {batch}: " + ", ".join(out)
+        for model in THROUGHPUT_MODELS:
+            spec = self._paper_run(TABLE4, model)
+            step = measure(spec, self.device)  # the plan's own step timing
+            if not step.timed:
+                raise AssertionError(f"{model}: {step.timing}")
+            batch = spec.cfg.batch_size
+            out.append(f"{model} {batch / step.step_s(batch):.0f} img/s (step {step.timing})")
+        return "DRSTN Table 4's paper recipe: " + ", ".join(out)
 
 
 def run_checks(device: str = "auto", only: list[str] | None = None,

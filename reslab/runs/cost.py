@@ -483,6 +483,21 @@ def measure(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
             torch.cuda.empty_cache()
 
 
+def step_memory(spec: RunSpec, device: str | torch.device = "cpu") -> StepCost:
+    """The memory of a training step of ``spec``'s network as the plan finds it, without the CPU's
+    timing: on CUDA :func:`measure` (the peak at the recipe's batch, halved until it fits), elsewhere
+    :func:`estimate_memory`, compared with :data:`REFERENCE_GPU`. ``reslab doctor`` reports it.
+
+    Raises:
+        ValueError: for a device that cannot be had; off CUDA, whatever the estimate raised.
+    """
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        return measure(spec, dev)
+    fixed, per_image, how = estimate_memory(spec)
+    return StepCost(device=device_name(dev), memory=how, memory_fixed_bytes=fixed, memory_per_image_bytes=per_image)
+
+
 def first_cpu_batch(gflops: float, batch: int) -> int:
     """The first batch size to time on the CPU: a quarter of the one whose step the FLOP count (at
     :data:`CPU_GUESS_GFLOPS_PER_S`) puts near :data:`CPU_STEP_BUDGET_S`, so that a second, larger
