@@ -52,6 +52,17 @@ def set_rng_state(state: dict[str, Any], device: torch.device) -> None:
         torch.cuda.set_rng_state(state["cuda"], device)
 
 
+def checkpoint_epoch(path: str | os.PathLike) -> int:
+    """Epochs completed in the checkpoint at ``path``, read without loading its tensors (memory-mapped);
+    0 when there is none or it cannot be read (training then starts afresh or says why)."""
+    if not Path(path).is_file():
+        return 0
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"])
+    except Exception:  # unreadable or not a checkpoint: what to do about it is training's to say
+        return 0
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     """Load a checkpoint written by :func:`reslab.train.train` (``weights_only=True``).
 

@@ -395,3 +395,38 @@ def test_on_a_gpu_the_memory_is_the_peak_of_the_timed_steps(tiny_models):
     assert step.memory == "peak measured at batch 16" and step.memory_per_image_bytes > 0
     assert step.memory_fixed_bytes >= 3 * _weights_bytes(spec)[0]
     assert step.gpu_memory_bytes == torch.cuda.get_device_properties(0).total_memory
+
+
+def test_a_run_cut_off_costs_only_the_epochs_after_its_checkpoint(runs, stub_timer):
+    """An unfinished run resumes after its checkpoint's epoch: the plan (and ``--minutes``) count only
+    the epochs left, plus starting once more; the table says how far it got."""
+    params = {"epochs": 6, "max_steps": 1000}  # smoke's subset at batch 16: several steps an epoch, 6 epochs
+    spec = drstn.table4_runs("smoke", epochs=6, max_steps=1000).specs[-1]
+    folder = _store().run_dir(spec, "smoke", 0, *load_splits("cifar10", "smoke"))
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 4, "model": {"w": torch.zeros(3)}}, folder / "last.pt")
+    result = plan.make_plan("smoke", only=[drstn.TABLE4], device="cpu", params=params)
+    rows = result.rows[result.rows["kind"] == "run"]
+    run = rows[rows["label"] == spec.label].iloc[0]
+    assert (run["status"], run["epochs_done"], run["epochs"]) == (store.TO_TRAIN, 4, 6)
+    assert set(rows.loc[rows["label"] != spec.label, "epochs_done"]) == {0}
+    assert (rows.loc[rows["label"] != spec.label, "minutes_to_go"] == rows.loc[rows["label"] != spec.label,
+                                                                             "minutes"]).all()
+    # Linear in the epochs left, with the start (building, warming up, the final write) paid again.
+    planned = cost.PlannedRun("", spec, 0, *_split_lengths(spec), status=store.TO_TRAIN)
+    to_go = {k: cost._run_row(dataclasses.replace(planned, epochs_done=k), STUB)["minutes_to_go"] for k in (0, 4, 6, 9)}
+    start = to_go[6]
+    assert 0 < start < to_go[4] < to_go[0] == pytest.approx(run["minutes"]) and to_go[9] == start
+    assert to_go[4] == pytest.approx(start + (to_go[0] - start) * 2 / 6) == pytest.approx(run["minutes_to_go"])
+    total = result.rows[result.rows["kind"] == "overall"].iloc[0]
+    assert total["minutes_to_go"] == pytest.approx(rows["minutes_to_go"].sum())
+    assert total["minutes_to_go"] < total["minutes"]
+    assert f"to train: 4 of 6 epochs done, {cost.duration(run['minutes_to_go'])} to go" in result.text()
+    # A checkpoint that cannot be read counts as none (training then says what is wrong with it).
+    (folder / "last.pt").write_text("not a checkpoint")
+    assert _store().epochs_done(folder) == 0
+
+
+def _split_lengths(spec: RunSpec) -> tuple[int, int]:
+    train, test = load_splits(spec.dataset, "smoke")
+    return len(train), len(test)

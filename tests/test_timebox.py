@@ -17,6 +17,8 @@ from reslab.data import get_spec, write_synthetic
 from reslab.paths import Paths
 from reslab.runs import execute as EX
 from reslab.runs import spec as SP
+from reslab.runs.spec import load_splits
+from reslab.runs.store import RunStore
 from reslab.tables import selu
 
 NOTEBOOK = "selu_ablation_fashion_mnist"
@@ -114,3 +116,29 @@ def test_a_run_that_does_not_fit_is_never_started_and_a_failing_run_does_not_sto
         box.run(slots, minutes=0)
     with pytest.raises(ValueError, match="jobs must be a positive integer"):
         TimeBox("paper", world["paths"], jobs=0)
+
+
+def test_a_run_cut_off_is_timed_by_what_is_left_and_a_resumed_run_says_so(slice_world):
+    """A run with a checkpoint (cut off by the end of an earlier slice) is planned at its remaining
+    epochs; its wall time here is scaled up to a whole run before it times another run of its
+    network, so a short resumed run never makes a whole one look short."""
+    world = slice_world
+    plan = make_plan("paper", only=[NOTEBOOK], device="cpu", paths=world["paths"], params=PARAMS)
+    first = next(r for r in plan.runs if r.spec.label == "ResNet34" and r.seed == 0)
+    folder = RunStore.of(world["paths"]).run_dir(first.spec, "paper", 0, *load_splits("fashion_mnist", "paper"))
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 5, "model": {"w": torch.zeros(2)}}, folder / "last.pt")  # 5 of the recipe's 10
+    slots = {(s.label, s.seed): s for s in queue(make_plan("paper", only=[NOTEBOOK], device="cpu",
+                                                            paths=world["paths"], params=PARAMS))}
+    cut, whole = slots[("ResNet34", 0)], slots[("ResNet34", 1)]
+    assert (cut.epochs_done, whole.epochs_done) == (5, 0) and whole.left == 1.0
+    assert 0.5 <= cut.left < 0.6 and cut.estimate_s == pytest.approx(whole.estimate_s * cut.left)
+    # Resumed in 30 s (half a run): a whole run of the network is then expected to take 60 s, so with
+    # 45 s left the next one is not started (taken as 30 s it would have been, and run past the limit).
+    world["cost"].update({"ResNet34": 30.0, "ResNet34+SELU": 30.0})
+    cut.left, cut.estimate_s, whole.estimate_s = 0.5, 10.0, 10.0
+    lines = []
+    box = TimeBox("paper", world["paths"], PARAMS, device="cpu", clock=world["clock"], say=lines.append)
+    done = box.run([cut, whole], minutes=1.25)
+    assert [s.status for s in done] == [TRAINED, "not started: about 1.0 min, 0.8 min left of 1.25"], report(done)
+    assert "from its checkpoint after epoch 5" in lines[0]

@@ -234,10 +234,11 @@ def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: 
         return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_LOOKED_UP)
     train, test = splits
     if spec.init_from is not None and not Path(spec.init_from).is_file():
-        status = TO_TRAIN  # its source checkpoint is not there yet, so neither is the run
-    else:
-        status = FINISHED if store.is_finished(store.run_dir(spec, profile, seed, train, test)) else TO_TRAIN
-    return PlannedRun(notebook, spec, seed, len(train), len(test), status)
+        return PlannedRun(notebook, spec, seed, len(train), len(test), TO_TRAIN)  # nor is the run, then
+    folder = store.run_dir(spec, profile, seed, train, test)
+    if store.is_finished(folder):
+        return PlannedRun(notebook, spec, seed, len(train), len(test), FINISHED)
+    return PlannedRun(notebook, spec, seed, len(train), len(test), TO_TRAIN, store.epochs_done(folder))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,8 +9,9 @@ stopped: a finished run is never trained again.
 Order (:func:`queue`): one seed of every row before a second seed of any, notebooks in ``reslab
 reproduce``'s order and rows in table order, so each slice judges the most claims, and a run that
 starts from another's checkpoint (Table 5's from Table 4's DRSTN V5, same seed) comes after its
-source. A run starts only when its estimate fits the time left: the cost plan's minutes
-(:func:`reslab.app.plan.make_plan`, steps timed on this device) times the runs sharing the device,
+source. A run starts only when its estimate fits the time left: the cost plan's minutes to go
+(:func:`reslab.app.plan.make_plan`, steps timed on this device; for a run cut off earlier, here or
+by the end of a slice, only the epochs after its checkpoint's) times the runs sharing the device,
 until a run of the same network has finished in this call, whose wall time then serves. When the
 next run does not fit, a later one that does is started instead. A started run is never stopped
 (all but its last epoch's checkpoint would be lost); a run that raises is reported and the others
@@ -54,7 +55,11 @@ class Slot:
 
     Attributes:
         notebook, table, label, model, dataset, seed: The run.
-        estimate_s: The cost plan's seconds for it on this device, alone on the device (NaN: not timed).
+        estimate_s: The cost plan's seconds for what is left of it on this device, alone on the
+            device (NaN: not timed).
+        left: The fraction of the whole run's time that is left (1: it starts afresh; less: it resumes
+            from its checkpoint), which scales a measurement of a whole run of its network.
+        epochs_done: Epochs in its checkpoint, after which it resumes (0: none).
         status: ``waiting``, ``running``, ``trained``, ``failed: <why>`` or ``not started: <why>``.
         seconds: Its wall time in this call.
         log: Its log (``reslab train`` processes only).
@@ -67,6 +72,8 @@ class Slot:
     dataset: str
     seed: int
     estimate_s: float
+    left: float = 1.0
+    epochs_done: int = 0
     status: str = WAITING
     seconds: float = math.nan
     log: str = ""
@@ -74,6 +81,11 @@ class Slot:
     @property
     def name(self) -> str:
         return f"{self.table} {self.label!r} on {self.dataset}, seed {self.seed}"
+
+    @property
+    def resumes(self) -> str:
+        """``, from epoch k`` for a run that resumes from its checkpoint, else ``""``."""
+        return f", from its checkpoint after epoch {self.epochs_done}" if self.epochs_done else ""
 
 
 def queue(plan: Plan) -> list[Slot]:
@@ -90,9 +102,16 @@ def queue(plan: Plan) -> list[Slot]:
     position = {name: i for i, name in enumerate(seeds)}
     slots = [(sorted(seeds[run.notebook]).index(run.seed), position[run.notebook], i,
               Slot(run.notebook, run.spec.table, run.spec.label, run.spec.model, run.spec.dataset, run.seed,
-                   float(row.minutes) * 60))
+                   float(row.minutes_to_go) * 60, _fraction(row.minutes_to_go, row.minutes), run.epochs_done))
              for i, (run, row) in enumerate(zip(plan.runs, rows.itertuples())) if run.status != FINISHED]
     return [s for *_, s in sorted(slots, key=lambda t: t[:3])]
+
+
+def _fraction(part: float, whole: float) -> float:
+    """``part / whole`` within (0, 1]; 1 when it cannot be told (not timed)."""
+    if not (math.isfinite(part) and math.isfinite(whole)) or whole <= 0 or part <= 0:
+        return 1.0
+    return min(part / whole, 1.0)
 
 
 @dataclass
@@ -128,9 +147,11 @@ class TimeBox:
         self._measured: dict[tuple[str, str], float] = {}
 
     def estimate(self, slot: Slot) -> float:
-        """Seconds ``slot`` is expected to take here: a finished run of its network in this call,
-        else the plan's time for it alone times the runs sharing the device."""
-        return self._measured.get((slot.table, slot.model), slot.estimate_s * self.jobs)
+        """Seconds ``slot`` is expected to take here: a whole run of its network measured in this call
+        (times the fraction of ``slot`` left), else the plan's time for what is left of it alone times
+        the runs sharing the device."""
+        whole = self._measured.get((slot.table, slot.model))
+        return slot.estimate_s * self.jobs if whole is None else whole * slot.left
 
     def run(self, slots: Sequence[Slot], minutes: float, start: float | None = None) -> list[Slot]:
         """Train ``slots`` (in order, see the module docstring) within ``minutes`` from ``start``
@@ -194,7 +215,8 @@ class TimeBox:
                         params=run_params(slot.notebook, self.params), device=self.device, paths=self.paths)
 
     def _train_here(self, slot: Slot, resolved: tuple) -> None:
-        self.say(f"[reslab] --minutes: training {slot.name} here (about {self.estimate(slot) / 60:.1f} min)")
+        self.say(f"[reslab] --minutes: training {slot.name} here (about {self.estimate(slot) / 60:.1f} min"
+                 f"{slot.resumes})")
         started = self.clock()
         try:
             spec, seed = resolved
@@ -217,7 +239,8 @@ class TimeBox:
         for k, v in run_params(slot.notebook, self.params).items():
             cmd += ["--param", f"{k}={json.dumps(v)}"]
         env = {**os.environ, **self.paths.env(), **self.settings}
-        self.say(f"[reslab] --minutes: started {slot.name} (about {self.estimate(slot) / 60:.1f} min; log {slot.log})")
+        self.say(f"[reslab] --minutes: started {slot.name} (about {self.estimate(slot) / 60:.1f} min{slot.resumes}; "
+                 f"log {slot.log})")
         slot.status = RUNNING
         with open(slot.log, "w") as log:
             return subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
@@ -227,7 +250,7 @@ class TimeBox:
         slot.status = f"failed: {error}" if error else TRAINED
         if not error:
             key = (slot.table, slot.model)
-            self._measured[key] = max(self._measured.get(key, 0.0), seconds)
+            self._measured[key] = max(self._measured.get(key, 0.0), seconds / slot.left)  # a whole run
         self.say(f"[reslab] --minutes: {slot.name}: {slot.status} ({seconds / 60:.1f} min)")
 
 

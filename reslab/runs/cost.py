@@ -118,7 +118,8 @@ MEMORY_SIDE = 128
 
 #: The plan's CSV columns (``kind``: ``run``, ``notebook`` total or ``overall`` total).
 PLAN_COLUMNS = (
-    "kind", "notebook", "table", "label", "model", "dataset", "seed", "input", "batch_size", "epochs", "max_steps",
+    "kind", "notebook", "table", "label", "model", "dataset", "seed", "input", "batch_size", "epochs", "epochs_done",
+    "max_steps",
     "steps", "train_images", "eval_images", "gflops_per_image", "train_tflops", "eval_tflops", "step_s",
     "timing", "train_memory_gib", "gpu_memory_gib", "memory", "over_memory", "train_min", "eval_min",
     "overhead_min", "minutes", "status", "minutes_to_go", "device", "runs", "runs_to_go", "not_timed",
@@ -604,6 +605,7 @@ class PlannedRun:
         train_images: Images in the training split the run uses.
         test_images: Images in the test split it evaluates.
         status: a status of :mod:`reslab.runs.store` (``TO_TRAIN``, ``FINISHED`` or ``NOT_LOOKED_UP``).
+        epochs_done: Epochs of an unfinished run already in its checkpoint (it resumes after them).
     """
 
     notebook: str
@@ -612,6 +614,7 @@ class PlannedRun:
     train_images: int
     test_images: int
     status: str = TO_TRAIN
+    epochs_done: int = 0
 
 
 def split_sizes(spec: RunSpec, profile: Profile) -> tuple[int, int]:
@@ -653,16 +656,22 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
     train_s = steps * cost.step_s(per_step)
     eval_s = epochs_run * cost.eval_s(run.test_images, cfg.eval_batch_size)
     ckpt_bytes = cost.state_bytes + cost.optimizer_bytes
-    overhead_s = cost.build_s + cost.warmup_s
+    start_s, epoch_write_s = cost.build_s + cost.warmup_s, 0.0
     if spec.recipe.checkpoint:  # after every epoch, then the final weights are rewritten once
-        overhead_s += (epochs_run * ckpt_bytes + 2 * cost.state_bytes) / checkpoint_write_rate()
+        rate = checkpoint_write_rate()
+        start_s, epoch_write_s = start_s + 2 * cost.state_bytes / rate, ckpt_bytes / rate
+    overhead_s = start_s + epochs_run * epoch_write_s
     minutes = (train_s + eval_s + overhead_s) / 60
+    # A run that resumes from its checkpoint has only its remaining epochs to go (and starts once more).
+    done = 0 if run.status == FINISHED else min(max(int(run.epochs_done), 0), epochs_run)
+    to_go = 0.0 if run.status == FINISHED else (
+        start_s + (train_s + eval_s + epochs_run * epoch_write_s) * (epochs_run - done) / epochs_run) / 60
     memory = cost.train_memory_bytes(per_step)
     c, h, w = input_shape(spec)
     return {
         "kind": "run", "notebook": run.notebook, "table": spec.table, "label": spec.label, "model": spec.model,
         "dataset": spec.dataset, "seed": run.seed, "input": f"{c}x{h}x{w}", "batch_size": cfg.batch_size,
-        "epochs": cfg.epochs, "max_steps": cfg.max_steps, "steps": steps, "train_images": train_images,
+        "epochs": cfg.epochs, "epochs_done": done, "max_steps": cfg.max_steps, "steps": steps, "train_images": train_images,
         "eval_images": eval_images, "gflops_per_image": round(cost.gflops, 4),
         "train_tflops": round(3 * cost.gflops * train_images / 1e3, 3),
         "eval_tflops": round(cost.gflops * eval_images / 1e3, 3),
@@ -671,7 +680,7 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
         "gpu_memory_gib": round(cost.gpu_memory_bytes / 2**30, 1), "memory": cost.memory,
         "over_memory": int(cost.over_memory(per_step)),
         "train_min": train_s / 60, "eval_min": eval_s / 60, "overhead_min": overhead_s / 60, "minutes": minutes,
-        "status": run.status, "minutes_to_go": 0.0 if run.status == FINISHED else minutes, "device": cost.device,
+        "status": run.status, "minutes_to_go": to_go, "device": cost.device,
         "runs": 1, "runs_to_go": int(run.status != FINISHED), "not_timed": int(not cost.timed),
     }
 
@@ -738,7 +747,10 @@ def format_runs(rows: pd.DataFrame) -> str:
         "timing": runs["timing"].str.slice(0, 60),
         "mem GiB": [(f"{v:.3g}" if math.isfinite(v) else "?") + (" !" if over else "")
                     for v, over in zip(runs["train_memory_gib"], runs["over_memory"])],
-        "time": runs["minutes"].map(duration), "status": runs["status"],
+        "time": runs["minutes"].map(duration),
+        "status": [f"{status}: {done} of {epochs} epochs done, {duration(to_go)} to go" if done else status
+                   for status, done, epochs, to_go in zip(runs["status"], runs["epochs_done"].fillna(0).astype(int),
+                                                          runs["epochs"].astype(int), runs["minutes_to_go"])],
     })
     return view.to_string(index=False)
 

@@ -350,13 +350,14 @@ def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[in
         return None
     store = store or RunStore.of(Paths.from_env())
     try:
-        pending = [(spec, s) for spec in specs for s in seeds
-                   if force or not store.is_finished(store.run_dir(spec, profile, s, *splits[spec.dataset]), use_record)]
-        pending = [(spec, s) for spec, s in pending if _device_type(spec.cfg.device) in (
-            ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
+        folders = {(spec, s): store.run_dir(spec, profile, s, *splits[spec.dataset]) for spec in specs for s in seeds}
+        pending = [(spec, s) for (spec, s), folder in folders.items()
+                   if (force or not store.is_finished(folder, use_record)) and _device_type(spec.cfg.device) in (
+                       ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
         if not pending:
             return None
-        runs = [cost.PlannedRun("", spec, s, len(splits[spec.dataset][0]), len(splits[spec.dataset][1]))
+        runs = [cost.PlannedRun("", spec, s, len(splits[spec.dataset][0]), len(splits[spec.dataset][1]),
+                                epochs_done=0 if force else store.epochs_done(folders[spec, s]))
                 for spec, s in pending]
         return cost.before_training(cost.with_totals(cost.cost_runs(runs)), profile)
     except Exception as exc:  # an estimate must never stop the run it describes

@@ -30,7 +30,7 @@ from ..data import Dataset
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
 from ..results import file_sha256
-from ..checkpoint import CHECKPOINT_NAME
+from ..checkpoint import CHECKPOINT_NAME, checkpoint_epoch
 from ..train import SPEED_FIELDS
 from .spec import RunSpec
 
@@ -151,6 +151,11 @@ class RunStore:
         """Whether the run of run-store folder ``folder`` is finished, in the run store or (with
         ``use_record``) in the record."""
         return (Path(folder) / RESULT_NAME).is_file() or (use_record and self.recorded(folder) is not None)
+
+    def epochs_done(self, folder: Path) -> int:
+        """Epochs an unfinished run of run-store folder ``folder`` has trained (its checkpoint's; 0:
+        none), from which it resumes."""
+        return checkpoint_epoch(Path(folder) / CHECKPOINT_NAME)
 
     def record_run(self, folder: str | os.PathLike) -> Path | None:
         """Copy a finished run's result row and history from the run store into the record (atomically).
