@@ -189,8 +189,27 @@ def test_table1_random_weights_in_smoke_and_an_error_when_not_allowed(runs, tmp_
     s = out.tables["table1_cam_stats"]
     assert len(s) == len(drstn.CAM_MODELS) and s["frac_above_half"].between(0, 1).all()
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file() and any("RANDOM" in n for n in out.notes)
-    with pytest.raises(FileNotFoundError, match="no usable weights"):
+    with pytest.raises(FileNotFoundError, match="no network of Table 1 has usable weights: no usable weights for "
+                       "squeezenet1_1"):
         drstn.run_drstn_table1(weights="random", allow_random=False, n_images=1, image_size=64, device="cpu")
+
+
+def test_table1_shows_the_networks_that_have_weights_and_lists_the_others(runs, tmp_path):
+    """Where some networks have no usable weights (as under ``paper`` without ImageNet weights on disk;
+    here ``weights='cifar10'`` with only DRSTN V5's Table 4 run), Table 1 shows the networks that have
+    them and lists the others as not run, saying what was tried, rather than failing whole."""
+    drstn.run_drstn_table4(seeds=[0], models=[drstn.TRANSFER_MODEL], device="cpu", out_dir=tmp_path / "t4")
+    out = drstn.run_drstn_table1(weights="cifar10", n_images=1, device="cpu", out_dir=tmp_path / "t1")
+    w = out.tables["table1_weights"].set_index("model")
+    assert list(w.index) == [m for _, m, _ in drstn.CAM_MODELS]
+    assert (w.loc["drstn_v5", "status"], w.loc["drstn_v5", "weights"]) == ("shown", "cifar10")
+    others = w.drop("drstn_v5")
+    assert (others["status"] == "not run: no usable weights").all() and (others["weights"] == "none").all()
+    assert "not a Table 4 model" in others.loc["vgg16", "detail"]
+    assert "no Table 4 checkpoint yet" in others.loc["resnet18", "detail"]
+    assert set(out.tables["table1_cam_stats"]["model"]) == {"drstn_v5"}
+    assert any(n.startswith("Not shown") and "Squeezenet1_1, AlexNet, VGG-16, ResNet-18" in n for n in out.notes)
+    assert (tmp_path / "t1" / "table1_gradcam.png").is_file()
 
 
 def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):

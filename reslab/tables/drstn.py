@@ -47,7 +47,8 @@ first ``n_images`` classes (of the profile's test subset, subset seed 0). Each n
 own top-1 class with Grad-CAM at the target layer of :data:`CAM_MODELS`. Weights
 (``weights='auto'``): ImageNet when available (a profile that never downloads uses the file only
 when it is on disk), else the network's CIFAR-10 checkpoint from the Table 4 notebook (ResNet-18
-and DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``).
+and DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``), else
+the network is not shown and ``table1_weights`` says what was tried.
 The paper used an ImageNet bee photo; it does not say which weights its networks had. Inputs:
 ImageNet and random weights get the image resized bilinearly to ``image_size`` with ImageNet
 normalisation; CIFAR-10 weights get the 32x32 image with CIFAR-10 normalisation. Only ImageNet
@@ -74,7 +75,7 @@ from ..paths import Paths
 from ..profiles import Profile, resolve_profile
 from ..runs.execute import run_specs
 from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe, load_splits
-from ..runs.store import RESULT_NAME, RunStore
+from ..runs.store import NOT_RUN, RESULT_NAME, RunStore
 from ..stats import summarise
 from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ..train import TrainConfig, resolve_device
@@ -604,10 +605,13 @@ def run_drstn_table1(
     :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the weights used and
     ``evidence``) and the grid ``table1_gradcam.png``.
 
+    A network with no usable weights (e.g. SqueezeNet under ``paper`` without ImageNet weights on
+    disk and without ``allow_random``) is left out of the maps and listed in ``table1_weights`` as
+    ``not run: no usable weights``, with what was tried; the others are shown.
+
     Raises:
         ValueError: for a bad ``weights``, ``n_images`` or ``image_size``.
-        FileNotFoundError: when a network has no usable weights (e.g. ``paper`` without
-            ImageNet weights and without ``allow_random``).
+        FileNotFoundError: when no network has usable weights.
     """
     table1_runs(profile, weights, n_images, image_size)  # checks the parameters
     run = TableRun(TABLE1, profile, out_dir)
@@ -622,14 +626,19 @@ def run_drstn_table1(
     display = display.permute(0, 2, 3, 1).numpy()  # (N, S, S, 3) for the overlays
     overrides = [f"{k}={v}" for k, v, d in (("weights", weights, "auto"), ("image_size", image_size, 224)) if v != d]
 
-    stats, used, overlays = [], [], {}
+    stats, used, overlays, missing = [], [], {}, []
     for label, model, layer in CAM_MODELS:
-        net, kind, detail = _cam_model(model, weights, run.profile, paths, allow_random)
+        try:
+            net, kind, detail = _cam_model(model, weights, run.profile, paths, allow_random)
+        except FileNotFoundError as exc:  # shown without it; the table says why (all missing: an error)
+            missing.append({"label": label, "model": model, "weights": "none", "detail": str(exc),
+                            "target_layer": layer, "status": f"{NOT_RUN}: no usable weights"})
+            continue
         cams, probs, size = _explain(label, model, layer, net, kind, images, image_size, dev)
         evidence, note = evidence_of(run.profile, overrides + ([] if kind == "imagenet" else [f"{kind} weights"]),
                                      [test.data_source], complete=test.subset is None)
         used.append({"label": label, "model": model, "weights": kind, "detail": detail, "target_layer": layer,
-                     "input_size": size, "evidence": evidence, "evidence_note": note})
+                     "input_size": size, "evidence": evidence, "evidence_note": note, "status": "shown"})
         overlays[label] = [gradcam.overlay(display[i], cams[i]) for i in range(len(idx))]
         for i, k in enumerate(idx):
             pred = int(probs[i].argmax())
@@ -641,8 +650,13 @@ def run_drstn_table1(
                 **gradcam.cam_stats(cams[i]), "profile": run.profile.name, "data_source": test.data_source,
             })
         del net
+    if not used:
+        raise FileNotFoundError("no network of Table 1 has usable weights: " + "; ".join(m["detail"] for m in missing))
 
-    run.out.tables.update({"table1_cam_stats": pd.DataFrame(stats), "table1_weights": pd.DataFrame(used)})
+    order = [label for label, _, _ in CAM_MODELS]
+    listing = sorted(used + missing, key=lambda u: order.index(u["label"]))
+    run.out.tables.update({"table1_cam_stats": pd.DataFrame(stats),
+                           "table1_weights": pd.DataFrame(listing).reindex(columns=list(used[0]))})
     weights_line = ", ".join(f"{u['label']}: {u['weights']}" for u in used)
     run.out.figures["table1_gradcam"] = _cam_grid(display, overlays, used, test,
                                                   f"Table 1 equivalent: Grad-CAM ({run.profile}, {test.data_source} "
@@ -650,6 +664,10 @@ def run_drstn_table1(
     if any(u["weights"] == "random" for u in used):
         run.out.notes.append("Some networks have RANDOM weights (see table1_weights): their maps show architecture, "
                              "not learned attention.")
+    if missing:
+        run.out.notes.append(f"Not shown, for want of usable weights (table1_weights says what was tried): "
+                             f"{', '.join(m['label'] for m in missing)}. ImageNet weights in $TORCH_HOME/hub/checkpoints "
+                             "(or allow_random=True) bring them in.")
     return run.finish(parameters={"weights": weights, "n_images": n_images, "image_size": image_size,
                                   "allow_random": allow_random, "weights_used": used})
 
