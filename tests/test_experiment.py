@@ -244,6 +244,11 @@ def test_protocol_runs_print_their_plan_and_budget_runs_on_the_cpu_one_line(runs
     again = EX.announce_cost([spec()], paper, [0, 1], splits)
     assert "cost plan of the 1 run(s) still to train" in again and again.splitlines()[2].split()[3] == "1"
     assert EX.announce_cost([spec()], paper, [0], splits) is None
+    # A run cut off part-way is costed from its checkpoint's epoch on (it resumes there).
+    folder = ST.RunStore.of(Paths.from_env()).run_dir(spec(), paper, 1, *splits["mnist"])
+    folder.mkdir(parents=True)
+    torch.save({"epoch": 1}, folder / "last.pt")
+    assert "to train: 1 of 2 epochs done" in EX.announce_cost([spec()], paper, [0, 1], splits)
 
 
 def test_an_estimate_never_stops_the_run_it_describes(runs, monkeypatch, capsys):

@@ -350,15 +350,15 @@ def announce_cost(specs: Sequence[RunSpec], profile: Profile, seeds: Sequence[in
         return None
     store = store or RunStore.of(Paths.from_env())
     try:
-        folders = {(spec, s): store.run_dir(spec, profile, s, *splits[spec.dataset]) for spec in specs for s in seeds}
-        pending = [(spec, s) for (spec, s), folder in folders.items()
+        where = [(spec, s, store.run_dir(spec, profile, s, *splits[spec.dataset])) for spec in specs for s in seeds]
+        pending = [(spec, s, folder) for spec, s, folder in where
                    if (force or not store.is_finished(folder, use_record)) and _device_type(spec.cfg.device) in (
                        ("cpu",) if profile.evidence == BUDGET else ("cpu", "cuda"))]
         if not pending:
             return None
         runs = [cost.PlannedRun("", spec, s, len(splits[spec.dataset][0]), len(splits[spec.dataset][1]),
-                                epochs_done=0 if force else store.epochs_done(folders[spec, s]))
-                for spec, s in pending]
+                                epochs_done=0 if force else store.epochs_done(folder))
+                for spec, s, folder in pending]
         return cost.before_training(cost.with_totals(cost.cost_runs(runs)), profile)
     except Exception as exc:  # an estimate must never stop the run it describes
         return f"[reslab] no cost estimate ({type(exc).__name__}: {exc}); training goes on."
