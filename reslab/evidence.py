@@ -73,13 +73,22 @@ def weakest_evidence(evidence: Iterable[str], notes: Iterable[str] = ()) -> tupl
     return weakest, "; ".join(seen)
 
 
+#: The column of a run row, and of a table row made of runs, that gives the protocol's number of
+#: runs per row (the paper's mean of N; ``len(recipe.seeds)``), so that a reader of the table can say
+#: "n of N" without reading it back from the evidence note.
+PROTOCOL_RUNS = "protocol_runs"
+
+
 def evidence_columns(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """``evidence`` and ``evidence_note`` per group of ``frame`` (weakest of the group)."""
+    """``evidence`` and ``evidence_note`` per group of ``frame`` (weakest of the group), and
+    :data:`PROTOCOL_RUNS` (the largest of the group) where ``frame`` has it."""
+    carry = PROTOCOL_RUNS in frame.columns
     rows = []
     for key, grp in frame.groupby(list(by), sort=False):
         kind, note = weakest_evidence(grp["evidence"], grp["evidence_note"])
-        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {"evidence": kind, "evidence_note": note})
-    return pd.DataFrame(rows, columns=[*by, "evidence", "evidence_note"])
+        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {"evidence": kind, "evidence_note": note}
+                    | ({PROTOCOL_RUNS: grp[PROTOCOL_RUNS].max()} if carry else {}))
+    return pd.DataFrame(rows, columns=[*by, "evidence", "evidence_note", *([PROTOCOL_RUNS] if carry else [])])
 
 
 def row_deviations(row: dict) -> list[str]:

@@ -160,6 +160,8 @@ def test_fewer_protocol_runs_than_the_paper_averaged_are_judged_and_say_n_of_N(w
     measured = rows[rows["results"].eq("paper/selu_ablation_fashion_mnist")]
     assert len(measured) and not measured["verdict"].isin(["budget only", "smoke only"]).any()
     assert measured["rule"].str.contains("n = 2 of 10").all()
+    assert measured["ours_text"].str.endswith("(n=2 of 10)").all(), measured["ours_text"].tolist()  # as data, not read from the note
+    assert (out.tables["selu_ablation"]["protocol_runs"] == 10).all()
     gains = measured[measured["claim"].str.contains("gain", case=False)]
     assert len(gains) and gains["n"].eq(2).all() and gains["ci95_low"].notna().all()  # the paired interval of 2 seeds
     # The full count of runs carries no such note.

@@ -13,6 +13,7 @@ import pytest
 from reslab.app import readme as R
 from reslab.app.check import check_results
 from reslab.claims import claim_ids, load_claims
+from reslab.evidence import fewer_runs_note
 from reslab.results import code_fingerprints
 from reslab.tables import summary as S
 from reslab.tables._common import TableOutput
@@ -127,6 +128,22 @@ def test_summary_from_a_results_tree(tmp_path) -> None:
     assert (counts[list(S.VERDICTS)].sum(axis=1) == counts["claims"]).all()
 
 
+def test_our_number_says_n_of_the_papers_runs_and_nothing_where_not_run(tmp_path) -> None:
+    folder = tmp_path / "paper" / "drstn_table4_cifar10"
+    _table4(folder, "paper", offset_pp=0.5, evidence="protocol")
+    table4 = pd.read_csv(folder / "table4.csv").assign(evidence_note=fewer_runs_note(3, 10), protocol_runs=10)
+    table4.loc[table4["model"] == "resnet18", ["best_acc_mean", "best_acc_std", "n", "evidence", "evidence_note"]] = [
+        math.nan, math.nan, 0, "budget", fewer_runs_note(0, 10) + "; Original_Resnet18 seed 0 not run"]
+    table4.loc[table4["model"] == "drstn_v3", "protocol_runs"] = 3  # as many runs as the paper's: plain n
+    table4.to_csv(folder / "table4.csv", index=False)
+    table = S.summary_table(tmp_path).set_index("claim_id")
+    v5 = table.loc["drstn/Table 4/drstn_v5/cifar10/test_acc"]
+    assert v5["ours_text"].endswith("± 0.2 (n=3 of 10)") and v5["verdict"] == "reproduced"
+    assert table.loc["drstn/Table 4/drstn_v3/cifar10/test_acc", "ours_text"].endswith("(n=3)")
+    r18 = table.loc["drstn/Table 4/resnet18/cifar10/test_acc"]
+    assert r18["ours_text"] == "" and r18["verdict"] == "not run"
+
+
 def test_an_empty_results_folder_is_no_result(tmp_path) -> None:
     (tmp_path / "paper" / "drstn_table4_cifar10").mkdir(parents=True)
     assert S.measurements(tmp_path).empty
@@ -156,7 +173,7 @@ def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> N
     text = readme.read_text()
     assert "stale text" not in text and "## After" in text and "| drstn | Table 4 | 8 |" in text
     lead = text.split("**Judged claims**", 1)[1].split("| paper | table | claims |", 1)[0]  # before the counts
-    assert "our 95 % interval" in lead and "DRSTN_KS(3 * 3)_RB(2:2:2): test acc on cifar10" in lead
+    assert "our 95 % interval" in lead and "| drstn Table 4 | DRSTN_KS(3 * 3)_RB(2:2:2): test acc on cifar10 |" in lead
     assert lead.index("gain vs resnet18") < lead.index("DRSTN_KS(3 * 3)_RB(2:2:2)")  # the claimed gains lead
     assert R.update_readme(readme, folder, check=True) is True
     readme.write_text("# no markers\n")

@@ -73,8 +73,9 @@ def _judged(head: pd.DataFrame) -> list[str]:
                 "training.", ""]
     gain = measured["claim_id"].astype(str).str.contains("gain")
     show = pd.concat([measured[gain], measured[~gain]]).assign(
+        where=lambda f: f["paper"] + " " + f["table"],  # a number printed in several tables is a claim in each
         interval=lambda f: f.apply(_interval, axis=1), paper=lambda f: f["paper_value"].map(fmt_value))
-    show = show[["claim", "unit", "paper", "ours_text", "interval", "data_source", "verdict"]].rename(
+    show = show[["where", "claim", "unit", "paper", "ours_text", "interval", "data_source", "verdict"]].rename(
         columns={"ours_text": "ours (mean ± std, n)", "interval": "our 95 % interval", "data_source": "data"})
     return [f"**Judged claims** ({len(show)}; gains first, each with our paired difference):", "", _md_table(show), ""]
 

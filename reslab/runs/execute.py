@@ -24,7 +24,7 @@ import torch
 
 from .. import distributed
 from ..data import BatchLoader, Dataset
-from ..evidence import evidence_of, row_deviations, weakest_evidence
+from ..evidence import PROTOCOL_RUNS, evidence_of, row_deviations, weakest_evidence
 from ..models import count_params
 from ..paths import Paths
 from ..profiles import BUDGET, SMOKE, Profile, resolve_profile
@@ -110,7 +110,8 @@ def run_one(
                              [train_data.data_source, test_data.data_source],
                              complete=train_data.subset is None and test_data.subset is None,
                              runs=spec.recipe.runs_of_protocol)
-    row |= {"run_dir": store.relative(folder), **spec.tags, "evidence": kind, "evidence_note": note}
+    row |= {"run_dir": store.relative(folder), **spec.tags, "evidence": kind, "evidence_note": note,
+            PROTOCOL_RUNS: len(spec.recipe.seeds)}
     return row, history.assign(**spec.tags)
 
 
@@ -331,7 +332,7 @@ def _not_run_row(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, t
             "profile": prof.name, "seed": seed, "epochs": nan, "final_acc": nan, "best_acc": nan, "train_acc": nan,
             "label": spec.label, "reused": False,
             "run_dir": store.relative(store.run_dir(spec, prof, seed, train_data, test_data)), **spec.tags,
-            "evidence": kind, "evidence_note": note,
+            "evidence": kind, "evidence_note": note, PROTOCOL_RUNS: len(spec.recipe.seeds),
             "status": f"{NOT_RUN}: {outcome.error}" + (f" (log: {store.relative(outcome.log)})" if outcome.log else "")}
 
 

@@ -69,7 +69,7 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..evidence import evidence_of, weakest_evidence
+from ..evidence import PROTOCOL_RUNS, evidence_of, weakest_evidence
 from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
@@ -414,7 +414,7 @@ def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
         train_loss=("train_loss", "min"), test_loss=("test_loss", "min"),
         train_acc=("train_acc", "max"), test_acc=("test_acc", "max")).reset_index()
     best = best.merge(rows[["label", "seed", "dataset", "init", "data_source", "profile", "epochs", "evidence",
-                            "evidence_note"]], on=["label", "seed"])
+                            "evidence_note", *([PROTOCOL_RUNS] if PROTOCOL_RUNS in rows else [])]], on=["label", "seed"])
     claims = _claims("Table 5")
     table = []
     for (dataset, init), group in best.groupby(["dataset", "init"], sort=False):
@@ -431,6 +431,7 @@ def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
                 "data_source": ",".join(sorted(set(group["data_source"]))),
                 "epochs": ",".join(map(str, sorted(group["epochs"].unique()))),
                 "seeds": ",".join(map(str, sorted(group["seed"]))), "evidence": evidence, "evidence_note": note,
+                **({PROTOCOL_RUNS: group[PROTOCOL_RUNS].max()} if PROTOCOL_RUNS in group else {}),
             })
     table = pd.DataFrame(table)
     random_mean = table[table["init"] == "random"].set_index(["dataset", "metric"])["mean"]

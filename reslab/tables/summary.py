@@ -54,6 +54,7 @@ from typing import Callable
 import pandas as pd
 
 from ..claims import as_fraction, load_claims
+from ..evidence import PROTOCOL_RUNS
 from ..paths import Paths
 from ..profiles import BUDGET, PROFILES, SMOKE
 from ..results import scratch_note
@@ -89,12 +90,20 @@ COLUMNS = ["paper", "table", "claim", "claim_id", "paper_value", "unit", "ours",
 
 def _measure(claim_id: str, ours: float, *, std: float = math.nan, n: float = math.nan, kind: str,
              data_source: str, profile: str, evidence: str, evidence_note: str = "", basis: str,
-             ci: tuple[float, float] | None = None, match: bool | None = None, note: str = "") -> dict:
-    return {"claim_id": claim_id, "ours": ours, "ours_std": std, "n": n, "kind": kind, "data_source": data_source,
-            "profile": profile, "evidence": evidence,
+             ci: tuple[float, float] | None = None, match: bool | None = None, note: str = "",
+             protocol_runs: float = math.nan) -> dict:
+    return {"claim_id": claim_id, "ours": ours, "ours_std": std, "n": n, "protocol_runs": protocol_runs, "kind": kind,
+            "data_source": data_source, "profile": profile, "evidence": evidence,
             "evidence_note": "" if pd.isna(evidence_note) else str(evidence_note), "basis": basis,
             "ci95_low": ci[0] if ci else math.nan, "ci95_high": ci[1] if ci else math.nan, "match": match,
             "note": "" if pd.isna(note) else str(note)}
+
+
+def _evidence(row) -> dict:
+    """What a table row (a named tuple of its CSV) says a measurement may be used for: ``evidence``,
+    ``evidence_note`` and, where the table has it, the protocol's run count (``n of N``)."""
+    return {"evidence": row.evidence, "evidence_note": row.evidence_note,
+            "protocol_runs": getattr(row, PROTOCOL_RUNS, math.nan)}
 
 
 def _one(claims: pd.DataFrame, **where) -> str | None:
@@ -118,14 +127,14 @@ def _drstn_table4(folder: Path, claims: pd.DataFrame) -> list[dict]:
         cid = _one(claims, paper="drstn", table="Table 4", model=r.model, dataset=r.dataset, metric="test_acc")
         if cid:
             out.append(_measure(cid, _pct(r.best_acc_mean), std=_pct(r.best_acc_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                data_source=r.data_source, profile=r.profile, **_evidence(r),
                                 basis="best-epoch test accuracy, mean over seeds"))
     gains = pd.read_csv(folder / "table4_gains.csv")
     for r in gains.itertuples():
         cid = _one(claims, paper="drstn", table="abstract", model=r.model, metric=f"test_acc_gain_vs_{r.baseline}")
         if cid:
             out.append(_measure(cid, float(r.measured_pct), kind="rate", data_source=r.data_source, profile=r.profile,
-                                evidence=r.evidence, evidence_note=r.evidence_note, basis="relative gain of mean best-epoch accuracy, in %"))
+                                **_evidence(r), basis="relative gain of mean best-epoch accuracy, in %"))
     return out
 
 
@@ -144,7 +153,7 @@ def _drstn_table5(folder: Path, claims: pd.DataFrame) -> list[dict]:
             if cid:
                 out.append(_measure(cid, float(r.mean) if loss else _pct(r.mean),
                                     std=float(r.std) if loss else _pct(r.std), n=r.n, kind="loss" if loss else "rate",
-                                    data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                    data_source=r.data_source, profile=r.profile, **_evidence(r),
                                     basis=f"{r.metric.replace('_', ' ')} over epochs after transfer from CIFAR-10, "
                                           "mean over seeds"))
     return out
@@ -159,7 +168,7 @@ def _selu(folder: Path, claims: pd.DataFrame) -> list[dict]:
         for c in sel[(sel["model"] == r.model) & (sel["metric"] == "test_acc") & (sel["lr_decay"] == decay)
                      & (sel["epochs"].astype(float) == float(r.paper_epochs))].itertuples():
             out.append(_measure(c.claim_id, _pct(r.final_acc_mean), std=_pct(r.final_acc_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                data_source=r.data_source, profile=r.profile, **_evidence(r),
                                 basis=f"final-epoch test accuracy after {r.epochs} epochs (the paper: mean accuracy "
                                       f"after {r.paper_epochs}), mean over seeds"))
     paired = pd.read_csv(folder / "paired.csv")
@@ -170,7 +179,7 @@ def _selu(folder: Path, claims: pd.DataFrame) -> list[dict]:
                    lr_decay="yes" if v.lr_decay else "no", epochs=float(v.paper_epochs))
         if cid:
             out.append(_measure(cid, _pct(r.mean_diff), std=_pct(r.std_diff), n=r.n, kind="paired_gain",
-                                data_source=v.data_source, profile=v.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                data_source=v.data_source, profile=v.profile, **_evidence(r),
                                 ci=(_pct(r.ci95_low), _pct(r.ci95_high)),
                                 basis=f"paired gain over '{r.baseline}' (same seeds), final-epoch accuracy, "
                                       "percentage points"))
@@ -188,7 +197,7 @@ def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
             cid = _one(sel, table="results table", row=r.paper_row, metric=metric)
             if cid:
                 out.append(_measure(cid, _pct(value), n=r.n, kind="rate", data_source=r.data_source,
-                                    profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note, basis=basis))
+                                    profile=r.profile, **_evidence(r), basis=basis))
         cid = _one(sel, table="results table", row=r.paper_row, metric=r.paper_params_metric)
         if cid:
             count = r.params if r.paper_params_metric == "params" else r.trainable_params
@@ -206,7 +215,7 @@ def _cbam(folder: Path, claims: pd.DataFrame) -> list[dict]:
                     loss = what.endswith("loss")
                     out.append(_measure(cid, float(value) if loss else _pct(value), n=1,
                                         kind="loss" if loss else "rate", data_source=r.data_source,
-                                        profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                        profile=r.profile, **_evidence(r),
                                         basis=f"{what.replace('_', ' ')} at epoch {int(r.epoch)} of the audited run"))
     return out
 
@@ -226,7 +235,7 @@ def _survey(folder: Path, claims: pd.DataFrame) -> list[dict]:
         cid = _one(sel, table=r.table, model=r.model, dataset=r.dataset, metric="error_rate")
         if cid:
             out.append(_measure(cid, float(r.best_error), std=float(r.best_error_std), n=r.n, kind="rate",
-                                data_source=r.data_source, profile=r.profile, evidence=r.evidence, evidence_note=r.evidence_note,
+                                data_source=r.data_source, profile=r.profile, **_evidence(r),
                                 basis="best-epoch test error, mean over seeds"))
     return out
 
@@ -370,6 +379,23 @@ def fmt_value(x: float) -> str:
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
 
 
+def _ours_text(m: pd.Series) -> str:
+    """Our number as the README and the summary print it: mean ± std (n), and "n of N" where the
+    paper averaged more runs than ours (each run the protocol; the interval is ours, wider); empty
+    where nothing was measured."""
+    if pd.isna(m["ours"]):
+        return ""
+    text = fmt_value(m["ours"])
+    if m["kind"] == "params":
+        return text
+    if pd.notna(m["ours_std"]):
+        text += f" ± {fmt_value(m['ours_std'])}"
+    if pd.notna(m["n"]):
+        protocol = m.get("protocol_runs", math.nan)
+        text += f" (n={int(m['n'])} of {int(protocol)})" if protocol > m["n"] else f" (n={int(m['n'])})"
+    return text
+
+
 def summary_table(root: str | os.PathLike | None = None, claims: pd.DataFrame | None = None) -> pd.DataFrame:
     """One row per claim and results folder (see the module docstring), ``not run`` where none."""
     claims = load_claims() if claims is None else claims
@@ -393,11 +419,7 @@ def summary_table(root: str | os.PathLike | None = None, claims: pd.DataFrame | 
             if pd.isna(ci[0]) and m["kind"] == "rate" and pd.notna(m["ours_std"]) and m["n"] >= 2:
                 half = t_quantile_975(int(m["n"]) - 1) * m["ours_std"] / math.sqrt(m["n"])
                 ci = (m["ours"] - half, m["ours"] + half)
-            text = fmt_value(m["ours"])
-            if pd.notna(m["ours_std"]) and m["kind"] != "params":
-                text += f" ± {fmt_value(m['ours_std'])}"
-            if m["kind"] != "params":
-                text += f" (n={int(m['n'])})" if pd.notna(m["n"]) else ""
+            text = _ours_text(m)
             rows.append(base | {"ours": m["ours"], "ours_std": m["ours_std"], "n": m["n"], "ours_text": text,
                                 "difference": round(m["ours"] - paper_value, 6), "ci95_low": ci[0], "ci95_high": ci[1],
                                 "data_source": m["data_source"], "profile": m["profile"], "verdict": v, "rule": rule,
