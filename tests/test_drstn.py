@@ -134,6 +134,13 @@ def test_table4_writes_its_table_and_reuses_finished_runs(runs, tiny_models, tmp
     assert np.isfinite(gains["resnet18"]) and gains.drop("resnet18").isna().all()  # two baselines not run
     missing = out.tables["table4_gains"].set_index("baseline")["missing"]
     assert missing["resnet18"] == "" and set(missing.drop("resnet18")) == {"skresnet18", "convnext_tiny"}
+    effects = out.tables["table4_effects"]  # only the effect whose two networks ran: V5 over ResNet-18
+    assert list(zip(effects["with"], effects["without"])) == [("drstn_v5", "resnet18")] and effects["n"].eq(2).all()
+    per_seed = t.set_index("model")  # the paired mean equals the difference of the two means over the same seeds
+    assert effects["mean_diff_pp"].iloc[0] == pytest.approx(
+        100 * (per_seed.loc["drstn_v5", "best_acc_mean"] - per_seed.loc["resnet18", "best_acc_mean"]), abs=1e-3)
+    assert effects["paper_implied_pp"].iloc[0] == pytest.approx(7.45)
+    assert (tmp_path / "t4" / "table4_effects.csv").is_file()
 
     def no_training(*a, **k):
         raise AssertionError("a finished run was trained again")
@@ -273,6 +280,24 @@ def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_
     out = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
     assert any("was missing, so it was trained first" in n for n in out.notes)
     assert (ckpt.parent / ST.RESULT_NAME).is_file()
+
+
+def test_what_soft_thresholding_adds_is_paired_by_seed_with_its_interval():
+    """V5 minus its control and V1 minus ResNet-18 on the same seeds; a network not finished pairs with nothing."""
+    acc = {("drstn_v5", 0): 0.82, ("drstn_v5", 1): 0.83, ("drstn_v5_no_st", 0): 0.81, ("drstn_v5_no_st", 1): 0.815,
+           ("drstn_v1", 0): 0.80, ("resnet18", 0): np.nan}
+    rows = pd.DataFrame([{"label": m.upper(), "model": m, "seed": s, "best_acc": a} for (m, s), a in acc.items()])
+    summary = pd.DataFrame([{"label": m.upper(), "model": m, "claimed_best_acc": c, "data_source": "cifar10-jpeg",
+                             "profile": "paper", "evidence": "protocol", "evidence_note": ""}
+                            for m, c in (("drstn_v5", 0.9229), ("drstn_v5_no_st", np.nan), ("drstn_v1", 0.8962),
+                                         ("resnet18", 0.8484))])
+    effects = drstn._effects_table(rows, summary).set_index("without")
+    v5 = effects.loc["drstn_v5_no_st"]
+    assert v5["n"] == 2 and v5["mean_diff_pp"] == pytest.approx(1.25)  # (1.0 + 1.5) / 2
+    assert v5["ci95_low_pp"] < 1.25 < v5["ci95_high_pp"] and np.isnan(v5["paper_implied_pp"])  # the control has no claim
+    r18 = effects[effects["with"] == "drstn_v1"].iloc[0]
+    assert r18["n"] == 0 and np.isnan(r18["mean_diff_pp"]) and r18["paper_implied_pp"] == pytest.approx(4.78)
+    assert len(drstn._effects_table(rows[rows["model"] != "resnet18"], summary[summary["model"] != "resnet18"])) == 1
 
 
 def test_the_soft_thresholding_control_is_v5_without_it():
