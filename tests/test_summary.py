@@ -144,6 +144,40 @@ def test_our_number_says_n_of_the_papers_runs_and_nothing_where_not_run(tmp_path
     assert r18["ours_text"] == "" and r18["verdict"] == "not run"
 
 
+def test_the_controls_are_listed_beside_the_claims_with_their_interval(tmp_path) -> None:
+    """Table 4's controls (no printed claim, no verdict) come from the strongest profile that has them,
+    and the README lists them after the judged claims."""
+    effects = pd.DataFrame([
+        {"effect": "soft thresholding, on V5's network", "with": "drstn_v5", "without": "drstn_v5_no_st", "n": 2,
+         "mean_diff_pp": 1.25, "std_diff_pp": 0.3536, "ci95_low_pp": -1.93, "ci95_high_pp": 4.43,
+         "paper_implied_pp": math.nan, "profile": "paper", "data_source": "cifar10-jpeg", "evidence": "protocol",
+         "evidence_note": ""},
+        {"effect": "soft thresholding, on ResNet-18 (V1)", "with": "drstn_v1", "without": "resnet18", "n": 0,
+         "mean_diff_pp": math.nan, "std_diff_pp": math.nan, "ci95_low_pp": math.nan, "ci95_high_pp": math.nan,
+         "paper_implied_pp": 4.78, "profile": "paper", "data_source": "cifar10-jpeg", "evidence": "budget",
+         "evidence_note": "DRSTN seed 0 not run"}])
+    for profile, shift in (("paper", 0.0), ("smoke", 50.0)):
+        folder = tmp_path / "results" / profile / "drstn_table4_cifar10"
+        folder.mkdir(parents=True)
+        effects.assign(mean_diff_pp=effects["mean_diff_pp"] + shift, profile=profile).to_csv(
+            folder / "table4_effects.csv", index=False)
+    table = S.controls(tmp_path / "results").set_index("with")
+    assert list(table["profile"]) == ["paper", "paper"]  # the strongest profile's, not smoke's
+    assert table.loc["drstn_v5", "ours_text"] == "1.25 ± 0.3536 (n=2)" and table.loc["drstn_v5", "interval"] == "[-1.93, 4.43]"
+    assert table.loc["drstn_v1", "ours_text"] == "" and table.loc["drstn_v1", "interval"] == ""
+    summary = tmp_path / "summary"
+    summary.mkdir()
+    S.controls(tmp_path / "results").to_csv(summary / "controls.csv", index=False)
+    lines = R._controls(summary / "controls.csv")
+    text = "\n".join(lines)
+    assert "**What the controls say**" in text and "| soft thresholding, on V5's network |  | 1.25 ± 0.3536 (n=2) |" in text
+    assert "| soft thresholding, on ResNet-18 (V1) | 4.78 | not run |" in text
+    assert R._controls(summary / "absent.csv") == []
+    (tmp_path / "results" / "paper" / "drstn_table4_cifar10" / "table4_effects.csv").write_text("effect\nx\n")
+    with pytest.raises(ValueError, match="table4_effects.csv"):
+        S.controls(tmp_path / "results")
+
+
 def test_an_empty_results_folder_is_no_result(tmp_path) -> None:
     (tmp_path / "paper" / "drstn_table4_cifar10").mkdir(parents=True)
     assert S.measurements(tmp_path).empty
@@ -163,7 +197,7 @@ def test_run_summary_writes_files_and_readme_section(tmp_path, monkeypatch) -> N
     monkeypatch.delenv("RESLAB_SOURCE_RESULTS", raising=False)
     out = S.run_summary()
     folder = tmp_path / "results" / "summary"
-    assert {"summary.csv", "headline.csv", "verdicts.csv", "paper_vs_ours.png", "manifest.json"} <= {
+    assert {"summary.csv", "headline.csv", "verdicts.csv", "controls.csv", "paper_vs_ours.png", "manifest.json"} <= {
         p.name for p in folder.iterdir()}
     assert (out.tables["headline"]["verdict"] == "not reproduced").sum() >= 8  # every Table 4 row is 2 pp off
     readme = tmp_path / "README.md"

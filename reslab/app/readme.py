@@ -43,7 +43,7 @@ def readme_section(summary_dir: str | os.PathLike) -> str:
              "`reslab.tables.summary` and `notebooks/summary.ipynb`; the full table, one row per claim and "
              "profile: `results/summary/summary.csv`.", "",
              "Totals: " + ", ".join(f"{int(total[v])} {v}" for v in VERDICTS) + ".", "",
-             *_judged(head), _md_table(counts), ""]
+             *_judged(head), *_controls(folder / "controls.csv"), _md_table(counts), ""]
     for paper in PAPERS:
         sub = head[head["paper"] == paper]
         if sub.empty:
@@ -78,6 +78,23 @@ def _judged(head: pd.DataFrame) -> list[str]:
     show = show[["where", "claim", "unit", "paper", "ours_text", "interval", "data_source", "verdict"]].rename(
         columns={"ours_text": "ours (mean ± std, n)", "interval": "our 95 % interval", "data_source": "data"})
     return [f"**Judged claims** ({len(show)}; gains first, each with our paired difference):", "", _md_table(show), ""]
+
+
+def _controls(path: Path) -> list[str]:
+    """Our controls (``controls.csv``; no printed number claims them, so no verdict), after the judged claims."""
+    if not path.is_file():  # a summary from before the controls
+        return []
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""])
+    if table.empty:
+        return []
+    show = table.assign(paper=table["paper_implied_pp"].map(fmt_value), ours=table["ours_text"].fillna("not run"))
+    show = show[["effect", "paper", "ours", "interval", "profile", "data_source"]].rename(columns={
+        "paper": "paper's numbers imply", "ours": "ours (mean ± std, n)", "interval": "our 95 % interval",
+        "data_source": "data"})
+    return ["**What the controls say** (ours; no printed number claims them, so no verdict): the network with a "
+            "component minus the one without it, on the same seeds, best-epoch test accuracy in percentage points; "
+            "beside it the difference of the paper's printed numbers where both networks are the paper's.", "",
+            _md_table(show), ""]
 
 
 def update_readme(readme: str | os.PathLike, summary_dir: str | os.PathLike, check: bool = False) -> bool:

@@ -39,7 +39,8 @@ tables' CSVs); the summary reads it and never re-derives it:
 Outputs go to ``results/summary/`` (not per profile: the summary reads every profile):
 ``summary.csv`` (every row), ``headline.csv`` (one row per claim, from the strongest evidence:
 ``paper``, then ``strong``, ``smoke``), ``verdicts.csv`` (counts per paper and
-table), ``paper_vs_ours.png`` and ``manifest.json``. :func:`reslab.app.readme.readme_section` renders
+table), ``controls.csv`` (our controls, which no printed number claims: :func:`controls`),
+``paper_vs_ours.png`` and ``manifest.json``. :func:`reslab.app.readme.readme_section` renders
 the README's Results section from ``headline.csv`` and ``verdicts.csv``.
 """
 
@@ -249,6 +250,39 @@ EXTRACTORS: dict[str, Callable[[Path, pd.DataFrame], list[dict]]] = {
     "cbam_resnet50_cifar10": _cbam,
     "survey_error_rates": _survey,
 }
+
+
+#: Table notebook -> its table of controls (ours, no printed claim: what a component adds, paired
+#: over seeds, in percentage points), which the summary lists beside the claims.
+CONTROLS: dict[str, str] = {"drstn_table4_cifar10": "table4_effects.csv"}
+CONTROL_COLUMNS = ["table", "effect", "with", "without", "ours_text", "interval", "paper_implied_pp", "profile",
+                   "data_source", "evidence", "evidence_note"]
+
+
+def controls(root: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The controls of every table in :data:`CONTROLS`, from the strongest profile that has them
+    (``paper``, ``strong``, then ``smoke``): our paired difference as text (mean ± std (n), empty
+    where no pair has finished), its 95 % interval, and the difference the paper's printed numbers
+    imply (not a claim, so no verdict)."""
+    root = Path(root) if root else Paths.from_env().source
+    frames = []
+    for name, file in CONTROLS.items():
+        found = [root / p / name / file for p in EVIDENCE_ORDER if (root / p / name / file).is_file()]
+        if not found:
+            continue
+        try:
+            table = pd.read_csv(found[0])
+            n = table["n"]
+            text = table["mean_diff_pp"].map(fmt_value).where(n > 0, "")
+            text = text.where(table["std_diff_pp"].isna(), text + " ± " + table["std_diff_pp"].map(fmt_value))
+            text = text.where(n == 0, text + " (n=" + n.astype(int).astype(str) + ")")
+            interval = ("[" + table["ci95_low_pp"].map(fmt_value) + ", " + table["ci95_high_pp"].map(fmt_value) + "]"
+                        ).where(table["ci95_low_pp"].notna(), "")
+            frames.append(table.assign(table=name, ours_text=text, interval=interval)[CONTROL_COLUMNS])
+        except (KeyError, pd.errors.ParserError) as exc:
+            raise ValueError(f"cannot read the controls in {found[0]} ({type(exc).__name__}: {exc}); rerun "
+                             f"`reslab reproduce --only {name}` or delete the folder.") from exc
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CONTROL_COLUMNS)
 
 
 def measurements(root: str | os.PathLike | None = None, claims: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -511,7 +545,7 @@ def run_summary(results: str | os.PathLike | None = None, out_dir: str | os.Path
     out.out_dir.mkdir(parents=True, exist_ok=True)
     summary = summary_table(root)
     head = headline(summary)
-    out.tables = {"summary": summary, "headline": head, "verdicts": verdict_counts(head)}
+    out.tables = {"summary": summary, "headline": head, "verdicts": verdict_counts(head), "controls": controls(root)}
     out.figures["paper_vs_ours"] = paper_vs_ours_figure(summary)
     counts = head["verdict"].value_counts()
     out.notes.append(f"{len(head)} claims: " + ", ".join(f"{counts.get(v, 0)} {v}" for v in VERDICTS) + ".")
