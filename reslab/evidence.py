@@ -79,16 +79,26 @@ def weakest_evidence(evidence: Iterable[str], notes: Iterable[str] = ()) -> tupl
 PROTOCOL_RUNS = "protocol_runs"
 
 
+def evidence_fields(frame: pd.DataFrame) -> list[str]:
+    """The evidence columns a row made of ``frame``'s rows carries: ``evidence``, ``evidence_note``,
+    and :data:`PROTOCOL_RUNS` where ``frame`` has it."""
+    return ["evidence", "evidence_note", *([PROTOCOL_RUNS] if PROTOCOL_RUNS in frame.columns else [])]
+
+
+def group_evidence(rows: pd.DataFrame) -> dict:
+    """The evidence of a row made of ``rows`` (a mean over seeds, a gain of one row over another):
+    the weakest evidence with every distinct note (:func:`weakest_evidence`), and the largest
+    :data:`PROTOCOL_RUNS` where ``rows`` have it."""
+    kind, note = weakest_evidence(rows["evidence"], rows["evidence_note"])
+    return {"evidence": kind, "evidence_note": note} | (
+        {PROTOCOL_RUNS: rows[PROTOCOL_RUNS].max()} if PROTOCOL_RUNS in rows.columns else {})
+
+
 def evidence_columns(frame: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
-    """``evidence`` and ``evidence_note`` per group of ``frame`` (weakest of the group), and
-    :data:`PROTOCOL_RUNS` (the largest of the group) where ``frame`` has it."""
-    carry = PROTOCOL_RUNS in frame.columns
-    rows = []
-    for key, grp in frame.groupby(list(by), sort=False):
-        kind, note = weakest_evidence(grp["evidence"], grp["evidence_note"])
-        rows.append(dict(zip(by, key if isinstance(key, tuple) else (key,))) | {"evidence": kind, "evidence_note": note}
-                    | ({PROTOCOL_RUNS: grp[PROTOCOL_RUNS].max()} if carry else {}))
-    return pd.DataFrame(rows, columns=[*by, "evidence", "evidence_note", *([PROTOCOL_RUNS] if carry else [])])
+    """:func:`group_evidence` per group of ``frame``."""
+    rows = [dict(zip(by, key if isinstance(key, tuple) else (key,))) | group_evidence(grp)
+            for key, grp in frame.groupby(list(by), sort=False)]
+    return pd.DataFrame(rows, columns=[*by, *evidence_fields(frame)])
 
 
 def row_deviations(row: dict) -> list[str]:

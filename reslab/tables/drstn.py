@@ -69,7 +69,7 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..evidence import PROTOCOL_RUNS, evidence_of, weakest_evidence
+from ..evidence import evidence_fields, evidence_of, group_evidence, weakest_evidence
 from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
@@ -293,7 +293,6 @@ def _effects_table(rows: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
     for effect, with_, without in wanted:  # one call each: a network may be "with" in two effects
         p = next(paired_comparison(rows, {label[with_]: label[without]}, metrics=("best_acc",)).itertuples())
         sides = [with_, without]
-        evidence, note = weakest_evidence(by_model.loc[sides, "evidence"], by_model.loc[sides, "evidence_note"])
         implied = (claimed[with_] - claimed[without]) * 100
         out.append({
             "effect": effect, "with": with_, "without": without, "metric": "best-epoch test accuracy",
@@ -302,14 +301,11 @@ def _effects_table(rows: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
             "ci95_high_pp": round(100 * p.ci95_high, 4),
             "paper_implied_pp": round(implied, 4) if np.isfinite(implied) else np.nan,
             "data_source": ",".join(sorted(set(by_model.loc[sides, "data_source"]))),
-            "profile": ",".join(sorted(set(by_model.loc[sides, "profile"]))), "evidence": evidence,
-            "evidence_note": note,
-            **({PROTOCOL_RUNS: by_model.loc[sides, PROTOCOL_RUNS].max()} if PROTOCOL_RUNS in by_model else {}),
+            "profile": ",".join(sorted(set(by_model.loc[sides, "profile"]))), **group_evidence(by_model.loc[sides]),
         })
     return pd.DataFrame(out, columns=["effect", "with", "without", "metric", "n", "seeds", "mean_diff_pp",
                                       "std_diff_pp", "ci95_low_pp", "ci95_high_pp", "paper_implied_pp",
-                                      "data_source", "profile", "evidence", "evidence_note",
-                                      *([PROTOCOL_RUNS] if PROTOCOL_RUNS in by_model else [])])
+                                      "data_source", "profile", *evidence_fields(summary)])
 
 
 @list_parameters
@@ -458,12 +454,12 @@ def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
     best = hist.groupby(["label", "seed"], sort=False).agg(
         train_loss=("train_loss", "min"), test_loss=("test_loss", "min"),
         train_acc=("train_acc", "max"), test_acc=("test_acc", "max")).reset_index()
-    best = best.merge(rows[["label", "seed", "dataset", "init", "data_source", "profile", "epochs", "evidence",
-                            "evidence_note", *([PROTOCOL_RUNS] if PROTOCOL_RUNS in rows else [])]], on=["label", "seed"])
+    best = best.merge(rows[["label", "seed", "dataset", "init", "data_source", "profile", "epochs",
+                            *evidence_fields(rows)]], on=["label", "seed"])
     claims = _claims("Table 5")
     table = []
     for (dataset, init), group in best.groupby(["dataset", "init"], sort=False):
-        evidence, note = weakest_evidence(group["evidence"], group["evidence_note"])
+        evidence = group_evidence(group)
         for metric in ("train_loss", "test_loss", "train_acc", "test_acc"):
             claim = claims[(claims["dataset"] == dataset) & (claims["metric"] == metric)]
             claimed = float(claim["value"].iloc[0]) if init == "transfer" and len(claim) else np.nan
@@ -475,8 +471,7 @@ def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
                 "profile": ",".join(sorted(set(group["profile"]))),
                 "data_source": ",".join(sorted(set(group["data_source"]))),
                 "epochs": ",".join(map(str, sorted(group["epochs"].unique()))),
-                "seeds": ",".join(map(str, sorted(group["seed"]))), "evidence": evidence, "evidence_note": note,
-                **({PROTOCOL_RUNS: group[PROTOCOL_RUNS].max()} if PROTOCOL_RUNS in group else {}),
+                "seeds": ",".join(map(str, sorted(group["seed"]))), **evidence,
             })
     table = pd.DataFrame(table)
     random_mean = table[table["init"] == "random"].set_index(["dataset", "metric"])["mean"]

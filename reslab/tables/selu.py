@@ -63,7 +63,7 @@ import pandas as pd
 from .. import plots
 from ..claims import as_fraction, load_claims
 from ..data import MEAN_STD, Augment
-from ..evidence import PROTOCOL_RUNS, weakest_evidence
+from ..evidence import evidence_fields, group_evidence
 from ..profiles import Profile, resolve_profile
 from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe
 from ..stats import paired_comparison, summarise
@@ -297,10 +297,6 @@ def _pair_evidence(table: pd.DataFrame, paired: pd.DataFrame) -> pd.DataFrame:
     """``evidence`` / ``evidence_note`` of each paired gain: the weaker of the row and its baseline
     (and the protocol's run count, where the table has it)."""
     ev = table.set_index("label")
-    carry = [PROTOCOL_RUNS] if PROTOCOL_RUNS in ev else []
-    rows = []
-    for label, base in dict(zip(paired["label"], paired["baseline"])).items():
-        kind, note = weakest_evidence(ev.loc[[label, base], "evidence"], ev.loc[[label, base], "evidence_note"])
-        rows.append({"label": label, "evidence": kind, "evidence_note": note}
-                    | {c: ev.loc[[label, base], c].max() for c in carry})
-    return pd.DataFrame(rows, columns=["label", "evidence", "evidence_note", *carry])
+    rows = [{"label": label} | group_evidence(ev.loc[[label, base]])
+            for label, base in dict(zip(paired["label"], paired["baseline"])).items()]
+    return pd.DataFrame(rows, columns=["label", *evidence_fields(table)])

@@ -272,12 +272,10 @@ def controls(root: str | os.PathLike | None = None) -> pd.DataFrame:
             continue
         try:
             table = pd.read_csv(found[0])
-            n = table["n"]
-            text = table["mean_diff_pp"].map(fmt_value).where(n > 0, "")
-            text = text.where(table["std_diff_pp"].isna(), text + " ± " + table["std_diff_pp"].map(fmt_value))
-            text = text.where(n == 0, text + " (n=" + n.astype(int).astype(str) + ")")
-            interval = ("[" + table["ci95_low_pp"].map(fmt_value) + ", " + table["ci95_high_pp"].map(fmt_value) + "]"
-                        ).where(table["ci95_low_pp"].notna(), "")
+            as_measured = table.rename(columns={"mean_diff_pp": "ours", "std_diff_pp": "ours_std"})
+            as_measured["kind"] = "paired_gain"  # printed like a paired gain of the claims: mean ± std (n)
+            text = as_measured.apply(_ours_text, axis=1) if len(table) else []
+            interval = [fmt_interval(low, high) for low, high in zip(table["ci95_low_pp"], table["ci95_high_pp"])]
             frames.append(table.assign(table=name, ours_text=text, interval=interval)[CONTROL_COLUMNS])
         except (KeyError, pd.errors.ParserError) as exc:
             raise ValueError(f"cannot read the controls in {found[0]} ({type(exc).__name__}: {exc}); rerun "
@@ -411,6 +409,11 @@ def fmt_value(x: float) -> str:
     if pd.isna(x):
         return ""
     return f"{x:,.0f}" if abs(x) >= 1000 else f"{x:.4g}"
+
+
+def fmt_interval(low: float, high: float) -> str:
+    """A 95 % interval as the summary prints it, ``[low, high]``; empty where there is none."""
+    return f"[{fmt_value(low)}, {fmt_value(high)}]" if pd.notna(low) and pd.notna(high) else ""
 
 
 def _ours_text(m: pd.Series) -> str:
