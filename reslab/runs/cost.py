@@ -661,11 +661,13 @@ def _run_row(run: PlannedRun, cost: StepCost) -> dict[str, Any]:
         rate = checkpoint_write_rate()
         start_s, epoch_write_s = start_s + 2 * cost.state_bytes / rate, ckpt_bytes / rate
     overhead_s = start_s + epochs_run * epoch_write_s
-    minutes = (train_s + eval_s + overhead_s) / 60
+    epochs_s = train_s + eval_s + epochs_run * epoch_write_s
+    minutes = (start_s + epochs_s) / 60
     # A run that resumes from its checkpoint has only its remaining epochs to go (and starts once more).
+    # The fraction is taken first so that a run with nothing done costs exactly its minutes (1.0 * x == x).
     done = 0 if run.status == FINISHED else min(max(int(run.epochs_done), 0), epochs_run)
-    to_go = 0.0 if run.status == FINISHED else (
-        start_s + (train_s + eval_s + epochs_run * epoch_write_s) * (epochs_run - done) / epochs_run) / 60
+    left = (epochs_run - done) / epochs_run
+    to_go = 0.0 if run.status == FINISHED else (start_s + epochs_s * left) / 60
     memory = cost.train_memory_bytes(per_step)
     c, h, w = input_shape(spec)
     return {
