@@ -12,6 +12,7 @@ import nbformat as nbf
 import pytest
 
 from reslab import catalog, cli
+from reslab.tables import selu
 from reslab.app import DESCRIPTIONS, reproduce
 
 
@@ -296,6 +297,20 @@ def test_reproduce_shows_what_the_notebook_prints_and_keeps_a_log(books, tmp_pat
     assert "without encryption" not in out + err
     log = tmp_path / "r" / reproduce.LOGS / "smoke-datasets.log"
     assert "epoch 3/50: 2 h 05 min left" in log.read_text()
+
+
+def test_reslab_train_says_where_a_quiet_recipe_stands(shared_data, tmp_path, monkeypatch, capsys):
+    """The SELU recipes keep notebooks quiet (``progress=False``); ``reslab train`` of one still prints
+    its line per epoch, and the run keeps its key (progress is how, not what)."""
+    monkeypatch.setenv("RESLAB_RESULTS", str(tmp_path))
+    monkeypatch.setenv("RESLAB_DATA", str(shared_data))
+    assert selu.RECIPES["smoke"].cfg.progress is False
+    args = ["train", "selu_ablation_fashion_mnist", "--label", selu.VARIANTS[0].label, "--device", "cpu"]
+    assert cli.main(args) == 0
+    out = capsys.readouterr().out
+    assert "reused: False" in out and f"[reslab] selu_ablation_fashion_mnist {selu.VARIANTS[0].label}" in out
+    assert "epoch 1/1: train loss" in out
+    assert cli.main(args) == 0 and "reused: True" in capsys.readouterr().out
 
 
 def test_reslab_train_speed_settings_change_how_not_what(shared_data, tmp_path, monkeypatch, capsys):
