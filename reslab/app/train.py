@@ -64,11 +64,10 @@ def main(argv: list[str] | None = None) -> int:
         params = dict(parse_param(p) for p in args.param)
         spec, seed = run_spec(args.table, args.profile, args.label, dataset=args.dataset, seed=args.seed,
                               params=params, device=args.device, paths=paths)
-        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(**speed_settings(args)))
         dist = distributed.init_from_env(spec.cfg.device)
         # A run of hours in a terminal or a log says where it stands (bars and a line per epoch), from the
         # main process only, whatever the recipe says for notebooks (SELU, CBAM and the survey keep theirs quiet).
-        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(progress=dist.is_main))
+        spec = dataclasses.replace(spec, recipe=spec.recipe.replace(**speed_settings(args), progress=dist.is_main))
         row, _ = run_alone(spec, args.profile, seed, paths, force=args.force)
     except ValueError as exc:
         parser.error(str(exc))
