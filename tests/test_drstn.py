@@ -134,6 +134,8 @@ def test_table4_writes_its_table_and_reuses_finished_runs(runs, tiny_models, tmp
     assert np.isfinite(gains["resnet18"]) and gains.drop("resnet18").isna().all()  # two baselines not run
     missing = out.tables["table4_gains"].set_index("baseline")["missing"]
     assert missing["resnet18"] == "" and set(missing.drop("resnet18")) == {"skresnet18", "convnext_tiny"}
+    n = out.tables["table4_gains"].set_index("baseline")["n"]  # a ratio of two means of 2 seeds; 0 where one side is missing
+    assert n["resnet18"] == 2 and (n.drop("resnet18") == 0).all()
     effects = out.tables["table4_effects"]  # only the effect whose two networks ran: V5 over ResNet-18
     assert list(zip(effects["with"], effects["without"])) == [("drstn_v5", "resnet18")] and effects["n"].eq(2).all()
     per_seed = t.set_index("model")  # the paired mean equals the difference of the two means over the same seeds
@@ -209,7 +211,7 @@ def test_table1_shows_the_networks_that_have_weights_and_lists_the_others(runs, 
     out = drstn.run_drstn_table1(weights="cifar10", n_images=1, device="cpu", out_dir=tmp_path / "t1")
     w = out.tables["table1_weights"].set_index("model")
     assert list(w.index) == [m for _, m, _ in drstn.CAM_MODELS]
-    assert (w.loc["drstn_v5", "status"], w.loc["drstn_v5", "weights"]) == ("shown", "cifar10")
+    assert (w.loc["drstn_v5", "status"], w.loc["drstn_v5", "weights"], w.loc["drstn_v5", "seed"]) == ("shown", "cifar10", 0)
     others = w.drop("drstn_v5")
     assert (others["status"] == "not run: no usable weights").all() and (others["weights"] == "none").all()
     assert "not a Table 4 model" in others.loc["vgg16", "detail"]
@@ -217,6 +219,20 @@ def test_table1_shows_the_networks_that_have_weights_and_lists_the_others(runs, 
     assert set(out.tables["table1_cam_stats"]["model"]) == {"drstn_v5"}
     assert any(n.startswith("Not shown") and "Squeezenet1_1, AlexNet, VGG-16, ResNet-18" in n for n in out.notes)
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file()
+
+
+def test_table1_takes_the_next_seed_whose_checkpoint_is_here_and_names_it(runs, tmp_path):
+    """Seed 0's Table 4 run recorded on another machine leaves its numbers, not its weights: Table 1
+    then shows the network from the next seed of ``CAM_SEEDS`` finished in this run store and says
+    which seed it is; a network with none lists every seed it looked for."""
+    drstn.run_drstn_table4(seeds=[1], models=[drstn.TRANSFER_MODEL], device="cpu", out_dir=tmp_path / "t4")
+    out = drstn.run_drstn_table1(weights="cifar10", n_images=1, device="cpu", out_dir=tmp_path / "t1")
+    w = out.tables["table1_weights"].set_index("model")
+    assert (w.loc["drstn_v5", "status"], w.loc["drstn_v5", "seed"]) == ("shown", 1)
+    assert w.loc["drstn_v5", "detail"].startswith("Table 4 smoke checkpoint, seed 1: ")
+    assert pd.isna(w.loc["resnet18", "seed"])
+    missing = w.loc["resnet18", "detail"]
+    assert all(f"seed {s}: " in missing for s in drstn.CAM_SEEDS) and "not its weights" in missing
 
 
 def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):

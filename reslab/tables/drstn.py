@@ -47,8 +47,9 @@ first ``n_images`` classes (of the profile's test subset, subset seed 0). Each n
 own top-1 class with Grad-CAM at the target layer of :data:`CAM_MODELS`. Weights
 (``weights='auto'``): ImageNet when available (a profile that never downloads uses the file only
 when it is on disk), else the network's CIFAR-10 checkpoint from the Table 4 notebook (ResNet-18
-and DRSTN V5 only; seed 0, same profile), else random weights (smoke, or ``allow_random=True``), else
-the network is not shown and ``table1_weights`` says what was tried.
+and DRSTN V5 only; same profile; seed 0's, else the first of :data:`CAM_SEEDS` whose run is finished
+in the run store, and ``table1_weights`` names the seed), else random weights (smoke, or
+``allow_random=True``), else the network is not shown and ``table1_weights`` says what was tried.
 The paper used an ImageNet bee photo; it does not say which weights its networks had. Inputs:
 ImageNet and random weights get the image resized bilinearly to ``image_size`` with ImageNet
 normalisation; CIFAR-10 weights get the 32x32 image with CIFAR-10 normalisation. Only ImageNet
@@ -69,7 +70,7 @@ import torch
 from .. import gradcam, plots
 from ..claims import as_fraction, load_claims
 from ..data import IMAGENET_MEAN_STD, Augment, load_dataset
-from ..evidence import evidence_fields, evidence_of, group_evidence, weakest_evidence
+from ..evidence import evidence_fields, evidence_of, group_evidence
 from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
@@ -145,6 +146,10 @@ CAM_MODELS: tuple[tuple[str, str, str], ...] = (
     ("DRSTN_KS(3 * 3)_RB(2:2:2)", "drstn_v5", "stages"),
 )
 CAM_WEIGHTS = ("auto", "imagenet", "cifar10", "random")
+#: The Table 4 seeds whose CIFAR-10 checkpoint Table 1 may read, in order: seed 0's, else the next
+#: one finished in this run store (a checkpoint stays with the machine that trained it; the record
+#: committed with the results has the numbers, not the weights).
+CAM_SEEDS = (0, 1, 2)
 #: Table 4 networks whose checkpoints later tables read: Table 5 starts from DRSTN V5's, Table 1
 #: may show Grad-CAM of a network's CIFAR-10 weights. Their runs keep ``last.pt`` in every profile.
 READ_LATER = frozenset({TRANSFER_MODEL} | {m for _, m, _ in CAM_MODELS})
@@ -265,16 +270,18 @@ def _gain_table(summary: pd.DataFrame) -> pd.DataFrame:
         missing = [m for m in (claim["model"], base) if m not in by_model.index]
         measured = (by_model.loc[claim["model"], "best_acc_mean"] / by_model.loc[base, "best_acc_mean"] - 1) * 100 \
             if not missing else np.nan
-        evidence, note = weakest_evidence(by_model.loc[sides, "evidence"], by_model.loc[sides, "evidence_note"]) \
-            if sides else ("smoke", "")
+        found = group_evidence(by_model.loc[sides]) if sides else {"evidence": "smoke", "evidence_note": ""}
         rows.append({
             "model": claim["model"], "baseline": base, "metric": "relative gain of best test accuracy",
             "measured_pct": round(measured, 2) if np.isfinite(measured) else np.nan, "claimed_pct": claim["value"],
             "difference_pct": round(measured - claim["value"], 2) if np.isfinite(measured) else np.nan,
+            # A ratio of two means: as many runs as the side with fewer.
+            "n": int(by_model.loc[sides, "n"].min()) if not missing else 0,
             "profile": ",".join(sorted(set(by_model.loc[sides, "profile"]))) if sides else "",
             "data_source": ",".join(sorted(set(by_model.loc[sides, "data_source"]))) if sides else "",
-            "missing": ",".join(missing), "evidence": evidence,
-            "evidence_note": "; ".join(filter(None, [note, f"not run: {', '.join(missing)}" if missing else ""])),
+            "missing": ",".join(missing), **found,
+            "evidence_note": "; ".join(filter(None, [found["evidence_note"],
+                                                     f"not run: {', '.join(missing)}" if missing else ""])),
         })
     return pd.DataFrame(rows)
 
@@ -559,38 +566,52 @@ def _imagenet_net(model: str, profile: Profile) -> torch.nn.Module:
 
 
 def _cam_model(model: str, weights: str, profile: Profile, paths: Paths, allow_random: bool
-               ) -> tuple[torch.nn.Module, str, str]:
-    """Build one Table 1 network; return ``(model, weights used, detail)``.
+               ) -> tuple[torch.nn.Module, str, str, int | None]:
+    """Build one Table 1 network; return ``(model, weights used, detail, Table 4 seed or None)``.
 
-    ``auto`` tries ImageNet weights, then the model's Table 4 CIFAR-10 checkpoint (seed 0, same
-    profile), then random weights when allowed.
+    ``auto`` tries ImageNet weights, then the model's Table 4 CIFAR-10 checkpoint (same profile, the
+    first of :data:`CAM_SEEDS` finished in the run store), then random weights when allowed.
     """
     order = {"auto": ["imagenet", "cifar10", "random"]}.get(weights, [weights])
     tried = []
     for kind in order:
         if kind == "imagenet":
             try:
-                return _imagenet_net(model, profile), "imagenet", "torchvision ImageNet-1k"
+                return _imagenet_net(model, profile), "imagenet", "torchvision ImageNet-1k", None
             except (PretrainedWeightsError, ValueError) as exc:
                 tried.append(f"imagenet: {str(exc).splitlines()[0]}")
         elif kind == "cifar10":
             if model not in {m for _, m in TABLE4_ROWS}:
                 tried.append("cifar10: not a Table 4 model, so no CIFAR-10 checkpoint")
                 continue
-            _, path = table4_checkpoint(profile, 0, paths, model=model)
-            where = RunStore.of(paths).relative(path)
-            if not (path.is_file() and (path.parent / RESULT_NAME).is_file()):  # none, or an unfinished run's
-                tried.append(f"cifar10: no Table 4 checkpoint yet ({where}); run that notebook first")
+            found = _table4_cam_checkpoint(model, profile, paths)
+            if isinstance(found, str):
+                tried.append(found)
                 continue
+            seed, path, where = found
             net = create_model(model, num_classes=10)
             net.load_state_dict(load_checkpoint(path)["model"])
-            return net, "cifar10", f"Table 4 {profile} checkpoint {where}"
+            return net, "cifar10", f"Table 4 {profile} checkpoint, seed {seed}: {where}", seed
         elif allow_random:
             torch.manual_seed(0)
-            return create_model(model, num_classes=1000), "random", "random initialisation (seed 0)"
+            return create_model(model, num_classes=1000), "random", "random initialisation (seed 0)", None
         else:
             tried.append(f"random: not allowed in profile {profile} (allow_random=True allows it)")
     raise FileNotFoundError(f"no usable weights for {model} (weights={weights!r}): " + "; ".join(tried))
+
+
+def _table4_cam_checkpoint(model: str, profile: Profile, paths: Paths) -> tuple[int, Path, str] | str:
+    """``(seed, path, where)`` of the first finished Table 4 run of ``model`` among :data:`CAM_SEEDS`
+    (its ``last.pt`` and result beside it in the run store), else what was looked for, in words."""
+    store, missing = RunStore.of(paths), []
+    for seed in CAM_SEEDS:
+        _, path = table4_checkpoint(profile, seed, paths, model=model)
+        where = store.relative(path)
+        if path.is_file() and (path.parent / RESULT_NAME).is_file():
+            return seed, path, where
+        missing.append(f"seed {seed}: {where}")  # none, or an unfinished run's
+    return (f"cifar10: no Table 4 checkpoint yet in this run store ({'; '.join(missing)}); run that notebook first "
+            "(a run recorded on another machine brings its numbers here, not its weights)")
 
 
 def _check_table1(weights: str, n_images: int, image_size: int) -> None:
@@ -670,7 +691,7 @@ def run_drstn_table1(
     stats, used, overlays, missing = [], [], {}, []
     for label, model, layer in CAM_MODELS:
         try:
-            net, kind, detail = _cam_model(model, weights, run.profile, paths, allow_random)
+            net, kind, detail, seed = _cam_model(model, weights, run.profile, paths, allow_random)
         except FileNotFoundError as exc:  # shown without it; the table says why (all missing: an error)
             missing.append({"label": label, "model": model, "weights": "none", "detail": str(exc),
                             "target_layer": layer, "status": f"{NOT_RUN}: no usable weights"})
@@ -678,8 +699,9 @@ def run_drstn_table1(
         cams, probs, size = _explain(label, model, layer, net, kind, images, image_size, dev)
         evidence, note = evidence_of(run.profile, overrides + ([] if kind == "imagenet" else [f"{kind} weights"]),
                                      [test.data_source], complete=test.subset is None)
-        used.append({"label": label, "model": model, "weights": kind, "detail": detail, "target_layer": layer,
-                     "input_size": size, "evidence": evidence, "evidence_note": note, "status": "shown"})
+        used.append({"label": label, "model": model, "weights": kind, "seed": seed, "detail": detail,
+                     "target_layer": layer, "input_size": size, "evidence": evidence, "evidence_note": note,
+                     "status": "shown"})
         overlays[label] = [gradcam.overlay(display[i], cams[i]) for i in range(len(idx))]
         for i, k in enumerate(idx):
             pred = int(probs[i].argmax())
@@ -697,7 +719,8 @@ def run_drstn_table1(
     order = [label for label, _, _ in CAM_MODELS]
     listing = sorted(used + missing, key=lambda u: order.index(u["label"]))
     run.out.tables.update({"table1_cam_stats": pd.DataFrame(stats),
-                           "table1_weights": pd.DataFrame(listing).reindex(columns=list(used[0]))})
+                           "table1_weights": pd.DataFrame(listing).reindex(columns=list(used[0]))
+                           .astype({"seed": "Int64"})})
     weights_line = ", ".join(f"{u['label']}: {u['weights']}" for u in used)
     run.out.figures["table1_gradcam"] = _cam_grid(display, overlays, used, test,
                                                   f"Table 1 equivalent: Grad-CAM ({run.profile}, {test.data_source} "
@@ -720,7 +743,7 @@ def _cam_grid(display: np.ndarray, overlays: dict[str, list[np.ndarray]], used: 
     n, cols = display.shape[0], 1 + len(overlays)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.6), squeeze=False, dpi=70)
     names = {"imagenet": "ImageNet weights", "cifar10": "CIFAR-10 checkpoint", "random": "RANDOM weights"}
-    kinds = {u["label"]: names[u["weights"]] for u in used}
+    kinds = {u["label"]: names[u["weights"]] + ("" if u["seed"] is None else f", seed {u['seed']}") for u in used}
     for i in range(n):
         panels = [("Original", display[i])] + [(f"{label}\n({kinds[label]})", ov[i]) for label, ov in overlays.items()]
         for j, (name, img) in enumerate(panels):

@@ -134,8 +134,9 @@ def _drstn_table4(folder: Path, claims: pd.DataFrame) -> list[dict]:
     for r in gains.itertuples():
         cid = _one(claims, paper="drstn", table="abstract", model=r.model, metric=f"test_acc_gain_vs_{r.baseline}")
         if cid:
-            out.append(_measure(cid, float(r.measured_pct), kind="rate", data_source=r.data_source, profile=r.profile,
-                                **_evidence(r), basis="relative gain of mean best-epoch accuracy, in %"))
+            out.append(_measure(cid, float(r.measured_pct), n=getattr(r, "n", math.nan), kind="rate",
+                                data_source=r.data_source, profile=r.profile, **_evidence(r),
+                                basis="relative gain of mean best-epoch accuracy, in %"))
     return out
 
 
