@@ -295,6 +295,17 @@ def test_pretrained_missing_names_file_and_folder(tmp_path, monkeypatch) -> None
     assert calls == [tv_weights("resnet50").url]  # the real download path was tried once
 
 
+def test_pretrained_missing_writes_the_home_folder_as_a_tilde(tmp_path, monkeypatch) -> None:
+    """The message also lands in committed results (Table 1 lists what it tried): no machine path."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / ".cache" / "torch"))
+    monkeypatch.setenv("RESLAB_DOWNLOAD", "0")
+    with pytest.raises(PretrainedWeightsError) as err:
+        create_model("resnet18", pretrained=True)
+    msg = str(err.value)
+    assert os.path.join("~", ".cache", "torch", "hub", "checkpoints") in msg and str(tmp_path) not in msg
+
+
 def test_pretrained_offline_flag_skips_download(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     monkeypatch.setenv("RESLAB_DOWNLOAD", "0")

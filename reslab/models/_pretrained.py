@@ -48,8 +48,16 @@ def weights_filename(weights) -> str:
     return os.path.basename(urlparse(weights.url).path)
 
 
+def _home_relative(path: str) -> str:
+    """``path`` with the home folder written ``~``: the message is printed, and also kept in
+    committed results (a table listing what it tried), which name no machine path."""
+    home = os.path.expanduser("~")
+    rel = os.path.relpath(path, home)
+    return path if rel == os.pardir or rel.startswith(os.pardir + os.sep) else os.path.join("~", rel)
+
+
 def _missing_message(weights, reason: str) -> str:
-    folder = checkpoint_dir()
+    folder = _home_relative(checkpoint_dir())
     fname = weights_filename(weights)
     return (
         f"pretrained weights {weights} are not on disk and could not be downloaded ({reason}). "
