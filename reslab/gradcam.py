@@ -61,6 +61,22 @@ def grad_cam(
     return maps.astype(np.float32), probs
 
 
+def layer_grid(model: nn.Module, inputs: torch.Tensor, target_layer: str) -> tuple[int, int]:
+    """``(H, W)`` of the target layer's output on ``inputs``: the grid a Grad-CAM map is made on
+    before it is resized to the input. A 1x1 grid (torchvision's ResNet-18 at 32x32) gives one value
+    per image, a uniform map that says nothing about where the network looks."""
+    grid: list[tuple[int, int]] = []
+    hook = get_layer(model, target_layer).register_forward_hook(
+        lambda _m, _i, out: grid.append(tuple(out.shape[-2:])))
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(inputs[:1])
+    finally:
+        hook.remove()
+    return grid[0]
+
+
 def resize_cam(cam: np.ndarray, size: int) -> np.ndarray:
     """Bilinear resize of one map ``(H, W)`` to ``(size, size)``, kept in [0, 1]."""
     t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32))[None, None]

@@ -12,6 +12,7 @@ import torch
 from reslab import gradcam
 from reslab import results as RES
 from reslab.claims import load_claims
+from reslab.models import create_model
 from reslab.paths import Paths
 from reslab.profiles import BUDGET, Profile
 from reslab.runs import execute as EX
@@ -185,6 +186,13 @@ def test_cam_stats_of_a_known_map():
     assert gradcam.overlay(np.zeros((8, 8, 3), np.uint8), cam).shape == (8, 8, 3)
 
 
+def test_layer_grid_is_the_target_layers_output_size():
+    net = create_model("resnet18", num_classes=10)
+    assert gradcam.layer_grid(net, torch.zeros(2, 3, 32, 32), "layer4") == (1, 1)
+    assert gradcam.layer_grid(net, torch.zeros(1, 3, 64, 64), "layer3") == (4, 4)
+    assert not net.layer4._forward_hooks  # the hook is removed
+
+
 def test_get_layer_names_the_children_when_wrong():
     with pytest.raises(ValueError, match="children"):
         gradcam.get_layer(torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3)), "layer4")
@@ -216,6 +224,7 @@ def test_table1_shows_the_networks_that_have_weights_and_lists_the_others(runs, 
     assert (others["status"] == "not run: no usable weights").all() and (others["weights"] == "none").all()
     assert "not a Table 4 model" in others.loc["vgg16", "detail"]
     assert "no Table 4 checkpoint yet" in others.loc["resnet18", "detail"]
+    assert all(f"seed {s}: " in others.loc["resnet18", "detail"] for s in drstn.CAM_SEEDS)  # every seed looked for
     assert set(out.tables["table1_cam_stats"]["model"]) == {"drstn_v5"}
     assert any(n.startswith("Not shown") and "Squeezenet1_1, AlexNet, VGG-16, ResNet-18" in n for n in out.notes)
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file()
@@ -225,14 +234,15 @@ def test_table1_takes_the_next_seed_whose_checkpoint_is_here_and_names_it(runs, 
     """Seed 0's Table 4 run recorded on another machine leaves its numbers, not its weights: Table 1
     then shows the network from the next seed of ``CAM_SEEDS`` finished in this run store and says
     which seed it is; a network with none lists every seed it looked for."""
-    drstn.run_drstn_table4(seeds=[1], models=[drstn.TRANSFER_MODEL], device="cpu", out_dir=tmp_path / "t4")
+    drstn.run_drstn_table4(seeds=[1], models=[drstn.TRANSFER_MODEL, "resnet18"], device="cpu", out_dir=tmp_path / "t4")
     out = drstn.run_drstn_table1(weights="cifar10", n_images=1, device="cpu", out_dir=tmp_path / "t1")
     w = out.tables["table1_weights"].set_index("model")
     assert (w.loc["drstn_v5", "status"], w.loc["drstn_v5", "seed"]) == ("shown", 1)
     assert w.loc["drstn_v5", "detail"].startswith("Table 4 smoke checkpoint, seed 1: ")
-    assert pd.isna(w.loc["resnet18", "seed"])
-    missing = w.loc["resnet18", "detail"]
-    assert all(f"seed {s}: " in missing for s in drstn.CAM_SEEDS) and "not its weights" in missing
+    assert pd.isna(w.loc["vgg16", "seed"]) and "not a Table 4 model" in w.loc["vgg16", "detail"]
+    # torchvision's ResNet-18 at 32x32 ends on a 1x1 grid: its map is uniform, and the table says so
+    assert (w.loc["resnet18", "seed"], w.loc["resnet18", "cam_grid"]) == (1, "1x1") and w.loc["drstn_v5", "cam_grid"] != "1x1"
+    assert any(n.startswith("ResNet-18: the target layer is 1x1") for n in out.notes)
 
 
 def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):

@@ -638,15 +638,17 @@ def table1_runs(profile: str | Profile, weights: str = "auto", n_images: int = 4
 
 
 def _explain(label: str, model: str, layer: str, net: torch.nn.Module, kind: str, images: torch.Tensor,
-             image_size: int, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor, int]:
-    """Grad-CAM maps and class probabilities of one network on ``images`` (its own input pipeline)."""
+             image_size: int, dev: torch.device) -> tuple[np.ndarray, torch.Tensor, int, str]:
+    """Grad-CAM maps and class probabilities of one network on ``images`` (its own input pipeline),
+    its input size, and the target layer's grid (``HxW``) the maps are made on."""
     if kind == "cifar10":
         aug = Augment.standard("cifar10", train=False)
     else:
         aug = Augment(resize=image_size, mean=IMAGENET_MEAN_STD[0], std=IMAGENET_MEAN_STD[1])
     inputs = aug(images.to(dev))
     cams, probs = gradcam.grad_cam(net.to(dev), inputs, layer)
-    return cams, probs, inputs.shape[-1]
+    grid = "x".join(map(str, gradcam.layer_grid(net, inputs, layer)))
+    return cams, probs, inputs.shape[-1], grid
 
 
 def run_drstn_table1(
@@ -664,8 +666,10 @@ def run_drstn_table1(
     The images, the weights each network gets (``weights='auto'``: ImageNet, else the Table 4
     checkpoint, else random when allowed) and their inputs are described in the module docstring.
     Writes ``table1_cam_stats.csv`` (per model and image: weights, prediction,
-    :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the weights used and
-    ``evidence``) and the grid ``table1_gradcam.png``.
+    :func:`reslab.gradcam.cam_stats`), ``table1_weights.csv`` (per network: the weights used,
+    ``evidence``, and ``cam_grid``, the target layer's output size the map is made on: a 1x1 grid,
+    torchvision's ResNet-18 at 32x32, makes a uniform map, and a note says so) and the grid
+    ``table1_gradcam.png``.
 
     A network with no usable weights (e.g. SqueezeNet under ``paper`` without ImageNet weights on
     disk and without ``allow_random``) is left out of the maps and listed in ``table1_weights`` as
@@ -696,12 +700,12 @@ def run_drstn_table1(
             missing.append({"label": label, "model": model, "weights": "none", "detail": str(exc),
                             "target_layer": layer, "status": f"{NOT_RUN}: no usable weights"})
             continue
-        cams, probs, size = _explain(label, model, layer, net, kind, images, image_size, dev)
+        cams, probs, size, grid = _explain(label, model, layer, net, kind, images, image_size, dev)
         evidence, note = evidence_of(run.profile, overrides + ([] if kind == "imagenet" else [f"{kind} weights"]),
                                      [test.data_source], complete=test.subset is None)
         used.append({"label": label, "model": model, "weights": kind, "seed": seed, "detail": detail,
-                     "target_layer": layer, "input_size": size, "evidence": evidence, "evidence_note": note,
-                     "status": "shown"})
+                     "target_layer": layer, "input_size": size, "cam_grid": grid, "evidence": evidence,
+                     "evidence_note": note, "status": "shown"})
         overlays[label] = [gradcam.overlay(display[i], cams[i]) for i in range(len(idx))]
         for i, k in enumerate(idx):
             pred = int(probs[i].argmax())
@@ -728,6 +732,11 @@ def run_drstn_table1(
     if any(u["weights"] == "random" for u in used):
         run.out.notes.append("Some networks have RANDOM weights (see table1_weights): their maps show architecture, "
                              "not learned attention.")
+    flat = [u["label"] for u in used if u["cam_grid"] == "1x1"]
+    if flat:
+        run.out.notes.append(f"{', '.join(flat)}: the target layer is 1x1 at this input size (cam_grid in table1_weights), "
+                             "so the Grad-CAM map is one value spread over the image: uniform, and no evidence of "
+                             "where the network looks.")
     if missing:
         run.out.notes.append(f"Not shown, for want of usable weights (table1_weights says what was tried): "
                              f"{', '.join(m['label'] for m in missing)}. ImageNet weights in $TORCH_HOME/hub/checkpoints "
@@ -743,7 +752,8 @@ def _cam_grid(display: np.ndarray, overlays: dict[str, list[np.ndarray]], used: 
     n, cols = display.shape[0], 1 + len(overlays)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.6), squeeze=False, dpi=70)
     names = {"imagenet": "ImageNet weights", "cifar10": "CIFAR-10 checkpoint", "random": "RANDOM weights"}
-    kinds = {u["label"]: names[u["weights"]] + ("" if u["seed"] is None else f", seed {u['seed']}") for u in used}
+    kinds = {u["label"]: names[u["weights"]] + ("" if u["seed"] is None else f", seed {u['seed']}")
+             + (", 1x1 map: uniform" if u["cam_grid"] == "1x1" else "") for u in used}
     for i in range(n):
         panels = [("Original", display[i])] + [(f"{label}\n({kinds[label]})", ov[i]) for label, ov in overlays.items()]
         for j, (name, img) in enumerate(panels):
