@@ -752,10 +752,10 @@ def _cam_grid(display: np.ndarray, overlays: dict[str, list[np.ndarray]], used: 
     n, cols = display.shape[0], 1 + len(overlays)
     fig, axes = plt.subplots(n, cols, figsize=(1.9 * cols, 1.9 * n + 0.6), squeeze=False, dpi=70)
     names = {"imagenet": "ImageNet weights", "cifar10": "CIFAR-10 checkpoint", "random": "RANDOM weights"}
-    kinds = {u["label"]: names[u["weights"]] + ("" if u["seed"] is None else f", seed {u['seed']}")
-             + (", 1x1 map: uniform" if u["cam_grid"] == "1x1" else "") for u in used}
+    kinds = {u["label"]: names[u["weights"]] + ("" if u["seed"] is None else f", seed {u['seed']}") + ")"
+             + ("\n1x1 grid: a uniform map" if u["cam_grid"] == "1x1" else "") for u in used}
     for i in range(n):
-        panels = [("Original", display[i])] + [(f"{label}\n({kinds[label]})", ov[i]) for label, ov in overlays.items()]
+        panels = [("Original", display[i])] + [(f"{label}\n({kinds[label]}", ov[i]) for label, ov in overlays.items()]
         for j, (name, img) in enumerate(panels):
             ax = axes[i, j]
             ax.imshow(img)
