@@ -231,6 +231,9 @@ class Reads:
         if_absent: What the notebook does on the target when a run is not bundled.
         train_data: Data sets the notebook needs on the target only to train these runs when they
             are not bundled (with them bundled, it finds them from their recorded fingerprints).
+        first_only: The notebook reads one run per model, the first of ``seeds`` it finds (Table 1:
+            one checkpoint per network), so that one is what travels; a model is absent only when
+            none of its seeds is here.
     """
 
     table: str
@@ -239,6 +242,7 @@ class Reads:
     why: str
     if_absent: str
     train_data: tuple[str, ...] = ()
+    first_only: bool = False
 
 
 @dataclass(frozen=True)
@@ -268,8 +272,8 @@ def _table5_seeds(profile: Profile) -> tuple[int, ...]:
     return tuple(recipe.seeds) if recipe else ()
 
 
-def _seed0(profile: Profile) -> tuple[int, ...]:
-    return (0,) if profile.name in drstn.TABLE4_RECIPES else ()
+def _table1_seeds(profile: Profile) -> tuple[int, ...]:
+    return drstn.CAM_SEEDS if profile.name in drstn.TABLE4_RECIPES else ()
 
 
 #: Table 1 shows Grad-CAM of these Table 4 networks' CIFAR-10 weights when it has no ImageNet weights.
@@ -287,10 +291,11 @@ NOTEBOOKS: dict[str, Needs] = {
                      train_data=("cifar10",)),)),
     "drstn_table1_gradcam": Needs(
         datasets=("cifar10",), requires=("grad-cam",),
-        reads=(Reads(drstn.TABLE4, _TABLE1_FROM_TABLE4, _seed0,
-                     "Table 1 shows Grad-CAM of these Table 4 networks' CIFAR-10 weights (seed 0) where it "
-                     "has no ImageNet weights",
-                     "the notebook uses the network's ImageNet weights there, else stops (random weights in smoke)"),),
+        reads=(Reads(drstn.TABLE4, _TABLE1_FROM_TABLE4, _table1_seeds,
+                     "Table 1 shows Grad-CAM of these Table 4 networks' CIFAR-10 weights (seed 0's, else the "
+                     "next seed's found) where it has no ImageNet weights",
+                     "the notebook uses the network's ImageNet weights there, else leaves it out (random weights "
+                     "in smoke)", first_only=True),),
         hub_models=tuple(m for _, m, _ in drstn.CAM_MODELS if m != drstn.TRANSFER_MODEL)),
     "selu_ablation_fashion_mnist": Needs(datasets=("fashion_mnist",)),
     "cbam_resnet50_cifar10": Needs(datasets=("cifar10",), hub_models=("resnet50",)),

@@ -11,10 +11,11 @@ import torch
 
 from reslab import gradcam
 from reslab import results as RES
+from reslab.app.bundle.gather import runs_read
 from reslab.claims import load_claims
 from reslab.models import create_model
 from reslab.paths import Paths
-from reslab.profiles import BUDGET, Profile
+from reslab.profiles import BUDGET, Profile, resolve_profile
 from reslab.runs import execute as EX
 from reslab.runs import store as ST
 from reslab.tables import drstn
@@ -225,6 +226,9 @@ def test_table1_shows_the_networks_that_have_weights_and_lists_the_others(runs, 
     assert "not a Table 4 model" in others.loc["vgg16", "detail"]
     assert "no Table 4 checkpoint yet" in others.loc["resnet18", "detail"]
     assert all(f"seed {s}: " in others.loc["resnet18", "detail"] for s in drstn.CAM_SEEDS)  # every seed looked for
+    copies, absent = runs_read(["drstn_table1_gradcam"], resolve_profile("smoke"), Paths.from_env())
+    assert [(c.model, c.seed) for c in copies] == [("drstn_v5", 0)]  # seed 0's, and no other seed of V5
+    assert [line.split(" (")[0] for line in absent] == [f"drstn_table4_cifar10 resnet18 seed {s}" for s in drstn.CAM_SEEDS]
     assert set(out.tables["table1_cam_stats"]["model"]) == {"drstn_v5"}
     assert any(n.startswith("Not shown") and "Squeezenet1_1, AlexNet, VGG-16, ResNet-18" in n for n in out.notes)
     assert (tmp_path / "t1" / "table1_gradcam.png").is_file()
@@ -243,6 +247,9 @@ def test_table1_takes_the_next_seed_whose_checkpoint_is_here_and_names_it(runs, 
     # torchvision's ResNet-18 at 32x32 ends on a 1x1 grid: its map is uniform, and the table says so
     assert (w.loc["resnet18", "seed"], w.loc["resnet18", "cam_grid"]) == (1, "1x1") and w.loc["drstn_v5", "cam_grid"] != "1x1"
     assert any(n.startswith("ResNet-18: the target layer is 1x1") for n in out.notes)
+    # A bundle for Table 1 carries the run Table 1 reads of each network: seed 1's here, and nothing is missing.
+    copies, absent = runs_read(["drstn_table1_gradcam"], resolve_profile("smoke"), Paths.from_env())
+    assert sorted((c.model, c.seed) for c in copies) == [("drstn_v5", 1), ("resnet18", 1)] and absent == []
 
 
 def test_table5_finds_its_source_run_without_cifar10(runs, monkeypatch):

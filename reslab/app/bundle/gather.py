@@ -155,22 +155,27 @@ def runs_read(notebooks: list[str], profile: Profile, paths: Paths) -> tuple[lis
                 absent.append(f"{name} reads {read.table} runs, which have no {profile.name} recipe")
                 continue
             for model in read.models:
+                missing = []
                 for seed in seeds:
                     try:
                         _, checkpoint = drstn.table4_checkpoint(profile, seed, paths, model=model)
                     except (FileNotFoundError, ValueError) as exc:
-                        absent.append(f"{read.table} {model} seed {seed} ({profile.name}): run key unknown here "
-                                      f"({str(exc).splitlines()[0][:160]})")
+                        missing.append(f"{read.table} {model} seed {seed} ({profile.name}): run key unknown here "
+                                       f"({str(exc).splitlines()[0][:160]})")
                         continue
                     folder = checkpoint.parent
                     rel = folder.relative_to(paths.runs).as_posix()
                     if not (folder / "result.json").is_file() or not (folder / CHECKPOINT_NAME).is_file():
-                        absent.append(f"{read.table} {model} seed {seed} ({profile.name}, read by {name}): not in the "
-                                      f"run store here ({rel}); {read.if_absent}")
+                        missing.append(f"{read.table} {model} seed {seed} ({profile.name}, read by {name}): not in "
+                                       f"the run store here ({rel}); {read.if_absent}")
                         continue
                     copy = found.setdefault(rel, RunCopy(rel, read.table, model, seed, [], read.why))
                     if name not in copy.read_by:
                         copy.read_by.append(name)
+                    if read.first_only:  # the one run the notebook reads of this model: nothing is missing
+                        missing = []
+                        break
+                absent += missing
     return list(found.values()), absent
 
 
