@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import numpy as np
@@ -302,6 +303,61 @@ def test_recorded_runs_are_reused_without_the_run_store(runs, tiny_models, tmp_p
     assert any("finished in the record of finished runs" in n and "trained again here" in n for n in out.notes)
     spec, ckpt = drstn.table4_checkpoint("smoke", 0)
     assert ckpt.is_file() and (ckpt.parent / ST.RESULT_NAME).is_file()
+
+
+def test_table5_is_rebuilt_from_the_record_without_its_source_checkpoint(runs, tiny_models, tmp_path, monkeypatch):
+    """DRSTN V5's checkpoint stays with the machine that trained it; the record keeps its digest
+    (V5's result) and Table 5's runs. Another machine rebuilds Table 5 from the record without
+    training V5 or Table 5 again, with executor none too. Without V5's digest (a result from before
+    results kept it), a transfer run is found by the digest it started from, else by its recipe;
+    a result that does not make its folder's key, another recipe, or two candidates are not taken,
+    and then executor none says what to do."""
+    monkeypatch.setenv("RESLAB_RECORD", str(tmp_path / "record"))
+    first = drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "t5", device="cpu", max_steps=1)
+    store = ST.RunStore.of(Paths.from_env())
+    spec, ckpt = drstn.table4_checkpoint("smoke", 0)
+    rows = first.tables["table5_runs"]
+    for run_dir in [*rows["run_dir"], store.relative(ckpt.parent)]:
+        assert store.record_run(run_dir) is not None
+    digest = RES.file_sha256(ckpt)[:16]
+    source = store.recorded(ckpt.parent) / ST.RESULT_NAME
+    transfer = tmp_path / "record" / rows.loc[rows["init"] == "transfer", "run_dir"].iloc[0].removeprefix("<runs>/")
+    kept = json.loads((transfer / ST.RESULT_NAME).read_text())
+    assert json.loads(source.read_text())["checkpoint_digest"] == digest == kept["init_digest"]
+    shutil.rmtree(runs)  # another machine: the record only
+
+    def no_training(*a, **k):
+        raise AssertionError("a recorded run was trained again")
+
+    def table5(executor="none"):
+        return drstn.run_drstn_table5(seeds=[0], datasets=["mnist"], out_dir=tmp_path / "again", device="cpu",
+                                      max_steps=1, executor=executor)
+
+    def keep(result, path=transfer / ST.RESULT_NAME):
+        path.write_text(json.dumps(result))
+
+    monkeypatch.setattr(EX, "train", no_training)
+    for executor in ("inline", "none"):
+        again = table5(executor)
+        assert again.tables["table5_runs"]["reused"].all() and not ckpt.exists()
+        assert any("without its checkpoint" in n and "reused, not trained again" in n for n in again.notes)
+        pd.testing.assert_frame_equal(again.tables["table5"], first.tables["table5"])
+
+    keep({k: v for k, v in json.loads(source.read_text()).items() if k != "checkpoint_digest"}, source)
+    pd.testing.assert_frame_equal(table5().tables["table5"], first.tables["table5"])  # by the transfer's own digest
+    keep(kept | {"init_digest": "0" * 16})  # a result that does not make its folder's key
+    with pytest.raises(FileNotFoundError, match="executor 'none' trains nothing.*reslab train drstn_table4_cifar10"):
+        table5()
+    legacy = {k: v for k, v in kept.items() if k != "init_digest"}  # from before results kept digests: by recipe
+    keep(legacy)
+    pd.testing.assert_frame_equal(table5().tables["table5"], first.tables["table5"])
+    shutil.copytree(transfer, transfer.with_name(transfer.name[:-10] + "0123456789"))  # V5 trained twice, once
+    with pytest.raises(FileNotFoundError, match="trains nothing"):  # recorded: which transfer started from it?
+        table5()
+    shutil.rmtree(transfer.with_name(transfer.name[:-10] + "0123456789"))
+    keep(legacy | {"config": legacy["config"] | {"lr": 123.0}})  # another recipe
+    with pytest.raises(FileNotFoundError, match="trains nothing"):
+        table5()
 
 
 def test_an_interrupted_source_run_is_finished_before_table5_uses_it(runs, tiny_models, tmp_path):

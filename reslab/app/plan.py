@@ -175,18 +175,20 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             continue
         notes[name] = notes.get(name, []) + list(runs.notes)
         for spec, seed in runs.pairs():
+            first = None
             if spec.init_from == FROM_FIRST_RUN:
                 first = splits_of(runs.first[0])
                 source = store.checkpoint_of(runs.first[0], prof, seed, first) if first else None
                 spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
-                if source is not None and not source.is_file():
-                    _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first, store)
+                first = first if source is not None and not source.is_file() else None  # splits of a source not here
             identity = _identity(spec, seed)
             if identity in seen:  # Table 5's source run, already listed under Table 4
                 notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
                 continue
             seen.add(identity)
             planned.append(_planned(name, spec, seed, prof, splits_of(spec), store))
+            if first is not None and planned[-1].status == TO_TRAIN:  # not finished from it either
+                _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first, store)
     rows = with_totals(cost_runs(planned, dev))
     not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_LOOKED_UP})
     return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev), paths, planned)
@@ -233,9 +235,10 @@ def _planned(notebook: str, spec: RunSpec, seed: int, profile: Profile, splits: 
     if splits is None:
         return PlannedRun(notebook, spec, seed, *split_sizes(spec, profile), status=NOT_LOOKED_UP)
     train, test = splits
-    if spec.init_from is not None and not Path(spec.init_from).is_file():
-        return PlannedRun(notebook, spec, seed, len(train), len(test), TO_TRAIN)  # nor is the run, then
-    folder = store.run_dir(spec, profile, seed, train, test)
+    try:  # a run from a checkpoint not here is found only when it finished from it (the record keeps it)
+        folder = store.run_dir(spec, profile, seed, train, test)
+    except FileNotFoundError:
+        return PlannedRun(notebook, spec, seed, len(train), len(test), TO_TRAIN)
     if store.is_finished(folder):
         return PlannedRun(notebook, spec, seed, len(train), len(test), FINISHED)
     return PlannedRun(notebook, spec, seed, len(train), len(test), TO_TRAIN, store.epochs_done(folder))

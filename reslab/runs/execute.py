@@ -34,7 +34,7 @@ from ..train import UNRECORDED_DEVICE, History, resolve_device, train, use_chann
 from . import cost
 from .jobs import JOB_FILE, NOT_TRAINED, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
-from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, run_lock
+from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, checkpoint_digest, init_digest, run_lock
 
 #: Whole-number columns of a result row (kept whole beside the empty cells of a run not run).
 _COUNT_COLUMNS = ("epochs", "params", "trainable_params", "best_epoch", "train_images", "test_images",
@@ -145,6 +145,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
                folder: Path, store: RunStore) -> tuple[dict[str, Any], pd.DataFrame]:
     torch.manual_seed(seed)  # the model's initial weights depend on the run's seed only
     model = build_model(spec, train_data.num_classes, train_data.images.shape[1])
+    init = init_digest(spec)  # what the run's key holds of init_from, kept with its result
     fresh = _init_weights(model, spec.init_from) if spec.init_from else []
     train_aug, test_aug = spec.augments()
     cfg = spec.cfg.replace(seed=seed)
@@ -180,13 +181,17 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
         distributed.barrier()
         return row, frame
     write_csv(frame, folder / HISTORY_NAME)
-    write_json({"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs},
-               folder / RESULT_NAME)
+    # init_digest: the part of the run's key that names init_from, for a machine without that file.
+    result = {"row": row, "columns": list(row), "config": cfg.to_dict(), "model_kwargs": spec.model_kwargs,
+              "init_digest": init}
+    write_json(result, folder / RESULT_NAME)
     # Only now, with the result row on disk: a run killed before this point resumes from last.pt.
-    if spec.recipe.keep_checkpoint:
-        finish_checkpoint(folder / CHECKPOINT_NAME)
-    else:
+    if not spec.recipe.keep_checkpoint:
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
+    elif finish_checkpoint(folder / CHECKPOINT_NAME) is not None:
+        # The digest that the keys of runs starting from this checkpoint hold: the record keeps it,
+        # so they are found on a machine without the checkpoint (RunStore.run_dir).
+        write_json(result | {"checkpoint_digest": checkpoint_digest(folder / CHECKPOINT_NAME)}, folder / RESULT_NAME)
     distributed.barrier()
     return row, frame
 
@@ -202,6 +207,17 @@ class Runs:
 
     def __iter__(self):  # ``rows, histories = run_specs(...)``
         return iter((self.rows, self.histories))
+
+
+def load_missing_splits(specs: Sequence[RunSpec], profile: str | Profile, paths: Paths,
+                        splits: dict[str, tuple[Dataset, Dataset]]) -> dict[str, tuple[Dataset, Dataset]]:
+    """``splits`` (``{dataset: (train, test)}``, filled in place and returned) with the splits of
+    every data set of ``specs`` it lacks, loaded with the profile's subsets and the recipe's
+    ``test_subset``."""
+    for spec in specs:
+        if spec.dataset not in splits:
+            splits[spec.dataset] = load_splits(spec.dataset, profile, paths, spec.recipe.test_subset)
+    return splits
 
 
 def run_specs(
@@ -245,10 +261,7 @@ def run_specs(
     prof = resolve_profile(profile)
     paths = paths or Paths.from_env()
     store = RunStore.of(paths)
-    splits = {} if splits is None else splits
-    for spec in specs:
-        if spec.dataset not in splits:
-            splits[spec.dataset] = load_splits(spec.dataset, prof, paths, spec.recipe.test_subset)
+    splits = load_missing_splits(specs, prof, paths, {} if splits is None else splits)
     ex = Executor.resolve(executor)
     if force and not ex.trains:
         raise ValueError("force retrains finished runs, but executor 'none' trains nothing: drop force, or choose "

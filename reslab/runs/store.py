@@ -50,17 +50,33 @@ def slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", text).strip("_") or "run"
 
 
-def _file_digest(path: Path) -> str:
+def checkpoint_digest(path: str | os.PathLike) -> str:
+    """The digest of a checkpoint as run keys hold it (the first 16 hex digits of its SHA-256).
+
+    Raises:
+        FileNotFoundError: when ``path`` is not a file on this machine.
+    """
+    path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"init_from checkpoint {path} does not exist; train the run it comes from first.")
     return file_sha256(path)[:16]
 
 
-def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Dataset | str) -> str:
-    """A hash of everything that changes a run's numbers (not :data:`~reslab.train.SPEED_FIELDS`)."""
-    cfg = spec.cfg.replace(seed=seed).to_dict()
-    for k in SPEED_FIELDS:
-        cfg.pop(k)
+def init_digest(spec: RunSpec) -> str | None:
+    """:func:`checkpoint_digest` of the checkpoint ``spec`` starts from (its ``init_from``); ``None``
+    for a run from random weights."""
+    return checkpoint_digest(spec.init_from) if spec.init_from else None
+
+
+def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Dataset | str,
+            init: str | None = None) -> str:
+    """A hash of everything that changes a run's numbers (not :data:`~reslab.train.SPEED_FIELDS`).
+
+    Args:
+        init: The digest of ``spec.init_from`` when it is known without the file (a finished run's
+            result keeps it); default: read from the file (:func:`init_digest`).
+    """
+    cfg = _without_speed(spec.cfg.replace(seed=seed).to_dict())
     train_aug, test_aug = spec.augments()
     payload = {
         "model": spec.model,
@@ -69,10 +85,19 @@ def run_key(spec: RunSpec, seed: int, train_data: Dataset | str, test_data: Data
         "cfg": cfg,
         "train_augment": repr(train_aug),
         "test_augment": repr(test_aug),
-        "init_from": _file_digest(Path(spec.init_from)) if spec.init_from else None,
+        "init_from": (init or init_digest(spec)) if spec.init_from else None,
         "data": [getattr(d, "fingerprint", d) for d in (train_data, test_data)],  # a Dataset or its fingerprint
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def _without_speed(cfg: dict) -> dict:
+    """A training config without :data:`~reslab.train.SPEED_FIELDS` (which change no numbers)."""
+    return {k: v for k, v in cfg.items() if k not in SPEED_FIELDS}
+
+
+def _jsonable(value) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
 @contextlib.contextmanager
@@ -118,9 +143,74 @@ class RunStore:
 
     def run_dir(self, spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset | str,
                 test_data: Dataset | str) -> Path:
-        """The folder of one run (its checkpoint, history and result row)."""
+        """The folder of one run (its checkpoint, history and result row).
+
+        A run that starts from a checkpoint not on this machine (``init_from``) cannot be keyed by
+        that file's digest: its folder is then the one of its finished run, in the run store or the
+        record, that started from the same checkpoint (:meth:`_finished_from`); none: the
+        ``FileNotFoundError`` of :func:`init_digest`.
+        """
+        prof = resolve_profile(profile)
+        if spec.init_from and not Path(spec.init_from).is_file():
+            found = self._finished_from(spec, prof, seed, train_data, test_data)
+            if found is not None:
+                return found
         key = run_key(spec, seed, train_data, test_data)
-        return self.root / resolve_profile(profile).name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+        return self.root / prof.name / spec.table / f"{slug(spec.label)}-s{seed}-{key}"
+
+    def _finished_from(self, spec: RunSpec, prof: Profile, seed: int, train_data: Dataset | str,
+                       test_data: Dataset | str) -> Path | None:
+        """The run-store folder of the finished run of ``spec`` (in the run store or the record) whose
+        ``init_from`` checkpoint is not on this machine (Table 5's transfer runs, where DRSTN V5's
+        checkpoint stayed with the machine that trained it), else ``None``.
+
+        The run that made that checkpoint keeps its digest in its result (``checkpoint_digest``):
+        with it, the folder is the one of the key made from it. A run from before results kept it
+        is looked for among the finished runs (same row and seed) whose result row started from the
+        same checkpoint path on the same data: one whose result kept the digest it started from
+        (``init_digest``) is taken when its folder is that digest's key, one from before when its
+        recipe (the training config but its speed settings, and the model's arguments) is
+        ``spec``'s. Exactly one must remain: two (a source run trained twice under one key, before
+        results kept digests) leave unknown which started from the checkpoint meant.
+        """
+        data = [getattr(d, "fingerprint", d) for d in (train_data, test_data)]
+        name = f"{slug(spec.label)}-s{seed}-"
+        source = self._result(Path(spec.init_from).parent)
+        if source is not None and source.get("checkpoint_digest"):
+            folder = self.root / prof.name / spec.table / (name + run_key(spec, seed, *data, source["checkpoint_digest"]))
+            return folder if self.is_finished(folder) else None
+        want, cfg = self.relative(spec.init_from), _jsonable(_without_speed(spec.cfg.replace(seed=seed).to_dict()))
+        found = set()
+        for base in (self.root, self.record):
+            for candidate in (base / prof.name / spec.table).glob(name + "*"):
+                stored = self._result(candidate)
+                try:
+                    row = stored["row"]
+                    same = (row["init_from"] == want and row["model"] == spec.model
+                            and [row["train_fingerprint"], row["test_fingerprint"]] == data)
+                except (KeyError, TypeError):  # unfinished (None) or not a result
+                    continue
+                if not same or not (candidate / HISTORY_NAME).is_file():
+                    continue
+                if stored.get("init_digest"):
+                    same = candidate.name == name + run_key(spec, seed, *data, stored["init_digest"])
+                else:
+                    same = (_jsonable(_without_speed(stored.get("config", {}))) == cfg
+                            and _jsonable(stored.get("model_kwargs")) == _jsonable(spec.model_kwargs))
+                if same:
+                    found.add(candidate.name)
+        return self.root / prof.name / spec.table / found.pop() if len(found) == 1 else None
+
+    def _result(self, folder: Path) -> dict | None:
+        """The ``result.json`` of the run of run-store folder ``folder`` (or of a record's folder), from
+        the run store, else the record; ``None`` when neither has it or it cannot be read."""
+        for where in (Path(folder), self.recorded(folder)):
+            if where is not None and (where / RESULT_NAME).is_file():
+                try:
+                    return json.loads((where / RESULT_NAME).read_text())
+                except (OSError, ValueError):
+                    return None
+        return None
 
     def checkpoint_path(self, spec: RunSpec, profile: str | Profile, seed: int, train_data: Dataset,
                         test_data: Dataset) -> Path:
@@ -146,6 +236,13 @@ class RunStore:
             return None
         rec = self.record / rel
         return rec if (rec / RESULT_NAME).is_file() and (rec / HISTORY_NAME).is_file() else None
+
+    def has_checkpoint(self, folder: Path) -> bool:
+        """Whether the run of run-store folder ``folder`` is finished in this run store with its
+        checkpoint (its result row and ``last.pt``): what a run that starts from it, or a notebook
+        that reads its weights, needs. The record keeps no checkpoints, and a ``last.pt`` without
+        its result row is an interrupted run's."""
+        return (Path(folder) / RESULT_NAME).is_file() and (Path(folder) / CHECKPOINT_NAME).is_file()
 
     def is_finished(self, folder: Path, use_record: bool = True) -> bool:
         """Whether the run of run-store folder ``folder`` is finished, in the run store or (with

@@ -281,7 +281,8 @@ class TableRun:
                 notes.append("budget only, no verdicts: " + "; ".join(dict.fromkeys(budget)) + ".")
             reused = int(rows["reused"].sum())
             if reused:
-                notes.append(f"{reused} of {len(rows)} runs reused from the run store (force=True retrains).")
+                notes.append(f"{reused} of {len(rows)} runs reused from the run store or the record of finished runs "
+                             "(force=True retrains).")
             missing = rows[rows["status"].astype(str).str.startswith(NOT_RUN)] if "status" in rows else rows.iloc[:0]
             if len(missing):
                 notes.append(f"{len(missing)} of {len(rows)} runs NOT RUN (their rows have no numbers; run the "

@@ -74,9 +74,9 @@ from ..evidence import evidence_fields, evidence_of, group_evidence
 from ..models import PretrainedWeightsError, checkpoint_dir, count_params, create_model, tv_weights, weights_filename
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
-from ..runs.execute import run_specs
+from ..runs.execute import load_missing_splits, run_specs
 from ..runs.spec import STRONG_CFG, Recipe, RunSpec, get_recipe, load_splits
-from ..runs.store import NOT_RUN, RESULT_NAME, RunStore
+from ..runs.store import NOT_RUN, RunStore
 from ..stats import paired_comparison, summarise
 from ..checkpoint import CHECKPOINT_NAME, load_checkpoint
 from ..train import TrainConfig, resolve_device
@@ -428,18 +428,37 @@ def table5_runs(profile: str | Profile, device: str = "auto", seeds: Sequence[in
     return TableRuns(TABLE5, table5_specs(recipe, Path(source_checkpoint), datasets), seeds, recipe)
 
 
-def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
+def _source_checkpoint(run: TableRun, planned: TableRuns, seed: int, data_root) -> Path:
     """DRSTN V5's Table 4 checkpoint for ``seed``; trained first (and said so) when missing or unfinished.
 
-    A run finished only in the record of finished runs (which keeps no checkpoints) is trained
-    again into the run store, and the table's notes say so.
+    A V5 run finished only in the record of finished runs (which keeps no checkpoints) is trained
+    again into the run store, and the table's notes say so, unless every Table 5 run of ``seed``
+    is finished (in the run store or the record) from that run's checkpoint where it was trained:
+    those are reused as they are (the path returned is then where the checkpoint was).
+
+    Raises:
+        FileNotFoundError: when the checkpoint is needed and the call's executor trains nothing
+            (``none``), or training left no checkpoint.
     """
     paths = run.data_paths(data_root)
     store = RunStore.of(paths)
     spec, path = table4_checkpoint(run.profile, seed, paths)
-    if path.is_file() and (path.parent / RESULT_NAME).is_file():
+    if store.has_checkpoint(path.parent):
         return path
-    if store.recorded(path.parent) is not None:
+    recorded = store.recorded(path.parent) is not None
+    if recorded and _finished_from(run, planned.for_seed(path), seed, paths):
+        run.out.notes.append(
+            f"seed {seed}: DRSTN V5's Table 4 run ({run.profile}, {store.relative(path.parent)}) is finished in the "
+            f"record of finished runs, without its checkpoint; Table 5's runs of this seed, which started from that "
+            f"checkpoint where it was trained, are finished too and are reused, not trained again.")
+        return path
+    if not run.executor.trains:
+        raise FileNotFoundError(
+            f"Table 5 seed {seed} starts from DRSTN V5's Table 4 checkpoint ({store.relative(path)}), which is not in "
+            f"this run store, and its runs from it are not all finished here or in the record; executor "
+            f"{run.executor.kind!r} trains nothing. Run with executor inline, local or slurm, or train V5 first: "
+            f"reslab train {TABLE4} --label {spec.label} --seed {seed} --profile {run.profile.name}.")
+    if recorded:
         why = (f"is finished in the record of finished runs ({store.relative(path.parent)}), which keeps no "
                f"checkpoints, and this run store does not have it, so it was trained again here (its Table 4 row "
                f"now comes from this run; point RESLAB_RUNS at the run store that trained it to reuse that one).")
@@ -453,6 +472,16 @@ def _source_checkpoint(run: TableRun, seed: int, data_root) -> Path:
     if not path.is_file():
         raise FileNotFoundError(f"training DRSTN V5 for Table 4 did not leave a checkpoint at {path}.")
     return path
+
+
+def _finished_from(run: TableRun, specs: list[RunSpec], seed: int, paths: Paths) -> bool:
+    """Whether every run of ``specs`` for ``seed`` is finished, in the run store or the record."""
+    store = RunStore.of(paths)
+    load_missing_splits(specs, run.profile, paths, run.splits)
+    try:
+        return all(store.is_finished(store.run_dir(s, run.profile, seed, *run.splits[s.dataset])) for s in specs)
+    except FileNotFoundError:  # a run from a checkpoint not here, and not finished from it
+        return False
 
 
 def _table5(rows: pd.DataFrame, hist: pd.DataFrame) -> pd.DataFrame:
@@ -535,7 +564,7 @@ def run_drstn_table5(
     seeds, recipe = planned.seeds, planned.recipe
     parts = []
     for seed in seeds:
-        source = _source_checkpoint(run, seed, data_root) if planned.first else None
+        source = _source_checkpoint(run, planned, seed, data_root) if planned.first else None
         parts.append(run.train(planned.for_seed(source), [seed], data_root, force))
     rows = pd.concat([p.rows for p in parts], ignore_index=True)
     hist = pd.concat([p.histories for p in parts], ignore_index=True)
@@ -607,7 +636,7 @@ def _table4_cam_checkpoint(model: str, profile: Profile, paths: Paths) -> tuple[
     for seed in CAM_SEEDS:
         _, path = table4_checkpoint(profile, seed, paths, model=model)
         where = store.relative(path)
-        if path.is_file() and (path.parent / RESULT_NAME).is_file():
+        if store.has_checkpoint(path.parent):
             return seed, path, where
         missing.append(f"seed {seed}: {where}")  # none, or an unfinished run's
     return (f"cifar10: no Table 4 checkpoint yet in this run store ({'; '.join(missing)}); run that notebook first "

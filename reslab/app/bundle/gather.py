@@ -32,6 +32,7 @@ from ...profiles import PROFILES, Profile, resolve_profile
 from ...results import file_sha256, now
 from ...tables import drstn
 from ...checkpoint import CHECKPOINT_NAME
+from ...runs.store import HISTORY_NAME, RESULT_NAME, RunStore
 from .. import DESCRIPTIONS
 from .wheels import (
     DEFAULT_PYTHON,
@@ -146,6 +147,7 @@ def runs_read(notebooks: list[str], profile: Profile, paths: Paths) -> tuple[lis
     """
     found: dict[str, RunCopy] = {}
     absent = []
+    store = RunStore.of(paths)
     for name in notebooks:
         for read in needs(name).reads:
             if read.table in notebooks:
@@ -165,7 +167,7 @@ def runs_read(notebooks: list[str], profile: Profile, paths: Paths) -> tuple[lis
                         continue
                     folder = checkpoint.parent
                     rel = folder.relative_to(paths.runs).as_posix()
-                    if not (folder / "result.json").is_file() or not (folder / CHECKPOINT_NAME).is_file():
+                    if not store.has_checkpoint(folder):
                         missing.append(f"{read.table} {model} seed {seed} ({profile.name}, read by {name}): not in "
                                        f"the run store here ({rel}); {read.if_absent}")
                         continue
@@ -195,7 +197,7 @@ def datasets_to_train(notebooks: list[str], profile: Profile, copies: list[RunCo
     return out
 
 
-RUN_FILES = ("result.json", "history.csv")
+RUN_FILES = (RESULT_NAME, HISTORY_NAME)
 
 
 # --------------------------------------------------------------------------------------------
