@@ -29,7 +29,7 @@ from .._io import atomic_path, file_lock
 from ..data import Dataset
 from ..paths import Paths
 from ..profiles import Profile, resolve_profile
-from ..results import file_sha256
+from ..results import file_sha256, write_json
 from ..checkpoint import CHECKPOINT_NAME, checkpoint_epoch
 from ..train import SPEED_FIELDS
 from .spec import RunSpec
@@ -268,12 +268,24 @@ class RunStore:
         if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
             return None
         rec = self.record / folder.resolve().relative_to(self.root.resolve())
+        self._keep_checkpoint_digest(folder)
         for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
             data = (folder / name).read_bytes()
             if not (rec / name).is_file() or (rec / name).read_bytes() != data:
                 with atomic_path(rec / name) as tmp:
                     tmp.write_bytes(data)
         return rec
+
+    def _keep_checkpoint_digest(self, folder: Path) -> None:
+        """Give the result of a finished run whose checkpoint is here, but which finished before
+        results kept its digest, that ``checkpoint_digest`` (read from the checkpoint itself), so that
+        the record finds the runs that start from it where the checkpoint is not (:meth:`run_dir`)."""
+        try:
+            result = json.loads((folder / RESULT_NAME).read_text())
+        except (OSError, ValueError):
+            return
+        if "checkpoint_digest" not in result and (folder / CHECKPOINT_NAME).is_file():
+            write_json(result | {"checkpoint_digest": checkpoint_digest(folder / CHECKPOINT_NAME)}, folder / RESULT_NAME)
 
     def relative(self, path: str | os.PathLike) -> str:
         """A run-store path as ``<runs>/...`` (no machine paths in committed CSVs)."""
