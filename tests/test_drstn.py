@@ -317,11 +317,13 @@ def test_table5_is_rebuilt_from_the_record_without_its_source_checkpoint(runs, t
     store = ST.RunStore.of(Paths.from_env())
     spec, ckpt = drstn.table4_checkpoint("smoke", 0)
     rows = first.tables["table5_runs"]
-    in_store = ckpt.parent / ST.RESULT_NAME  # as if V5 finished before results kept the digest: recording adds it
+    in_store = ckpt.parent / ST.RESULT_NAME
+    digest = RES.file_sha256(ckpt)[:16]
+    assert json.loads(in_store.read_text())["checkpoint_digest"] == digest  # kept as the run finished
+    # as if V5 finished before results kept the digest: recording adds it
     in_store.write_text(json.dumps({k: v for k, v in json.loads(in_store.read_text()).items() if k != "checkpoint_digest"}))
     for run_dir in [*rows["run_dir"], store.relative(ckpt.parent)]:
         assert store.record_run(run_dir) is not None
-    digest = RES.file_sha256(ckpt)[:16]
     source = store.recorded(ckpt.parent) / ST.RESULT_NAME
     transfer = tmp_path / "record" / rows.loc[rows["init"] == "transfer", "run_dir"].iloc[0].removeprefix("<runs>/")
     kept = json.loads((transfer / ST.RESULT_NAME).read_text())

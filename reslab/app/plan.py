@@ -175,20 +175,21 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             continue
         notes[name] = notes.get(name, []) + list(runs.notes)
         for spec, seed in runs.pairs():
-            first = None
+            source_splits_missing = None  # the source run's splits, when its checkpoint is not here
             if spec.init_from == FROM_FIRST_RUN:
-                first = splits_of(runs.first[0])
-                source = store.checkpoint_of(runs.first[0], prof, seed, first) if first else None
+                source_splits = splits_of(runs.first[0])
+                source = store.checkpoint_of(runs.first[0], prof, seed, source_splits) if source_splits else None
                 spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
-                first = first if source is not None and not source.is_file() else None  # splits of a source not here
+                if source is not None and not source.is_file():
+                    source_splits_missing = source_splits
             identity = _identity(spec, seed)
             if identity in seen:  # Table 5's source run, already listed under Table 4
                 notes[name].append(f"{spec.table} {spec.label!r} seed {seed}: counted under {spec.table}.")
                 continue
             seen.add(identity)
             planned.append(_planned(name, spec, seed, prof, splits_of(spec), store))
-            if first is not None and planned[-1].status == TO_TRAIN:  # not finished from it either
-                _note_missing_source(notes[name], runs.first[0], spec, seed, prof, first, store)
+            if source_splits_missing is not None and planned[-1].status == TO_TRAIN:  # not finished from it either
+                _note_missing_source(notes[name], runs.first[0], spec, seed, prof, source_splits_missing, store)
     rows = with_totals(cost_runs(planned, dev))
     not_checked = sorted({p.spec.dataset for p in planned if p.status == NOT_LOOKED_UP})
     return Plan(prof, dev, rows, notes, not_checked, time.perf_counter() - t0, busy_note(dev), paths, planned)

@@ -34,7 +34,7 @@ from ..train import UNRECORDED_DEVICE, History, resolve_device, train, use_chann
 from . import cost
 from .jobs import JOB_FILE, NOT_TRAINED, Executor, Outcome, run_jobs
 from .spec import RunSpec, build_model, load_splits
-from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, checkpoint_digest, init_digest, run_lock
+from .store import FINISHED, HISTORY_NAME, NOT_RUN, RESULT_NAME, RunStore, init_digest, run_lock
 
 #: Whole-number columns of a result row (kept whole beside the empty cells of a run not run).
 _COUNT_COLUMNS = ("epochs", "params", "trainable_params", "best_epoch", "train_images", "test_images",
@@ -189,9 +189,7 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     if not spec.recipe.keep_checkpoint:
         (folder / CHECKPOINT_NAME).unlink(missing_ok=True)
     elif finish_checkpoint(folder / CHECKPOINT_NAME) is not None:
-        # The digest that the keys of runs starting from this checkpoint hold: the record keeps it,
-        # so they are found on a machine without the checkpoint (RunStore.run_dir).
-        write_json(result | {"checkpoint_digest": checkpoint_digest(folder / CHECKPOINT_NAME)}, folder / RESULT_NAME)
+        store.keep_checkpoint_digest(folder)
     distributed.barrier()
     return row, frame
 

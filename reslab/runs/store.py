@@ -201,10 +201,11 @@ class RunStore:
                     found.add(candidate.name)
         return self.root / prof.name / spec.table / found.pop() if len(found) == 1 else None
 
-    def _result(self, folder: Path) -> dict | None:
+    def _result(self, folder: Path, use_record: bool = True) -> dict | None:
         """The ``result.json`` of the run of run-store folder ``folder`` (or of a record's folder), from
-        the run store, else the record; ``None`` when neither has it or it cannot be read."""
-        for where in (Path(folder), self.recorded(folder)):
+        the run store, else (with ``use_record``) the record; ``None`` when neither has it or it cannot
+        be read."""
+        for where in (Path(folder), self.recorded(folder) if use_record else None):
             if where is not None and (where / RESULT_NAME).is_file():
                 try:
                     return json.loads((where / RESULT_NAME).read_text())
@@ -268,7 +269,7 @@ class RunStore:
         if not (folder / RESULT_NAME).is_file() or not (folder / HISTORY_NAME).is_file():
             return None
         rec = self.record / folder.resolve().relative_to(self.root.resolve())
-        self._keep_checkpoint_digest(folder)
+        self.keep_checkpoint_digest(folder)
         for name in (HISTORY_NAME, RESULT_NAME):  # the row last: a record with a row is whole
             data = (folder / name).read_bytes()
             if not (rec / name).is_file() or (rec / name).read_bytes() != data:
@@ -276,15 +277,16 @@ class RunStore:
                     tmp.write_bytes(data)
         return rec
 
-    def _keep_checkpoint_digest(self, folder: Path) -> None:
-        """Give the result of a finished run whose checkpoint is here, but which finished before
-        results kept its digest, that ``checkpoint_digest`` (read from the checkpoint itself), so that
-        the record finds the runs that start from it where the checkpoint is not (:meth:`run_dir`)."""
-        try:
-            result = json.loads((folder / RESULT_NAME).read_text())
-        except (OSError, ValueError):
+    def keep_checkpoint_digest(self, folder: Path) -> None:
+        """Give the result of a finished run whose final checkpoint is here the ``checkpoint_digest``
+        (read from the checkpoint itself) if it lacks it: a run just finished, or one that finished
+        before results kept it. The record keeps it, so that it finds the runs that start from this
+        checkpoint where the checkpoint is not (:meth:`run_dir`)."""
+        folder = Path(folder)
+        if not (folder / CHECKPOINT_NAME).is_file():
             return
-        if "checkpoint_digest" not in result and (folder / CHECKPOINT_NAME).is_file():
+        result = self._result(folder, use_record=False)
+        if result is not None and "checkpoint_digest" not in result:
             write_json(result | {"checkpoint_digest": checkpoint_digest(folder / CHECKPOINT_NAME)}, folder / RESULT_NAME)
 
     def relative(self, path: str | os.PathLike) -> str:
@@ -303,7 +305,7 @@ class RunStore:
         found = []
         for candidate in folder.glob(f"{slug(spec.label)}-s{seed}-*"):
             try:
-                row = json.loads((candidate / RESULT_NAME).read_text())["row"]
+                row = (self._result(candidate, use_record=False) or {})["row"]
                 key = run_key(spec, seed, row["train_fingerprint"], row["test_fingerprint"])
             except (OSError, ValueError, KeyError):  # unfinished, unreadable, or an init_from not here
                 continue
