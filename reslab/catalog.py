@@ -27,7 +27,7 @@ from .profiles import Profile, resolve_profile
 from .runs.spec import RunSpec
 from .runs.store import RunStore
 from .tables import cbam, drstn, selu, survey
-from .tables._common import FROM_FIRST_RUN
+from .tables._common import FROM_FIRST_RUN, starting_from
 
 # Dependency order: a notebook that reads another's results runs after it; the summary runs last.
 NOTEBOOK_ORDER = [
@@ -198,7 +198,7 @@ def run_spec(table: str, profile: str | Profile, label: str, dataset: str | None
             raise ValueError(f"{spec.label!r} starts from the checkpoint of {first.table}'s {first.label!r} run, seed "
                              f"{seed}, which is not in the run store: train that first (reslab train {first.table} "
                              f"--label {first.label} --seed {seed} --profile {prof.name}).")
-        spec = dataclasses.replace(spec, init_from=ckpt)
+        spec = starting_from(spec, ckpt)
     return spec, seed
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 
@@ -20,6 +21,7 @@ from reslab.profiles import BUDGET, Profile, resolve_profile
 from reslab.runs import execute as EX
 from reslab.runs import store as ST
 from reslab.tables import drstn
+from reslab.tables._common import FROM_FIRST_RUN, starting_from
 
 TINY = dict(max_steps=1, batch_size=16, device="cpu")
 
@@ -118,6 +120,15 @@ def test_transfer_specs_pair_transfer_with_random_init():
     aug = specs[0].augments()[0]
     assert aug.to_rgb and aug.resize == drstn.TRANSFER_SIZE and len(aug.mean) == 3
     assert len({repr(s.cfg) for s in specs}) == 1
+
+
+def test_table5_transfer_specs_start_from_the_first_runs_checkpoint_once_it_is_known():
+    runs = drstn.table5_runs("paper", datasets=["mnist"])
+    assert [s.init_from for s in runs.specs] == [FROM_FIRST_RUN, None] and runs.first
+    assert runs.for_seed(None) == runs.specs  # not known yet: the placeholder stays
+    assert [s.init_from for s in runs.for_seed("v5.pt")] == ["v5.pt", None]  # random init stays random
+    own = dataclasses.replace(runs.specs[0], init_from="other.pt")
+    assert starting_from(own, "v5.pt") is own  # a spec naming its own checkpoint keeps it
 
 
 # ---------------------------------------------------------------------------- Table 4 and Table 5 runs

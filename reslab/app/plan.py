@@ -12,7 +12,6 @@ is flagged before training. How a run is costed: :mod:`reslab.runs.cost`.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import os
 import time
@@ -31,7 +30,7 @@ from ..runs.cost import (PlannedRun, cost_runs, device_words, duration, format_r
                          total_line, with_totals)
 from ..runs.spec import RunSpec, load_splits
 from ..runs.store import FINISHED, NOT_LOOKED_UP, TO_TRAIN, RunStore
-from ..tables._common import FROM_FIRST_RUN
+from ..tables._common import FROM_FIRST_RUN, starting_from
 from ..train import resolve_device
 from . import DESCRIPTIONS, command_paths
 
@@ -179,7 +178,7 @@ def make_plan(profile: str | Profile, only: Sequence[str] | None = None, device:
             if spec.init_from == FROM_FIRST_RUN:
                 source_splits = splits_of(runs.first[0])
                 source = store.checkpoint_of(runs.first[0], prof, seed, source_splits) if source_splits else None
-                spec = dataclasses.replace(spec, init_from=source or FROM_FIRST_RUN)
+                spec = starting_from(spec, source)
                 if source is not None and not source.is_file():
                     source_splits_missing = source_splits
             identity = _identity(spec, seed)

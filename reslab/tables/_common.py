@@ -121,6 +121,16 @@ def recipe_seeds(seeds: Sequence[int] | None, recipe: Recipe) -> tuple[list[int]
 FROM_FIRST_RUN = Path("<the checkpoint of the run trained first, same seed>")
 
 
+def starting_from(spec: RunSpec, checkpoint: str | os.PathLike | None) -> RunSpec:
+    """``spec`` with :data:`FROM_FIRST_RUN` replaced by ``checkpoint`` (the first run's ``last.pt``
+    for the run's seed); a spec that names its own ``init_from``, or none, and ``checkpoint`` ``None``
+    leave it as it is. The one place the placeholder is resolved (the notebooks, ``reslab plan`` and
+    ``reslab train``)."""
+    if checkpoint is None or spec.init_from != FROM_FIRST_RUN:
+        return spec
+    return dataclasses.replace(spec, init_from=checkpoint)
+
+
 @dataclass
 class TableRuns:
     """The training runs of one ``run_<table>()`` call at given parameters.
@@ -150,10 +160,7 @@ class TableRuns:
     def for_seed(self, checkpoint: str | os.PathLike | None) -> list[RunSpec]:
         """:attr:`specs` with :data:`FROM_FIRST_RUN` replaced by ``checkpoint`` (the first run's
         ``last.pt`` for one seed); ``None`` leaves them as they are."""
-        if checkpoint is None:
-            return list(self.specs)
-        return [dataclasses.replace(s, init_from=checkpoint) if s.init_from == FROM_FIRST_RUN else s
-                for s in self.specs]
+        return [starting_from(s, checkpoint) for s in self.specs]
 
     def pairs(self) -> list[tuple[RunSpec, int]]:
         """Every ``(spec, seed)`` the call trains: the :attr:`first` runs, then the table's own."""
