@@ -8,16 +8,26 @@ from typing import Any
 
 class EpochClock:
     """The line printed after each epoch of a long run: which run, which epoch, its numbers, and
-    the time left at this process's pace so far (a log of ``reslab train`` or ``reslab reproduce``
-    shows where a run of hours stands)."""
+    the time left (a log of ``reslab train`` or ``reslab reproduce`` shows where a run of hours
+    stands).
 
-    def __init__(self, name: str, start_epoch: int, epochs: int):
-        self.name, self.start_epoch, self.epochs = name, start_epoch, epochs
-        self.t0 = time.perf_counter()
+    The time left is at the pace of the last :attr:`WINDOW` epochs, not of the whole run so far: a
+    first epoch that compiled the model, a run paused for a while or slowed by other work on the
+    machine weighs on the estimate for a few epochs only.
+    """
+
+    #: Epochs whose mean duration sets the pace.
+    WINDOW = 3
+
+    def __init__(self, name: str, start_epoch: int, epochs: int, clock=time.perf_counter):
+        self.name, self.start_epoch, self.epochs, self.clock = name, start_epoch, epochs, clock
+        self.ends = [(start_epoch, clock())]  # (epoch, when it ended); the start counts as one
 
     def line(self, row: dict[str, Any]) -> str:
         done = row["epoch"]
-        per_epoch = (time.perf_counter() - self.t0) / max(done - self.start_epoch, 1)
+        self.ends = [*self.ends, (done, self.clock())][-(self.WINDOW + 1):]
+        (first, t_first), (last, t_last) = self.ends[0], self.ends[-1]
+        per_epoch = (t_last - t_first) / max(last - first, 1)
         left = per_epoch * (self.epochs - done)
         finish = time.strftime("%H:%M %Z", time.localtime(time.time() + left))
         return (f"[reslab] {self.name + ': ' if self.name else ''}epoch {done}/{self.epochs}: train loss "

@@ -439,6 +439,28 @@ def test_each_epoch_prints_where_the_run_stands(make_tiny, no_data_root, capsys)
     assert "left (about" in lines[0] and "test loss" in lines[0] and ", 0 s left" in lines[1]
 
 
+def test_the_time_left_follows_the_last_epochs_pace():
+    """A slow first epoch (compiling) or a pause weighs on the estimate for three epochs, not the
+    whole run: the pace is the mean of the last three epochs."""
+    from reslab.progress import EpochClock
+
+    now = [1000.0]
+    clock = EpochClock("r", 0, 10, clock=lambda: now[0])
+    row = {"train_loss": 1.0, "train_acc": 0.5, "test_loss": 1.0, "test_acc": 0.5}
+
+    def after(seconds: float, epoch: int) -> str:
+        now[0] += seconds
+        return clock.line(row | {"epoch": epoch})
+
+    assert "10.0 min per epoch, 1 h 30 min left" in after(600, 1)  # a compiling first epoch
+    assert "5.5 min per epoch" in after(60, 2)
+    after(60, 3)
+    assert "60 s per epoch, 6.0 min left" in after(60, 4)  # the first epoch no longer counts
+    resumed = EpochClock("r", 4, 10, clock=lambda: now[0])  # resumed from epoch 4's checkpoint
+    now[0] += 120
+    assert "2.0 min per epoch, 10.0 min left" in resumed.line(row | {"epoch": 5})
+
+
 def test_a_cuda_device_is_named_with_its_index(monkeypatch):
     """``cuda`` and ``cuda:N`` of one GPU compare equal (the loader check) and rows name the GPU used."""
     from reslab.train import resolve_device
