@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from typing import Any
 
 
@@ -20,12 +21,13 @@ class EpochClock:
     WINDOW = 3
 
     def __init__(self, name: str, start_epoch: int, epochs: int, clock=time.perf_counter):
-        self.name, self.start_epoch, self.epochs, self.clock = name, start_epoch, epochs, clock
-        self.ends = [(start_epoch, clock())]  # (epoch, when it ended); the start counts as one
+        self.name, self.epochs, self.clock = name, epochs, clock
+        # (epoch, when it ended) of the last WINDOW epochs and the one before them; the start counts as one
+        self.ends = deque([(start_epoch, clock())], maxlen=self.WINDOW + 1)
 
     def line(self, row: dict[str, Any]) -> str:
         done = row["epoch"]
-        self.ends = [*self.ends, (done, self.clock())][-(self.WINDOW + 1):]
+        self.ends.append((done, self.clock()))
         (first, t_first), (last, t_last) = self.ends[0], self.ends[-1]
         per_epoch = (t_last - t_first) / max(last - first, 1)
         left = per_epoch * (self.epochs - done)
