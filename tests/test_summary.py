@@ -297,3 +297,29 @@ def test_the_figure_keeps_accuracy_apart_from_error_and_shows_gains_with_interva
     gains = fig.axes[2]
     assert gains.collections and any(len(c.get_segments()) == 1 for c in gains.collections if hasattr(c, "get_segments"))
     assert "on JPEG, within allowance (1)" in [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+
+
+def test_the_figure_scales_each_panel_to_its_judged_claims_and_counts_the_smoke_points_left_outside() -> None:
+    rows = pd.DataFrame([
+        {"claim_id": "drstn/Table 4/resnet18/cifar10/test_acc", "unit": "percent", "paper_value": 84.8, "ours": 81.7,
+         "verdict": "not reproduced"},
+        {"claim_id": "drstn/Table 4/drstn_v5/cifar10/test_acc", "unit": "percent", "paper_value": 92.3, "ours": 81.7,
+         "verdict": "not reproduced"},
+        {"claim_id": "cbam/t/resnet50/cifar10/test_acc", "unit": "percent", "paper_value": 93.0, "ours": 10.0,
+         "verdict": "smoke only"},
+        {"claim_id": "selu/s/selu/fashion_mnist/test_acc_gain", "unit": "pp", "paper_value": 0.6, "ours": 0.7,
+         "ci95_low": -0.1, "ci95_high": 1.6, "verdict": "not reproduced"},
+        {"claim_id": "survey/s/x/cifar10/test_acc_gain", "unit": "pp", "paper_value": 1.0, "ours": 5.0,
+         "ci95_low": -100.0, "ci95_high": 110.0, "verdict": "smoke only"},
+    ])
+    fig = S.paper_vs_ours_figure(rows)
+    acc, gains = fig.axes
+    low, high = acc.get_ylim()
+    assert 70 < low < 81.7 and 92.3 < high < 100  # the smoke point at 10 % does not set the axes
+    assert "smoke only (1; 1 outside the axes)" in [t.get_text() for t in acc.get_legend().get_texts()]
+    low, high = gains.get_ylim()
+    assert -1 < low < -0.1 and 1.6 < high < 2  # the judged interval is inside; the smoke point and interval do not stretch it
+    bars = [c for c in gains.collections if hasattr(c, "get_segments") and len(c.get_segments()) == 1]
+    assert len(bars) == 1  # only the judged gain has its interval drawn
+    legend = [t.get_text() for t in gains.get_legend().get_texts()]
+    assert legend == ["not reproduced (1)", "smoke only (1; 1 outside the axes)"]

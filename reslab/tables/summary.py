@@ -82,6 +82,8 @@ JPEG_VERDICT = "not reproduced on JPEG data; within the JPEG allowance"
 JPEG_ALLOWANCE_PP = 2.0
 
 VERDICTS = ("reproduced", "not reproduced", JPEG_VERDICT, "budget only", "smoke only", "not run")
+#: The verdicts that judge a claim (protocol evidence); the others only say why none was given.
+JUDGED = ("reproduced", "not reproduced", JPEG_VERDICT)
 COLUMNS = ["paper", "table", "claim", "claim_id", "paper_value", "unit", "ours", "ours_std", "n", "ours_text",
            "difference", "ci95_low", "ci95_high", "data_source", "profile", "verdict", "rule", "basis", "note", "results"]
 
@@ -485,9 +487,24 @@ def verdict_counts(head: pd.DataFrame) -> pd.DataFrame:
     return counts.reset_index()
 
 
+def _limits(values: list[pd.Series], log: bool) -> tuple[float, float]:
+    """Axis limits that hold every value with a margin (multiplicative on a log axis)."""
+    lo = min(float(v.min()) for v in values)
+    hi = max(float(v.max()) for v in values)
+    if log:
+        return lo / 1.5, hi * 1.5
+    pad = 0.05 * (hi - lo) if hi > lo else max(abs(hi) * 0.05, 1.0)
+    return lo - pad, hi + pad
+
+
 def paper_vs_ours_figure(summary: pd.DataFrame):
     """Paper value against ours for every measured claim, one panel per kind of number, coloured by
-    verdict, with the line ours = paper."""
+    verdict, with the line ours = paper.
+
+    A panel's axes are set by its judged claims (protocol evidence: :data:`JUDGED`) where it has any:
+    smoke and budget numbers check the code, not the claim, so they are drawn faintly, without
+    intervals, and never stretch the axes (the legend counts those that fall outside them).
+    """
     import matplotlib.pyplot as plt  # here, not at import: ``import reslab`` stays free of pyplot
 
     measured = summary[summary["ours"].notna()].copy()
@@ -507,19 +524,34 @@ def paper_vs_ours_figure(summary: pd.DataFrame):
     fig, axes = plt.subplots(1, max(len(kinds), 1), figsize=(4.2 * max(len(kinds), 1), 4.0), dpi=80, squeeze=False)
     for ax, (name, mask) in zip(axes[0], kinds):
         sub = measured[mask]
+        log = name == "parameters"
+        judged = sub[sub["verdict"].isin(JUDGED)]
+        frame = judged if len(judged) else sub
+        bounds = [frame["paper_value"], frame["ours"]]
+        if name.startswith("gains"):
+            bounds += [judged["ci95_low"].dropna(), judged["ci95_high"].dropna()]
+        xlim = _limits(bounds[:1], log)
+        ylim = _limits([b for b in bounds[1:] if len(b)], log)
+        lo, hi = min(xlim[0], ylim[0]), max(xlim[1], ylim[1])
+        xlim = ylim = (lo, hi)  # one scale on both axes, so the line ours = paper is the diagonal
         for v, grp in sub.groupby("verdict"):
-            label = f"{'on JPEG, within allowance' if v == JPEG_VERDICT else v} ({len(grp)})"
-            ax.scatter(grp["paper_value"], grp["ours"], s=14, alpha=0.75, color=colours.get(v, "k"), label=label)
-            bars = grp[grp["ci95_low"].notna() & grp["ci95_high"].notna()] if name.startswith("gains") else grp.iloc[:0]
+            label = f"{'on JPEG, within allowance' if v == JPEG_VERDICT else v} ({len(grp)}"
+            outside = ~(grp["paper_value"].between(*xlim) & grp["ours"].between(*ylim))
+            if v not in JUDGED and outside.any():
+                label += f"; {int(outside.sum())} outside the axes"
+            ax.scatter(grp["paper_value"], grp["ours"], color=colours.get(v, "k"), label=label + ")",
+                       **({"s": 14, "alpha": 0.75} if v in JUDGED else {"s": 10, "alpha": 0.3}))
+            bars = grp[grp["ci95_low"].notna() & grp["ci95_high"].notna()] if v in JUDGED and name.startswith("gains") \
+                else grp.iloc[:0]
             if len(bars):  # a gain is shown with its interval, not as a bare point
                 ax.errorbar(bars["paper_value"], bars["ours"], fmt="none", ecolor=colours.get(v, "k"), alpha=0.6,
                             yerr=[bars["ours"] - bars["ci95_low"], bars["ci95_high"] - bars["ours"]], lw=1)
-        lo = min(sub["paper_value"].min(), sub["ours"].min())
-        hi = max(sub["paper_value"].max(), sub["ours"].max())
         ax.plot([lo, hi], [lo, hi], color="k", lw=0.7, ls="--")
-        if name == "parameters":
+        if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
+        ax.set_xlim(*xlim)
+        ax.set_ylim(*ylim)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("paper")
         ax.set_ylabel("ours")
