@@ -530,13 +530,10 @@ def paper_vs_ours_figure(summary: pd.DataFrame):
         bounds = [frame["paper_value"], frame["ours"]]
         if name.startswith("gains"):
             bounds += [judged["ci95_low"].dropna(), judged["ci95_high"].dropna()]
-        xlim = _limits(bounds[:1], log)
-        ylim = _limits([b for b in bounds[1:] if len(b)], log)
-        lo, hi = min(xlim[0], ylim[0]), max(xlim[1], ylim[1])
-        xlim = ylim = (lo, hi)  # one scale on both axes, so the line ours = paper is the diagonal
+        lo, hi = _limits([b for b in bounds if len(b)], log)  # one scale on both axes: ours = paper is the diagonal
         for v, grp in sub.groupby("verdict"):
             label = f"{'on JPEG, within allowance' if v == JPEG_VERDICT else v} ({len(grp)}"
-            outside = ~(grp["paper_value"].between(*xlim) & grp["ours"].between(*ylim))
+            outside = ~(grp["paper_value"].between(lo, hi) & grp["ours"].between(lo, hi))
             if v not in JUDGED and outside.any():
                 label += f"; {int(outside.sum())} outside the axes"
             ax.scatter(grp["paper_value"], grp["ours"], color=colours.get(v, "k"), label=label + ")",
@@ -550,8 +547,8 @@ def paper_vs_ours_figure(summary: pd.DataFrame):
         if log:
             ax.set_xscale("log")
             ax.set_yscale("log")
-        ax.set_xlim(*xlim)
-        ax.set_ylim(*ylim)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
         ax.set_title(name, fontsize=10)
         ax.set_xlabel("paper")
         ax.set_ylabel("ours")
