@@ -102,6 +102,30 @@ def test_without_checkpoint_and_smaller_test_subset(runs):
     assert again["reused"].all()
 
 
+def test_a_resumed_run_counts_the_time_of_the_epochs_trained_before_it_resumed(runs, monkeypatch):
+    """``wall_s`` of a run cut off and resumed is the whole run's, not only the last process's: a
+    50-epoch run resumed at epoch 27 once said it took the 23 epochs' time."""
+    import importlib
+
+    T = importlib.import_module("reslab.train")  # the module (``reslab.train`` is also the function)
+    real_save = T.save_checkpoint
+
+    def save_then_die(path, *args, rows, **kw):  # the first process: epoch 1 took 500 s, then it was killed
+        real_save(path, *args, rows=[{**rows[0], "seconds": 500.0}], **kw)
+        raise KeyboardInterrupt("killed after epoch 1")
+
+    monkeypatch.setattr(T, "save_checkpoint", save_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        EX.run_specs([spec("cut")], "smoke", seeds=[0])
+    monkeypatch.setattr(T, "save_checkpoint", real_save)
+    rows, hist = EX.run_specs([spec("cut")], "smoke", seeds=[0])
+    row = rows.iloc[0]
+    assert row["resumed_from_epoch"] == 1 and list(hist["epoch"]) == [1, 2]
+    assert hist["seconds"].iloc[0] == 500.0
+    # This process's time (epoch 2 and its set-up, a few seconds here) plus the 500 s of epoch 1.
+    assert hist["seconds"].sum() <= row["wall_s"] < 500.0 + 120.0, row["wall_s"]
+
+
 def test_finished_runs_keep_only_the_weights_later_runs_read(runs, monkeypatch):
     """A finished run keeps its final weights (no optimiser state) or, when no later notebook reads
     them, nothing; either way it is reused from its result row and history."""
