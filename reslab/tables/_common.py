@@ -292,7 +292,8 @@ class TableRun:
                              "(force=True retrains).")
             missing = rows[rows["status"].astype(str).str.startswith(NOT_RUN)] if "status" in rows else rows.iloc[:0]
             if len(missing):
-                notes.append(f"{len(missing)} of {len(rows)} runs NOT RUN (their rows have no numbers; run the "
+                notes.append(f"{len(missing)} of {len(rows)} runs NOT RUN (no numbers of their own: each row is the mean "
+                             "of its runs that finished, n says how many, and a row with none is empty; run the "
                              "notebook again to make them, finished runs are reused): " + "; ".join(
                                  f"{r.label} on {r.dataset} seed {r.seed}: {r.status}" for r in missing.itertuples()) + ".")
         return notes
