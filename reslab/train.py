@@ -218,6 +218,11 @@ class History:
         return float(sum(r["seconds"] for r in self.rows))
 
     @property
+    def seconds_before_resume(self) -> float:
+        """The time of the epochs earlier processes trained, before this one resumed (0 if it did not)."""
+        return float(sum(r["seconds"] for r in self.rows[:self.resumed_from_epoch]))
+
+    @property
     def images_per_s(self) -> float:
         imgs = sum(r["train_images"] for r in self.rows)
         secs = sum(r["train_seconds"] for r in self.rows)

@@ -161,14 +161,12 @@ def _train_run(spec: RunSpec, prof: Profile, seed: int, train_data: Dataset, tes
     history = train(model, train_loader, test_loader, cfg, checkpoint_dir=folder if spec.recipe.checkpoint else None,
                     name=f"{spec.table} {spec.label} ({spec.dataset}, seed {seed}, {prof.name})")
     summary = history.summary()
-    # The run's wall time: this process's, plus the epochs earlier processes trained before it resumed
-    # (their history rows), so that a run cut off and resumed says how long it took, not its last part.
-    earlier_s = sum(r["seconds"] for r in history.rows[:history.resumed_from_epoch])
+    # wall_s: this process's time plus the epochs trained before it resumed (a resumed run's whole time).
     row = make_row(
         table=spec.table, model=spec.model, dataset=spec.dataset, data_source=train_data.data_source,
         profile=prof.name, seed=seed, epochs=summary["epochs"], params=count_params(model),
         final_acc=summary["final_acc"], best_acc=summary["best_acc"], best_epoch=summary["best_epoch"],
-        wall_s=round(earlier_s + time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
+        wall_s=round(history.seconds_before_resume + time.perf_counter() - t0, 3), images_per_s=summary["images_per_s"], device=summary["device"],
         **{k: summary.get(k, "not recorded") for k in ("precision", "compile", "channels_last", "cpu_threads",
                                                       "world_size", "batch_norm", "tf32", "cudnn_benchmark",
                                                       "deterministic", "cudnn", "trained_on")},
